@@ -1,0 +1,173 @@
+"""The ``shiftnas`` command line: thin wrappers that parse options, build a config and call the library."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import typer
+from rich.console import Console
+
+from .config import RunConfig, load_config
+from .errors import ShiftnasError
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  help="Multi-objective, hardware-aware NAS over OFA-style elastic supernets.")
+err = Console(stderr=True)
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Turn user-facing errors into one line on stderr and a non-zero exit (never a traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ShiftnasError as exc:
+            err.print(f"[red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except FloatingPointError as exc:
+            err.print(f"[red]error:[/] {exc}", soft_wrap=True)
+            raise typer.Exit(3) from None
+        except KeyboardInterrupt:
+            err.print("interrupted: everything finished so far is saved; re-run the same command to resume")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file (see configs/default.yaml).")
+SetOpt = typer.Option(None, "--set", help="Override a config value, e.g. --set train.epochs=3 (repeatable).")
+OutOpt = typer.Option(None, "--out", "-o", help="Run directory (default runs/default).")
+DataOpt = typer.Option(None, "--data", help="mnist5k | digits | cifar10 | cifar100 | imagefolder:PATH")
+SpaceOpt = typer.Option(None, "--space", help="Search space: compact-mbv3 | ofa-mbv3")
+SeedOpt = typer.Option(None, "--seed", help="Random seed.")
+
+
+def build_config(config: Optional[Path], sets: Optional[List[str]], **options) -> RunConfig:
+    """Config file, then --set overrides, then the explicit options (the most specific wins)."""
+    names = {"out": "out", "seed": "seed", "checkpoint": "checkpoint", "data": "data.dataset",
+             "space": "space.name", "epochs": "train.epochs", "generations": "search.generations",
+             "pop_size": "search.pop_size", "pick": "search.pick"}
+    overrides = list(sets or [])
+    for opt, value in options.items():
+        if value is None:
+            continue
+        if opt == "objectives":
+            overrides.append(f"search.objectives=[{value}]")
+        elif opt == "constraints":
+            if value:
+                overrides.append("search.constraints=[" + ",".join(f"'{c}'" for c in value) + "]")
+        else:
+            overrides.append(f"{names[opt]}={value}")
+    return load_config(config, overrides)
+
+
+@app.command()
+@user_errors
+def run(config: Optional[Path] = ConfigOpt, sets: Optional[List[str]] = SetOpt, out: Optional[str] = OutOpt,
+        data: Optional[str] = DataOpt, space: Optional[str] = SpaceOpt, seed: Optional[int] = SeedOpt,
+        checkpoint: Optional[str] = typer.Option(None, help="Load this supernet instead of training one."),
+        epochs: Optional[int] = typer.Option(None, help="Supernet training epochs."),
+        generations: Optional[int] = typer.Option(None, help="NSGA-II generations."),
+        pop_size: Optional[int] = typer.Option(None, help="NSGA-II population size."),
+        objectives: Optional[str] = typer.Option(None, help="Comma-separated: error,latency,macs,params."),
+        constraint: Optional[List[str]] = typer.Option(None, help="e.g. 'latency<=5ms', 'macs<=10M' (repeatable)."),
+        pick: Optional[str] = typer.Option(None, help="knee | max-acc | min-latency")) -> None:
+    """Train a supernet, search it with NSGA-II, write the Pareto front and export the picked subnet."""
+    from . import pipeline
+
+    cfg = build_config(config, sets, out=out, data=data, space=space, seed=seed, checkpoint=checkpoint,
+                       epochs=epochs, generations=generations, pop_size=pop_size, objectives=objectives,
+                       constraints=constraint, pick=pick)
+    summary = pipeline.run(cfg)
+    err.print(f"done in {summary['seconds'] / 60:.1f} min; results in {cfg.out}")
+
+
+@app.command()
+@user_errors
+def train(config: Optional[Path] = ConfigOpt, sets: Optional[List[str]] = SetOpt, out: Optional[str] = OutOpt,
+          data: Optional[str] = DataOpt, space: Optional[str] = SpaceOpt, seed: Optional[int] = SeedOpt,
+          epochs: Optional[int] = typer.Option(None, help="Supernet training epochs.")) -> None:
+    """Train an elastic supernet (sandwich rule + in-place distillation); writes <out>/supernet.pt."""
+    from . import pipeline
+
+    cfg = build_config(config, sets, out=out, data=data, space=space, seed=seed, epochs=epochs)
+    ctx = pipeline.prepare(cfg)
+    pipeline.write_manifest(ctx)
+    pipeline.train_stage(ctx)
+    err.print(f"supernet: {ctx.run_dir / pipeline.SUPERNET_FILE}")
+
+
+@app.command()
+@user_errors
+def search(checkpoint: str = typer.Option(..., help="Supernet checkpoint (shiftnas or published OFA)."),
+           config: Optional[Path] = ConfigOpt, sets: Optional[List[str]] = SetOpt, out: Optional[str] = OutOpt,
+           data: Optional[str] = DataOpt, space: Optional[str] = SpaceOpt, seed: Optional[int] = SeedOpt,
+           generations: Optional[int] = typer.Option(None, help="NSGA-II generations."),
+           pop_size: Optional[int] = typer.Option(None, help="NSGA-II population size."),
+           objectives: Optional[str] = typer.Option(None, help="Comma-separated: error,latency,macs,params."),
+           constraint: Optional[List[str]] = typer.Option(None, help="e.g. 'latency<=5ms' (repeatable)."),
+           pick: Optional[str] = typer.Option(None, help="knee | max-acc | min-latency")) -> None:
+    """Search a trained supernet with NSGA-II; writes the front, plots and the picked subnet's ONNX."""
+    from . import pipeline
+
+    cfg = build_config(config, sets, out=out, data=data, space=space, seed=seed, checkpoint=checkpoint,
+                       generations=generations, pop_size=pop_size, objectives=objectives,
+                       constraints=constraint, pick=pick)
+    ctx = pipeline.prepare(cfg)
+    pipeline.write_manifest(ctx)
+    pipeline.train_stage(ctx)
+    result, evaluator, _ = pipeline.search_stage(ctx)
+    if not result.front:
+        raise ShiftnasError(f"no architecture satisfies the constraints {cfg.search.constraints}")
+    pipeline.finalize(ctx, result, evaluator, cfg.search.pick)
+
+
+@app.command()
+@user_errors
+def export(run_dir: Path = typer.Argument(..., help="A run directory made by `shiftnas run` or `search`."),
+           pick: str = typer.Option("knee", help="knee | max-acc | min-latency | an architecture key from pareto.csv"),
+           out: Optional[Path] = typer.Option(None, help="ONNX file (default <run>/subnet_<pick>.onnx).")) -> None:
+    """Export a subnet of a finished run's Pareto front to ONNX (parity-checked against PyTorch)."""
+    from .export_run import export_from_run
+
+    info = export_from_run(run_dir, pick, out)
+    err.print(f"{info['key']} -> {info['onnx']} (parity max abs diff {info['parity_max_abs_diff']:.2e})")
+
+
+@app.command()
+@user_errors
+def profile(model: Path = typer.Argument(..., help="An ONNX model file."),
+            threads: int = typer.Option(1, help="ONNX Runtime intra-op threads."),
+            batch_size: int = typer.Option(1, help="Batch size of the timed input."),
+            repeats: int = typer.Option(3, help="Timed blocks, each in a fresh session."),
+            runs: int = typer.Option(50, help="Timed runs per block."),
+            warmup: int = typer.Option(10, help="Warm-up runs per block."),
+            provider: str = typer.Option("CPUExecutionProvider", help="ONNX Runtime execution provider.")) -> None:
+    """Measure the latency of an ONNX model with ONNX Runtime on this machine."""
+    from .profile_model import profile_onnx_file
+
+    profile_onnx_file(model, threads=threads, batch_size=batch_size, repeats=repeats, runs=runs,
+                      warmup=warmup, provider=provider)
+
+
+@app.command()
+def spaces() -> None:
+    """List the registered search spaces."""
+    from .search_spaces import get_space, list_spaces
+
+    for name in list_spaces():
+        sp = get_space(name)
+        typer.echo(f"{name}: {sp.n_var} genes, {sp.size():.3g} architectures, resolutions {list(sp.spec.resolutions)}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

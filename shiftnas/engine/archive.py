@@ -1,0 +1,56 @@
+"""The run's archive: every evaluated architecture with its metrics, append-only on disk.
+
+Each record holds the generation, genome, architecture, metrics and the supernet version that
+produced the accuracy. The file is JSON Lines, appended and fsynced record by record and never
+rewritten, so a crash loses at most the record being written; it is also what a resumed run
+replays from.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..io import append_jsonl, read_jsonl
+from ..search_spaces import Arch
+
+
+class Archive:
+    """Append-only store of evaluated architectures (JSONL file, or in memory when ``path`` is None)."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path is not None else None
+        self.records: list[dict[str, Any]] = read_jsonl(self.path) if self.path else []
+
+    def add(self, arch: Arch, genome: np.ndarray, metrics: dict[str, Any], supernet_version: int,
+            generation: int) -> dict[str, Any]:
+        record = {"key": arch.key(), "arch": arch.to_dict(), "genome": [int(g) for g in genome],
+                  "metrics": metrics, "supernet_version": supernet_version, "generation": generation,
+                  "time": time.time()}
+        self.records.append(record)
+        if self.path:
+            append_jsonl(self.path, record)
+        return record
+
+    def lookup(self, key: str, supernet_version: int) -> dict[str, Any] | None:
+        """The latest record of ``key`` scored with ``supernet_version``."""
+        for record in reversed(self.records):
+            if record["key"] == key and record["supernet_version"] == supernet_version:
+                return record
+        return None
+
+    def latest_by_key(self) -> dict[str, dict[str, Any]]:
+        """One record per distinct architecture (its most recent evaluation)."""
+        out: dict[str, dict[str, Any]] = {}
+        for record in self.records:
+            out[record["key"]] = record
+        return out
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.records)

@@ -1,0 +1,105 @@
+"""Accuracy of a subnet through the supernet: extract, recalibrate BN, validate; cached.
+
+BN recalibration is mandatory for weight-shared subnets: without it the subnets of a
+sandwich-trained supernet score 10–20 % on 10 classes, with it 92–96 % (ofa.md §4). It runs on
+the *extracted* subnet, never on the supernet (that would overwrite the shared BN slices).
+
+We recalibrate with PyTorch's own cumulative BN averaging (``momentum=None`` in train mode)
+instead of ``ofa``'s ``set_running_statistics``, which deep-copies the model and monkey-patches
+every BN forward through a global flag; ``bench/bench_eval_latency.py`` compares the two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from ..config import EvalConfig
+from ..data import DataSplits
+from ..search_spaces import Arch, SearchSpace
+from .batching import resize
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -> nn.Module:
+    """Reset every BatchNorm's running statistics to the exact average over ``images``; returns eval model."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative moving average = plain mean over batches
+    model.train()
+    for start in range(0, len(images), batch_size):
+        model(images[start:start + batch_size])
+    for bn, m in zip(bns, saved):
+        bn.momentum = m
+    return model.eval()
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, resolution: int,
+             batch_size: int = 500) -> float:
+    """Top-1 accuracy in percent."""
+    model.eval()
+    correct = 0
+    for start in range(0, len(labels), batch_size):
+        x = resize(images[start:start + batch_size], resolution)
+        correct += (model(x).argmax(1) == labels[start:start + batch_size]).sum().item()
+    return 100.0 * correct / max(1, len(labels))
+
+
+@dataclass
+class SubnetScore:
+    arch: Arch
+    accuracy: float          # percent, on the split it was asked for
+    split: str
+    supernet_version: int
+
+
+class SubnetEvaluator:
+    """Scores subnets of a supernet on the validation split; cached by (architecture, version).
+
+    ``version`` identifies the supernet weights: whoever updates the supernet (shifting,
+    fine-tuning) bumps it, so stale scores are never reused.
+    """
+
+    def __init__(self, space: SearchSpace, supernet: nn.Module, data: DataSplits, cfg: EvalConfig,
+                 seed: int = 0, version: int = 0) -> None:
+        self.space, self.supernet, self.data, self.cfg = space, supernet, data, cfg
+        self.version = version
+        images = data.train.tensors[0]
+        gen = torch.Generator().manual_seed(seed)
+        n = min(cfg.calib_size, len(images))
+        self._calib = images[torch.randperm(len(images), generator=gen)[:n]]
+        self._calib_by_res: dict[int, torch.Tensor] = {}
+        self._cache: dict[tuple[str, int, str], float] = {}
+        self.n_evaluations = 0
+
+    def calibration_images(self, resolution: int) -> torch.Tensor:
+        """The fixed BN-recalibration subset at ``resolution`` (resized once, then reused)."""
+        if resolution not in self._calib_by_res:
+            self._calib_by_res[resolution] = resize(self._calib, resolution)
+        return self._calib_by_res[resolution]
+
+    def subnet(self, arch: Arch) -> nn.Module:
+        """The extracted, BN-recalibrated subnet of ``arch`` (eval mode)."""
+        was_training = self.supernet.training
+        sub = self.space.extract(self.supernet, arch)
+        self.supernet.train(was_training)
+        return recalibrate_bn(sub, self.calibration_images(arch.resolution), self.cfg.batch_size)
+
+    def score(self, arch: Arch, split: str = "val") -> SubnetScore:
+        """Accuracy of ``arch`` on ``split`` ('val' during search, 'test' only for final reports)."""
+        key = (arch.key(), self.version, split)
+        if key not in self._cache:
+            images, labels = getattr(self.data, split).tensors
+            self._cache[key] = accuracy(self.subnet(arch), images, labels, arch.resolution, self.cfg.batch_size)
+            self.n_evaluations += 1
+        return SubnetScore(arch, self._cache[key], split, self.version)
+
+    def bump_version(self) -> int:
+        """Declare that the supernet weights changed; later scores are recomputed."""
+        self.version += 1
+        return self.version

@@ -1,0 +1,130 @@
+"""Supernet training with the sandwich rule and in-place distillation (BigNAS / OFA style).
+
+Each step trains the largest subnet on the labels, then the smallest and ``n_random`` random
+subnets on the labels plus a distillation term towards the largest subnet's (detached) soft
+predictions. The per-subnet losses are averaged (summing them diverged at lr 0.1, ofa.md §7.1)
+and the gradients clipped. SGD with Nesterov momentum and a cosine schedule after a linear
+warm-up. The whole training state is checkpointed atomically after every epoch, and training
+resumes from the last finished epoch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..config import TrainConfig
+from ..data import DataSplits
+from ..search_spaces import Arch, SearchSpace
+from .batching import iterate_batches, resize
+from .checkpoint import read_checkpoint, save_supernet
+
+
+def sandwich_archs(space: SearchSpace, rng: np.random.Generator, n_random: int) -> list[Arch]:
+    """The subnets of one sandwich step: largest first (the teacher), smallest, then random ones."""
+    return [space.largest(), space.smallest()] + [space.sample(rng) for _ in range(n_random)]
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """KL(teacher || student) on soft predictions (teacher detached)."""
+    return F.kl_div(F.log_softmax(student_logits, dim=1), F.softmax(teacher_logits.detach(), dim=1),
+                    reduction="batchmean")
+
+
+def sandwich_step(space: SearchSpace, supernet: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                  archs: list[Arch], kd_ratio: float) -> torch.Tensor:
+    """Forward/backward of one sandwich step; returns the averaged loss (gradients accumulated)."""
+    teacher_logits = None
+    total = 0.0
+    for i, arch in enumerate(archs):
+        space.activate(supernet, arch)
+        logits = supernet(resize(images, arch.resolution))
+        loss = F.cross_entropy(logits, labels)
+        if i == 0:
+            teacher_logits = logits.detach()
+        elif kd_ratio > 0:
+            loss = loss + kd_ratio * distillation_loss(logits, teacher_logits)
+        (loss / len(archs)).backward()
+        total += loss.item() / len(archs)
+    return torch.tensor(total)
+
+
+def make_optimizer(supernet: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD + Nesterov; no weight decay on BN parameters and biases."""
+    decay, no_decay = [], []
+    for name, p in supernet.named_parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    return torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
+                            {"params": no_decay, "weight_decay": 0.0}],
+                           lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+
+
+def lr_at(step: int, total_steps: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to zero."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
+    return 0.5 * cfg.lr * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+ProgressFn = Callable[[int, int, float], None]  # (step, total_steps, loss)
+
+
+def train_supernet(space: SearchSpace, supernet: nn.Module, data: DataSplits, cfg: TrainConfig,
+                   checkpoint_path: str | Path, seed: int = 0, progress: ProgressFn | None = None) -> list[dict]:
+    """Train ``supernet`` in place; resumes from ``checkpoint_path`` if it holds an unfinished run.
+
+    Returns the per-epoch history (mean loss, learning rate).
+    """
+    checkpoint_path = Path(checkpoint_path)
+    optimizer = make_optimizer(supernet, cfg)
+    images, labels = data.train.tensors
+    steps_per_epoch = math.ceil(len(labels) / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    history: list[dict] = []
+    start_epoch = 0
+    if checkpoint_path.exists():
+        state = read_checkpoint(checkpoint_path)
+        training = state.get("training")
+        if training is not None and training.get("config") == asdict(cfg) and training.get("seed") == seed:
+            supernet.load_state_dict(state["state_dict"])
+            optimizer.load_state_dict(training["optimizer"])
+            history = list(training["history"])
+            start_epoch = len(history)
+
+    supernet.train()
+    for epoch in range(start_epoch, cfg.epochs):
+        # Every epoch derives its own generators from (seed, epoch), so a resumed run is identical.
+        rng = np.random.default_rng([seed, epoch])
+        shuffle = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        losses = []
+        for i, idx in enumerate(iterate_batches(len(labels), cfg.batch_size, shuffle)):
+            step = epoch * steps_per_epoch + i
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, total_steps, cfg)
+            optimizer.zero_grad(set_to_none=True)
+            loss = sandwich_step(space, supernet, images[idx], labels[idx],
+                                 sandwich_archs(space, rng, cfg.n_random), cfg.kd_ratio)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training diverged at epoch {epoch}, step {i} (loss {loss.item()}); "
+                                         "lower train.lr")
+            nn.utils.clip_grad_norm_(supernet.parameters(), cfg.grad_clip)
+            optimizer.step()
+            losses.append(loss.item())
+            if progress:
+                progress(step + 1, total_steps, loss.item())
+        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)),
+                        "lr": optimizer.param_groups[0]["lr"]})
+        save_supernet(checkpoint_path, supernet, space, data.num_classes, version=0,
+                      extra={"training": {"config": asdict(cfg), "seed": seed, "history": history,
+                                          "optimizer": optimizer.state_dict(),
+                                          "finished": epoch + 1 == cfg.epochs}})
+    supernet.eval()
+    return history

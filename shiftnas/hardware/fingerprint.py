@@ -1,0 +1,63 @@
+"""Identify the hardware and runtime settings a latency measurement was taken under."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+def cpu_model_name() -> str:
+    """CPU model from ``/proc/cpuinfo`` ('model name'), else ``platform.processor()``."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+@dataclass(frozen=True)
+class HardwareFingerprint:
+    """What a latency number depends on besides the model; part of every cache key."""
+
+    cpu_model: str
+    cores: int
+    provider: str
+    ort_version: str
+    intra_threads: int
+    inter_threads: int
+    batch_size: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def key(self) -> str:
+        """Short stable hash (16 hex chars) of all fields."""
+        blob = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def hardware_fingerprint(
+    provider: str = "CPUExecutionProvider",
+    intra_threads: int = 1,
+    inter_threads: int = 1,
+    batch_size: int = 1,
+) -> HardwareFingerprint:
+    """Fingerprint of this machine for the given ONNX Runtime provider and settings."""
+    import onnxruntime as ort
+
+    return HardwareFingerprint(
+        cpu_model=cpu_model_name(),
+        cores=os.cpu_count() or 1,
+        provider=provider,
+        ort_version=ort.__version__,
+        intra_threads=int(intra_threads),
+        inter_threads=int(inter_threads),
+        batch_size=int(batch_size),
+    )

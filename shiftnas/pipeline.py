@@ -1,0 +1,221 @@
+"""One run, end to end: data -> supernet (train or load) -> NSGA-II search -> front, pick, export.
+
+``run(cfg)`` is what ``shiftnas run`` (and ``make run``) calls; the stages are separate functions
+so ``shiftnas train`` / ``search`` / ``export`` reuse them. Everything a run produces lives in
+``cfg.out``; every file is written atomically, training checkpoints every epoch and the search
+archive is append-only, so re-running the same command after a crash or Ctrl-C resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import torch.nn as nn
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from .config import RunConfig, save_config
+from .data import DataSplits, load_dataset
+from .engine.archive import Archive
+from .engine.checkpoint import load_supernet_weights, read_checkpoint
+from .engine.evaluation import SubnetEvaluator
+from .engine.metrics import ArchitectureMetrics
+from .engine.objectives import needed_metrics, parse_constraint, resolve_objectives
+from .engine.search import NSGA2Search, SearchResult, SearchSettings
+from .engine.training import train_supernet
+from .errors import ConfigError, ShiftnasError
+from .hardware import (LatencyCache, LatencyConfig, LatencyProfiler, assert_parity, export_onnx,
+                       hardware_fingerprint)
+from .io import atomic_write_json
+from .report import PICKS, front_table, pick, plot_front, plot_hypervolume, write_front
+from .search_spaces import Arch, SearchSpace, get_space
+from .seeding import seed_everything
+
+SUPERNET_FILE = "supernet.pt"
+
+
+@dataclass
+class RunContext:
+    """What every stage of a run needs."""
+
+    cfg: RunConfig
+    run_dir: Path
+    data: DataSplits
+    space: SearchSpace
+    supernet: nn.Module
+    console: Console = field(default_factory=lambda: Console(stderr=True))
+    quiet: bool = False
+
+
+def prepare(cfg: RunConfig, quiet: bool = False) -> RunContext:
+    """Validate the config, create the run directory, load data and build the supernet."""
+    resolve_objectives(cfg.search.objectives)  # fail fast on bad input
+    for text in cfg.search.constraints:
+        parse_constraint(text)
+    if cfg.search.pick not in PICKS:
+        raise ConfigError(f"unknown pick '{cfg.search.pick}'; choose one of: {', '.join(PICKS)}")
+    space = get_space(cfg.space.name, **({"resolutions": cfg.space.resolutions} if cfg.space.resolutions else {}))
+    torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    data = load_dataset(cfg.data.dataset, root=cfg.data.root, seed=cfg.data.seed)
+    run_dir = Path(cfg.out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+    supernet = space.build_supernet(data.num_classes)
+    ctx = RunContext(cfg, run_dir, data, space, supernet, quiet=quiet)
+    if not quiet:
+        ctx.console.print(f"[bold]shiftnas[/] {data.summary()}; space {space.name} "
+                          f"({getattr(space, 'size', lambda: 0)():.3g} architectures); run dir {run_dir}")
+    return ctx
+
+
+@contextmanager
+def progress_bar(ctx: RunContext, description: str, total: int) -> Iterator[Any]:
+    """A rich progress bar (a no-op when quiet); yields ``update(completed, **fields)``."""
+    if ctx.quiet:
+        yield lambda *a, **k: None
+        return
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+               TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=ctx.console, transient=False) as prog:
+        task = prog.add_task(description, total=total, info="")
+        yield lambda completed, info="": prog.update(task, completed=completed, info=info)
+
+
+def train_stage(ctx: RunContext) -> None:
+    """Load ``cfg.checkpoint`` or train the supernet (resuming ``<run>/supernet.pt``)."""
+    cfg = ctx.cfg
+    if cfg.checkpoint:
+        state = read_checkpoint(cfg.checkpoint)
+        reset = load_supernet_weights(ctx.supernet, state["state_dict"])
+        if reset and not ctx.quiet:
+            ctx.console.print(f"checkpoint classifier has another number of classes: reset {len(reset)} tensors")
+        ctx.supernet.eval()
+        return
+    path = ctx.run_dir / SUPERNET_FILE
+    if path.exists():
+        training = read_checkpoint(path).get("training", {})
+        if training.get("finished") and training.get("seed") == cfg.seed:
+            from dataclasses import asdict
+            if training.get("config") == asdict(cfg.train):
+                load_supernet_weights(ctx.supernet, read_checkpoint(path)["state_dict"])
+                ctx.supernet.eval()
+                if not ctx.quiet:
+                    ctx.console.print(f"supernet already trained: {path}")
+                return
+    t0 = time.time()
+    with progress_bar(ctx, "training supernet", 1) as update:
+        def report(step: int, total: int, loss: float) -> None:
+            update(step / total, info=f"step {step}/{total} loss {loss:.3f}")
+        history = train_supernet(ctx.space, ctx.supernet, ctx.data, cfg.train, path, seed=cfg.seed, progress=report)
+    atomic_write_json(ctx.run_dir / "training.json", {"history": history, "seconds": time.time() - t0})
+
+
+def make_profiler(ctx: RunContext) -> LatencyProfiler:
+    """The ONNX Runtime latency profiler configured by ``cfg.hardware`` (cache in the run dir by default)."""
+    h = ctx.cfg.hardware
+    lcfg = LatencyConfig(intra_threads=h.intra_threads, inter_threads=h.inter_threads, warmup=h.warmup,
+                         repeats=h.repeats, runs=h.runs, batch_size=h.batch_size, provider=h.provider)
+    cache = LatencyCache(h.cache or ctx.run_dir / "latency.sqlite")
+    return LatencyProfiler(lcfg, cache=cache)
+
+
+def search_stage(ctx: RunContext) -> tuple[SearchResult, SubnetEvaluator, ArchitectureMetrics]:
+    """NSGA-II over the space; the archive in ``<run>/archive.jsonl`` makes it resumable."""
+    cfg = ctx.cfg
+    objectives = resolve_objectives(cfg.search.objectives)
+    constraints = [parse_constraint(t) for t in cfg.search.constraints]
+    needed = needed_metrics(objectives, constraints)
+    evaluator = SubnetEvaluator(ctx.space, ctx.supernet, ctx.data, cfg.eval, seed=cfg.seed)
+    profiler = make_profiler(ctx) if "latency_ms" in needed else None
+    metrics = ArchitectureMetrics(evaluator, profiler, needed)
+    archive = Archive(ctx.run_dir / "archive.jsonl")
+    if len(archive) and not ctx.quiet:
+        ctx.console.print(f"resuming: {len(archive)} architectures already in the archive")
+    search = NSGA2Search(ctx.space, metrics, objectives, constraints, archive,
+                         SearchSettings(cfg.search.pop_size, cfg.search.generations, cfg.seed))
+    with progress_bar(ctx, "NSGA-II search", cfg.search.generations) as update:
+        result = search.run(lambda g, total, s: update(g, info=f"evaluated {s['evaluated']} · HV {s['hypervolume']:.4f}"))
+    atomic_write_json(ctx.run_dir / "hypervolume.json", result.hv_history)
+    return result, evaluator, metrics
+
+
+def export_subnet(ctx: RunContext, evaluator: SubnetEvaluator, record: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Export the BN-recalibrated subnet of ``record`` to ONNX and check it against PyTorch."""
+    arch = Arch.from_dict(record["arch"])
+    subnet = evaluator.subnet(arch)
+    shape = ctx.space.input_size(arch)
+    export_onnx(subnet, (1, *shape), path)
+    parity = assert_parity(subnet, path, (1, *shape))
+    torch.save({"arch": record["arch"], "net_config": subnet.config, "state_dict": subnet.state_dict()},
+               path.with_suffix(".pt"))
+    return {"onnx": str(path), "pytorch": str(path.with_suffix(".pt")), "key": record["key"],
+            "input_shape": [1, *shape], "parity_max_abs_diff": parity.max_abs_diff}
+
+
+def finalize(ctx: RunContext, result: SearchResult, evaluator: SubnetEvaluator, pick_how: str) -> dict[str, Any]:
+    """Test accuracy of the front, Pareto files and plots, export of the picked subnet, summary."""
+    for record in result.front:  # the test split is read here, for the final report only
+        record["metrics"]["test_accuracy"] = evaluator.score(Arch.from_dict(record["arch"]), "test").accuracy
+    chosen = pick(result.front, pick_how, result.objectives)
+    write_front(result.front, ctx.run_dir, extra={"objectives": [o.name for o in result.objectives],
+                                                   "constraints": ctx.cfg.search.constraints,
+                                                   "picked": {"how": pick_how, "key": chosen["key"]}})
+    records = list(result.archive.latest_by_key().values())
+    plot_front(records, result.front, ctx.run_dir / "pareto.png", chosen["key"],
+               title=f"{ctx.data.name} · {ctx.space.name} · {len(result.front)} Pareto-optimal of {len(records)}")
+    plot_hypervolume(result.hv_history, ctx.run_dir / "hypervolume.png")
+    exported = export_subnet(ctx, evaluator, chosen, ctx.run_dir / f"subnet_{pick_how}.onnx")
+    summary = {"picked": {**exported, "how": pick_how, "metrics": chosen["metrics"], "arch": chosen["arch"]},
+               "front_size": len(result.front), "evaluated": len(records),
+               "best_test_accuracy": max(r["metrics"]["test_accuracy"] for r in result.front),
+               "hypervolume": result.hv_history[-1]["hypervolume"] if result.hv_history else None}
+    atomic_write_json(ctx.run_dir / "summary.json", summary)
+    if not ctx.quiet:
+        Console().print(front_table(result.front, chosen["key"]))
+        ctx.console.print(f"picked ({pick_how}): {chosen['key']} -> {exported['onnx']} "
+                          f"(ONNX parity {exported['parity_max_abs_diff']:.2e})")
+    return summary
+
+
+def write_manifest(ctx: RunContext) -> None:
+    """Versions, seed and hardware fingerprint of the run."""
+    versions = {}
+    for pkg in ("torch", "torchvision", "ofa", "pymoo", "onnx", "onnxruntime", "numpy", "shiftnas"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    h = ctx.cfg.hardware
+    fp = hardware_fingerprint(provider=h.provider, intra_threads=h.intra_threads, inter_threads=h.inter_threads,
+                              batch_size=h.batch_size)
+    atomic_write_json(ctx.run_dir / "manifest.json", {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": sys.argv, "seed": ctx.cfg.seed,
+        "python": platform.python_version(), "platform": platform.platform(), "versions": versions,
+        "torch_threads": torch.get_num_threads(), "hardware": fp.as_dict(), "hardware_key": fp.key(),
+        "data": ctx.data.summary(), "space": ctx.space.describe()})
+
+
+def run(cfg: RunConfig, quiet: bool = False) -> dict[str, Any]:
+    """Train (or load) the supernet, search it, and export the picked subnet. Returns the summary."""
+    t0 = time.time()
+    ctx = prepare(cfg, quiet)
+    write_manifest(ctx)
+    train_stage(ctx)
+    result, evaluator, _ = search_stage(ctx)
+    if not result.front:
+        raise ShiftnasError("no architecture satisfies the constraints "
+                            f"{cfg.search.constraints}; relax them or enlarge the search")
+    summary = finalize(ctx, result, evaluator, cfg.search.pick)
+    summary["seconds"] = time.time() - t0
+    atomic_write_json(ctx.run_dir / "summary.json", summary)
+    return summary
