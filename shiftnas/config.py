@@ -28,12 +28,12 @@ class SpaceConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 5
+    epochs: int = 6
     batch_size: int = 64
-    lr: float = 0.04
+    lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 3e-5
-    warmup_steps: int = 50
+    warmup_steps: int = 30
     n_random: int = 2                 # random subnets per step besides the largest and smallest
     kd_ratio: float = 1.0             # weight of in-place distillation from the largest subnet
     grad_clip: float = 5.0

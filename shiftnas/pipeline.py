@@ -32,7 +32,7 @@ from .engine.metrics import ArchitectureMetrics
 from .engine.objectives import needed_metrics, parse_constraint, resolve_objectives
 from .engine.search import NSGA2Search, SearchResult, SearchSettings
 from .engine.training import train_supernet
-from .errors import ConfigError, ShiftnasError
+from .errors import CheckpointError, ConfigError, ShiftnasError
 from .hardware import (LatencyCache, LatencyConfig, LatencyProfiler, assert_parity, export_onnx,
                        hardware_fingerprint)
 from .io import atomic_write_json
@@ -63,6 +63,9 @@ def prepare(cfg: RunConfig, quiet: bool = False) -> RunContext:
         parse_constraint(text)
     if cfg.search.pick not in PICKS:
         raise ConfigError(f"unknown pick '{cfg.search.pick}'; choose one of: {', '.join(PICKS)}")
+    if cfg.checkpoint and not str(cfg.checkpoint).startswith(("http://", "https://")) \
+            and not Path(cfg.checkpoint).is_file():
+        raise CheckpointError(f"checkpoint not found: {cfg.checkpoint}")
     space = get_space(cfg.space.name, **({"resolutions": cfg.space.resolutions} if cfg.space.resolutions else {}))
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)

@@ -14,7 +14,7 @@ def front_table(front: list[dict[str, Any]], picked_key: str | None = None, max_
     table = Table(title=f"Pareto front ({len(front)} architectures)")
     for col, justify in (("", "left"), ("architecture", "left"), ("val acc %", "right"), ("test acc %", "right"),
                          ("latency ms", "right"), ("MMACs", "right"), ("params M", "right")):
-        table.add_column(col, justify=justify)
+        table.add_column(col, justify=justify, overflow="fold")
     rows = front_rows(front)
     if len(rows) > max_rows:
         step = (len(rows) - 1) / (max_rows - 1)

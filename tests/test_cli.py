@@ -1,0 +1,98 @@
+"""The command line: bad input gives one line and a non-zero exit; a tiny real end-to-end run."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from typer.testing import CliRunner
+
+from shiftnas.cli import app
+
+runner = CliRunner()
+
+
+def assert_one_line_error(result, needle: str) -> None:
+    text = result.output.strip()
+    assert result.exit_code == 2, text
+    assert "Traceback" not in text
+    assert len(text.splitlines()) == 1 and text.startswith("error:"), text
+    assert needle in text, text
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["run", "--space", "nope"], "unknown search space 'nope'"),
+    (["run", "--data", "nope"], "unknown dataset 'nope'"),
+    (["run", "--constraint", "latency=<5ms"], "malformed constraint"),
+    (["run", "--objectives", "error,speed"], "unknown objective 'speed'"),
+    (["run", "--pick", "best"], "unknown pick 'best'"),
+    (["run", "--set", "train.epoch=3"], "unknown config key 'train.epoch'"),
+    (["run", "--set", "train.epochs=many"], "expects int"),
+    (["run", "--config", "missing.yaml"], "config file not found"),
+    (["search", "--checkpoint", "missing.pt"], "checkpoint not found"),
+    (["export", "no_such_run"], "not a finished run"),
+    (["profile", "missing.onnx"], "ONNX model not found"),
+])
+def test_bad_input_is_one_line_and_nonzero(args, needle, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert_one_line_error(runner.invoke(app, args + (["--out", str(tmp_path / "run")]
+                                                     if args[0] in ("run", "search") else [])), needle)
+
+
+def test_console_script_prints_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "shiftnas", "run", "--space", "nope", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.strip().startswith("error: unknown search space")
+
+
+@pytest.mark.parametrize("command", ["run", "train", "search", "export", "profile", "spaces"])
+def test_help(command):
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_end_to_end_run_export_and_profile(tmp_path):
+    out = tmp_path / "run"
+    args = ["run", "--out", str(out), "--data", "digits", "--epochs", "1", "--generations", "2", "--pop-size", "6",
+            "--set", "space.resolutions=[16,20]", "--set", "train.batch_size=128", "--set", "train.warmup_steps=3",
+            "--set", "threads=1", "--set", "hardware.runs=5", "--set", "hardware.repeats=2",
+            "--set", "eval.calib_size=200"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    for name in ("config.yaml", "manifest.json", "supernet.pt", "training.json", "archive.jsonl", "pareto.csv",
+                 "pareto.json", "pareto.png", "hypervolume.json", "hypervolume.png", "latency.sqlite",
+                 "subnet_knee.onnx", "subnet_knee.pt", "summary.json"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["picked"]["parity_max_abs_diff"] <= 1e-4
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["seed"] == 0 and manifest["hardware"]["ort_version"] == ort.__version__
+    rows = list(csv.DictReader((out / "pareto.csv").open()))
+    assert len(rows) == summary["front_size"] >= 1
+    assert all(float(r["test_accuracy"]) >= 0 and float(r["latency_ms"]) > 0 for r in rows)
+
+    sess = ort.InferenceSession(str(out / "subnet_knee.onnx"), providers=["CPUExecutionProvider"])
+    shape = summary["picked"]["input_shape"]
+    logits = sess.run(None, {"input": np.zeros([3] + shape[1:], dtype=np.float32)})[0]
+    assert logits.shape == (3, 10)
+
+    result = runner.invoke(app, ["export", str(out), "--pick", "max-acc"])
+    assert result.exit_code == 0, result.output
+    assert (out / "subnet_max-acc.onnx").is_file()
+
+    result = runner.invoke(app, ["profile", str(out / "subnet_knee.onnx"), "--runs", "5", "--repeats", "2"])
+    assert result.exit_code == 0, result.output
+    assert "median ms" in result.output
+
+    # re-running the finished command resumes: the supernet is not retrained, nothing is re-evaluated
+    archive_lines = (out / "archive.jsonl").read_text().count("\n")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "already trained" in result.output
+    assert (out / "archive.jsonl").read_text().count("\n") == archive_lines

@@ -1,0 +1,122 @@
+"""Supernet training (sandwich rule, resume, determinism) and subnet evaluation (BN recalibration)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from shiftnas.config import TrainConfig
+from shiftnas.data import DataSplits
+from shiftnas.engine.checkpoint import read_checkpoint
+from shiftnas.engine.evaluation import SubnetEvaluator, accuracy, recalibrate_bn
+from shiftnas.engine.training import distillation_loss, lr_at, sandwich_archs, train_supernet
+
+
+def small_split(data: DataSplits, n: int) -> DataSplits:
+    x, y = data.train.tensors
+    return DataSplits(data.name, TensorDataset(x[:n], y[:n]), data.val, data.test, data.num_classes,
+                      data.image_size, data.mean, data.std)
+
+
+def test_training_lowers_the_loss_and_checkpoints(trained_supernet):
+    _, ckpt, history = trained_supernet
+    assert len(history) == 3 and history[-1]["loss"] < history[0]["loss"]
+    state = read_checkpoint(ckpt)
+    assert state["training"]["finished"] and len(state["training"]["history"]) == 3
+
+
+def test_subnets_of_the_trained_supernet_beat_chance_only_after_bn_recalibration(
+        trained_supernet, compact_space, digits, eval_config):
+    net, _, _ = trained_supernet
+    evaluator = SubnetEvaluator(compact_space, net, digits, eval_config)
+    x, y = digits.val.tensors
+    rng = np.random.default_rng(0)
+    gains = []
+    for arch in [compact_space.smallest(), compact_space.sample(rng), compact_space.sample(rng)]:
+        raw = accuracy(compact_space.extract(net, arch), x, y, arch.resolution)
+        recal = evaluator.score(arch).accuracy
+        gains.append(recal - raw)
+        assert recal > 50.0, f"{arch.key()}: {recal:.1f}% after BN recalibration"
+    assert np.mean(gains) > 10.0, gains
+
+
+def test_evaluation_never_touches_the_supernet_and_is_cached_per_version(
+        trained_supernet, compact_space, digits, eval_config):
+    net, _, _ = trained_supernet
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    evaluator = SubnetEvaluator(compact_space, net, digits, eval_config)
+    arch = compact_space.largest()
+    first = evaluator.score(arch)
+    assert evaluator.score(arch).accuracy == first.accuracy and evaluator.n_evaluations == 1
+    evaluator.bump_version()
+    second = evaluator.score(arch)
+    assert evaluator.n_evaluations == 2 and second.supernet_version == first.supernet_version + 1
+    assert second.accuracy == first.accuracy  # same weights -> same score: evaluation is deterministic
+    for k, v in net.state_dict().items():  # BN recalibration ran on the extracted subnet only
+        assert torch.equal(v, before[k]), k
+
+
+def test_our_bn_recalibration_matches_ofa_set_running_statistics(trained_supernet, compact_space, digits):
+    from ofa.imagenet_classification.elastic_nn.utils import set_running_statistics
+
+    net, _, _ = trained_supernet
+    arch = compact_space.sample(np.random.default_rng(3))
+    images = digits.train.tensors[0][:200]
+    ours = recalibrate_bn(compact_space.extract(net, arch), torch.nn.functional.interpolate(
+        images, size=arch.resolution, mode="bilinear", align_corners=False), batch_size=100)
+    theirs = compact_space.extract(net, arch)
+    loader = [(torch.nn.functional.interpolate(images[i:i + 100], size=arch.resolution, mode="bilinear",
+                                               align_corners=False), None) for i in range(0, 200, 100)]
+    set_running_statistics(theirs, loader)
+    for (name, a), b in zip(ours.named_buffers(), theirs.buffers()):
+        if "running_mean" in name:
+            assert torch.allclose(a, b, atol=1e-5), name
+        if "running_var" in name:  # torch keeps the unbiased variance, ofa the biased one
+            assert torch.allclose(a, b, rtol=2e-2, atol=1e-5), name
+
+
+def test_training_resumes_bit_identically(compact_space, digits, tmp_path):
+    data = small_split(digits, 192)
+    cfg = TrainConfig(epochs=2, batch_size=64, lr=0.05, warmup_steps=2, n_random=1)
+    torch.manual_seed(1)
+    full = compact_space.build_supernet(10)
+    init = {k: v.clone() for k, v in full.state_dict().items()}
+    train_supernet(compact_space, full, data, cfg, tmp_path / "full.pt", seed=5)
+
+    # the same run, killed (Ctrl-C) in epoch 2 and resumed from its checkpoint by a fresh process
+    part = compact_space.build_supernet(10)
+    part.load_state_dict(init)
+    ckpt = tmp_path / "part.pt"
+
+    def interrupt_in_epoch_2(step: int, total: int, loss: float) -> None:
+        if step == 4:  # 192 images / 64 = 3 steps per epoch
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_supernet(compact_space, part, data, cfg, ckpt, seed=5, progress=interrupt_in_epoch_2)
+    assert len(read_checkpoint(ckpt)["training"]["history"]) == 1
+    resumed = compact_space.build_supernet(10)
+    train_supernet(compact_space, resumed, data, cfg, ckpt, seed=5)
+    assert read_checkpoint(ckpt)["training"]["finished"]
+    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_sandwich_contains_largest_smallest_and_random(compact_space):
+    archs = sandwich_archs(compact_space, np.random.default_rng(0), 2)
+    assert archs[0] == compact_space.largest() and archs[1] == compact_space.smallest() and len(archs) == 4
+
+
+def test_lr_schedule_warms_up_then_decays_to_zero():
+    cfg = TrainConfig(lr=0.1, warmup_steps=10)
+    lrs = [lr_at(s, 100, cfg) for s in range(100)]
+    assert lrs[0] < lrs[9] == pytest.approx(0.1) and lrs[-1] < 0.001
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+
+
+def test_distillation_loss_is_zero_for_identical_logits():
+    logits = torch.randn(4, 10)
+    assert distillation_loss(logits, logits).item() == pytest.approx(0.0, abs=1e-6)
+    assert distillation_loss(torch.randn(4, 10), logits).item() > 0
