@@ -102,17 +102,25 @@ def main() -> None:
 
     cfg = EvalConfig(calib_size=500, batch_size=500)
     eval_rows = []
-    for arch in archs:
+    for i, arch in enumerate(archs):
         ours_eval = SubnetEvaluator(space, net, data, cfg, seed=args.seed)
-        calib = ours_eval._calib
-        t0 = time.perf_counter()
-        ours_acc = ours_eval.score(arch).accuracy
-        t1 = time.perf_counter()
-        ofa_acc = ofa_recipe_accuracy(space, net, arch, calib, data, cfg.batch_size)
-        t2 = time.perf_counter()
-        eval_rows.append({"arch": arch.key(), "ours_s": t1 - t0, "ofa_s": t2 - t1, "ofa_over_ours": (t2 - t1) / (t1 - t0),
+        calib = ours_eval.calibration_images(data.image_size)  # the same fixed subset for both recipes
+
+        def ours():
+            return ours_eval.score(arch).accuracy
+
+        def theirs():
+            return ofa_recipe_accuracy(space, net, arch, calib, data, cfg.batch_size)
+
+        timed = {}
+        for name, fn in ((("ours", ours), ("ofa", theirs)) if i % 2 == 0 else (("ofa", theirs), ("ours", ours))):
+            t0 = time.perf_counter()
+            acc = fn()
+            timed[name] = (time.perf_counter() - t0, acc)
+        (ours_s, ours_acc), (ofa_s, ofa_acc) = timed["ours"], timed["ofa"]
+        eval_rows.append({"arch": arch.key(), "ours_s": ours_s, "ofa_s": ofa_s, "ofa_over_ours": ofa_s / ours_s,
                           "ours_val_acc": ours_acc, "ofa_val_acc": ofa_acc})
-        print(f"eval {arch.key()}: ours {t1 - t0:.2f} s ({ours_acc:.1f}%), ofa {t2 - t1:.2f} s ({ofa_acc:.1f}%)")
+        print(f"eval {arch.key()}: ours {ours_s:.2f} s ({ours_acc:.1f}%), ofa {ofa_s:.2f} s ({ofa_acc:.1f}%)")
 
     summary = {
         "median_torch_over_ort": statistics.median(r["torch_over_ort"] for r in lat_rows),

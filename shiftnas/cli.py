@@ -88,6 +88,19 @@ def run(config: Optional[Path] = ConfigOpt, sets: Optional[List[str]] = SetOpt, 
 
 @app.command()
 @user_errors
+def resume(run_dir: Path = typer.Argument(..., help="The run directory of an interrupted `shiftnas run`.")) -> None:
+    """Continue an interrupted run with its saved config (same as re-running the original command)."""
+    from . import pipeline
+
+    if not (run_dir / "config.yaml").is_file():
+        raise ShiftnasError(f"{run_dir} is not a shiftnas run directory (config.yaml is missing)")
+    cfg = load_config(run_dir / "config.yaml", [f"out={run_dir}"])
+    summary = pipeline.run(cfg)
+    err.print(f"done in {summary['seconds'] / 60:.1f} min; results in {cfg.out}")
+
+
+@app.command()
+@user_errors
 def train(config: Optional[Path] = ConfigOpt, sets: Optional[List[str]] = SetOpt, out: Optional[str] = OutOpt,
           data: Optional[str] = DataOpt, space: Optional[str] = SpaceOpt, seed: Optional[int] = SeedOpt,
           epochs: Optional[int] = typer.Option(None, help="Supernet training epochs.")) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .hardware.latency import LatencyConfig
 
 
 @dataclass
@@ -46,14 +47,9 @@ class EvalConfig:
 
 
 @dataclass
-class HardwareConfig:
-    provider: str = "CPUExecutionProvider"
-    intra_threads: int = 1
-    inter_threads: int = 1
-    warmup: int = 10
-    repeats: int = 3                  # timed blocks, each in a fresh ONNX Runtime session
-    runs: int = 30                    # timed runs per block
-    batch_size: int = 1
+class HardwareConfig(LatencyConfig):
+    """The ONNX Runtime measurement settings (see ``LatencyConfig``) plus where results are cached."""
+
     cache: str | None = None          # SQLite latency cache; None: <run dir>/latency.sqlite
 
 

@@ -13,7 +13,7 @@ import platform
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
@@ -31,7 +31,7 @@ from .engine.evaluation import SubnetEvaluator
 from .engine.metrics import ArchitectureMetrics
 from .engine.objectives import needed_metrics, parse_constraint, resolve_objectives
 from .engine.search import NSGA2Search, SearchResult, SearchSettings
-from .engine.training import train_supernet
+from .engine.training import finished_training, train_supernet, training_identity
 from .errors import CheckpointError, ConfigError, ShiftnasError
 from .hardware import (LatencyCache, LatencyConfig, LatencyProfiler, assert_parity, export_onnx,
                        hardware_fingerprint)
@@ -105,16 +105,13 @@ def train_stage(ctx: RunContext) -> None:
         ctx.supernet.eval()
         return
     path = ctx.run_dir / SUPERNET_FILE
-    if path.exists():
-        training = read_checkpoint(path).get("training", {})
-        if training.get("finished") and training.get("seed") == cfg.seed:
-            from dataclasses import asdict
-            if training.get("config") == asdict(cfg.train):
-                load_supernet_weights(ctx.supernet, read_checkpoint(path)["state_dict"])
-                ctx.supernet.eval()
-                if not ctx.quiet:
-                    ctx.console.print(f"supernet already trained: {path}")
-                return
+    done = finished_training(path, training_identity(ctx.space, ctx.data, cfg.train, cfg.seed))
+    if done is not None:
+        load_supernet_weights(ctx.supernet, done["state_dict"])
+        ctx.supernet.eval()
+        if not ctx.quiet:
+            ctx.console.print(f"supernet already trained: {path}")
+        return
     t0 = time.time()
     with progress_bar(ctx, "training supernet", 1) as update:
         def report(step: int, total: int, loss: float) -> None:
@@ -126,8 +123,7 @@ def train_stage(ctx: RunContext) -> None:
 def make_profiler(ctx: RunContext) -> LatencyProfiler:
     """The ONNX Runtime latency profiler configured by ``cfg.hardware`` (cache in the run dir by default)."""
     h = ctx.cfg.hardware
-    lcfg = LatencyConfig(intra_threads=h.intra_threads, inter_threads=h.inter_threads, warmup=h.warmup,
-                         repeats=h.repeats, runs=h.runs, batch_size=h.batch_size, provider=h.provider)
+    lcfg = LatencyConfig(**{f.name: getattr(h, f.name) for f in fields(LatencyConfig)})
     cache = LatencyCache(h.cache or ctx.run_dir / "latency.sqlite")
     return LatencyProfiler(lcfg, cache=cache)
 
@@ -173,7 +169,7 @@ def finalize(ctx: RunContext, result: SearchResult, evaluator: SubnetEvaluator, 
     write_front(result.front, ctx.run_dir, extra={"objectives": [o.name for o in result.objectives],
                                                    "constraints": ctx.cfg.search.constraints,
                                                    "picked": {"how": pick_how, "key": chosen["key"]}})
-    records = list(result.archive.latest_by_key().values())
+    records = result.records
     plot_front(records, result.front, ctx.run_dir / "pareto.png", chosen["key"],
                title=f"{ctx.data.name} · {ctx.space.name} · {len(result.front)} Pareto-optimal of {len(records)}")
     plot_hypervolume(result.hv_history, ctx.run_dir / "hypervolume.png")

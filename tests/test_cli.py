@@ -37,6 +37,7 @@ def assert_one_line_error(result, needle: str) -> None:
     (["search", "--checkpoint", "missing.pt"], "checkpoint not found"),
     (["export", "no_such_run"], "not a finished run"),
     (["profile", "missing.onnx"], "ONNX model not found"),
+    (["resume", "no_such_run"], "not a shiftnas run directory"),
 ])
 def test_bad_input_is_one_line_and_nonzero(args, needle, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -51,7 +52,7 @@ def test_console_script_prints_no_traceback(tmp_path):
     assert "Traceback" not in proc.stderr and proc.stderr.strip().startswith("error: unknown search space")
 
 
-@pytest.mark.parametrize("command", ["run", "train", "search", "export", "profile", "spaces"])
+@pytest.mark.parametrize("command", ["run", "resume", "train", "search", "export", "profile", "spaces"])
 def test_help(command):
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
@@ -90,9 +91,11 @@ def test_end_to_end_run_export_and_profile(tmp_path):
     assert result.exit_code == 0, result.output
     assert "median ms" in result.output
 
-    # re-running the finished command resumes: the supernet is not retrained, nothing is re-evaluated
+    # re-running the finished command (or `resume`) is a no-op replay: nothing is retrained or re-evaluated
     archive_lines = (out / "archive.jsonl").read_text().count("\n")
-    result = runner.invoke(app, args)
-    assert result.exit_code == 0, result.output
-    assert "already trained" in result.output
-    assert (out / "archive.jsonl").read_text().count("\n") == archive_lines
+    for again in (args, ["resume", str(out)]):
+        result = runner.invoke(app, again)
+        assert result.exit_code == 0, result.output
+        assert "already trained" in result.output
+        assert (out / "archive.jsonl").read_text().count("\n") == archive_lines
+    assert json.loads((out / "summary.json").read_text())["picked"]["key"] == summary["picked"]["key"]

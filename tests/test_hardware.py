@@ -47,17 +47,8 @@ ARCH_A = dict(ks=[3, 5, 7, 5] * 5, e=[3, 4, 6, 4] * 5, d=[2, 3, 4, 3, 2])
 ARCH_B = dict(ks=[7, 3, 3, 5, 3] * 4, e=[6, 3, 3, 4, 6] * 4, d=[4, 2, 3, 2, 4])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """On this shared 2-vCPU VM, 2 torch threads under contention were ~20-70x slower than 1."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
-def supernet(one_torch_thread):
+def supernet():  # conftest.py runs the tests with one torch thread
     from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
 
     torch.manual_seed(0)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
+import torch
 
 from shiftnas.engine.archive import Archive
 from shiftnas.engine.evaluation import SubnetEvaluator
@@ -96,6 +99,14 @@ def test_search_is_deterministic_and_resumes_from_the_archive(trained_supernet, 
     r3 = resumed.run()
     assert evaluator.n_evaluations == 0
     assert [r["key"] for r in r3.front] == [r["key"] for r in r1.front]
+    # records of other weights are never reused (e.g. the supernet was retrained in the same run dir)
+    other = copy.deepcopy(net)
+    with torch.no_grad():
+        other.classifier.linear.bias.add_(0.01)
+    stale, evaluator = make_search(compact_space, other, digits, eval_config, ["error", "params"],
+                                   archive=Archive(path), gens=2, seed=7)
+    stale.run()
+    assert evaluator.n_evaluations > 0
 
 
 def test_search_with_measured_latency(trained_supernet, compact_space, digits, eval_config, tmp_path):
@@ -133,8 +144,8 @@ def test_pareto_records_and_hypervolume():
     rows = {"a": (1.0, 9.0), "b": (2.0, 5.0), "c": (3.0, 6.0), "d": (9.0, 1.0)}
     for key, (err, macs) in rows.items():
         archive.records.append(_record(key, err, 0.0, macs))
-    assert [r["key"] for r in pareto_records(archive, objs, [])] == ["d", "b", "a"]
-    assert [r["key"] for r in pareto_records(archive, objs, [parse_constraint("macs<=5.5M")])] == ["d", "b"]
+    assert [r["key"] for r in pareto_records(archive.records, objs, [])] == ["d", "b", "a"]
+    assert [r["key"] for r in pareto_records(archive.records, objs, [parse_constraint("macs<=5.5M")])] == ["d", "b"]
     ref = np.array([10.0, 10.0])
     assert normalized_hypervolume(np.array([[0.0, 0.0]]), ref) == pytest.approx(1.0)
     assert normalized_hypervolume(np.array([[5.0, 5.0]]), ref) == pytest.approx(0.25)

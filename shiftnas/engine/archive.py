@@ -1,7 +1,8 @@
 """The run's archive: every evaluated architecture with its metrics, append-only on disk.
 
-Each record holds the generation, genome, architecture, metrics and the supernet version that
-produced the accuracy. The file is JSON Lines, appended and fsynced record by record and never
+Each record holds the generation, genome, architecture, metrics, and the supernet (``supernet_id``,
+a hash of the weights the search started from, and ``supernet_version``, bumped by every update
+during the search) that produced the accuracy. The file is JSON Lines, appended and fsynced record by record and never
 rewritten, so a crash loses at most the record being written; it is also what a resumed run
 replays from.
 """
@@ -26,28 +27,14 @@ class Archive:
         self.records: list[dict[str, Any]] = read_jsonl(self.path) if self.path else []
 
     def add(self, arch: Arch, genome: np.ndarray, metrics: dict[str, Any], supernet_version: int,
-            generation: int) -> dict[str, Any]:
+            generation: int, supernet_id: str = "") -> dict[str, Any]:
         record = {"key": arch.key(), "arch": arch.to_dict(), "genome": [int(g) for g in genome],
-                  "metrics": metrics, "supernet_version": supernet_version, "generation": generation,
-                  "time": time.time()}
+                  "metrics": metrics, "supernet_version": supernet_version, "supernet_id": supernet_id,
+                  "generation": generation, "time": time.time()}
         self.records.append(record)
         if self.path:
             append_jsonl(self.path, record)
         return record
-
-    def lookup(self, key: str, supernet_version: int) -> dict[str, Any] | None:
-        """The latest record of ``key`` scored with ``supernet_version``."""
-        for record in reversed(self.records):
-            if record["key"] == key and record["supernet_version"] == supernet_version:
-                return record
-        return None
-
-    def latest_by_key(self) -> dict[str, dict[str, Any]]:
-        """One record per distinct architecture (its most recent evaluation)."""
-        out: dict[str, dict[str, Any]] = {}
-        for record in self.records:
-            out[record["key"]] = record
-        return out
 
     def __len__(self) -> int:
         return len(self.records)

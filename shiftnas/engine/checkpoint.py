@@ -87,3 +87,14 @@ def _ofa_key_names(supernet: nn.Module, state_dict: dict[str, torch.Tensor]) -> 
                     break
         renamed[new] = value
     return renamed
+
+
+def weights_fingerprint(module: nn.Module) -> str:
+    """A short hash of every tensor in ``module``'s state dict (identifies the supernet weights)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for key, tensor in module.state_dict().items():
+        h.update(key.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]

@@ -67,8 +67,11 @@ class SubnetEvaluator:
 
     def __init__(self, space: SearchSpace, supernet: nn.Module, data: DataSplits, cfg: EvalConfig,
                  seed: int = 0, version: int = 0) -> None:
+        from .checkpoint import weights_fingerprint
+
         self.space, self.supernet, self.data, self.cfg = space, supernet, data, cfg
         self.version = version
+        self.supernet_id = weights_fingerprint(supernet)  # which weights version 0 refers to
         images = data.train.tensors[0]
         gen = torch.Generator().manual_seed(seed)
         n = min(cfg.calib_size, len(images))
@@ -90,12 +93,16 @@ class SubnetEvaluator:
         self.supernet.train(was_training)
         return recalibrate_bn(sub, self.calibration_images(arch.resolution), self.cfg.batch_size)
 
-    def score(self, arch: Arch, split: str = "val") -> SubnetScore:
-        """Accuracy of ``arch`` on ``split`` ('val' during search, 'test' only for final reports)."""
+    def score(self, arch: Arch, split: str = "val", subnet: nn.Module | None = None) -> SubnetScore:
+        """Accuracy of ``arch`` on ``split`` ('val' during search, 'test' only for final reports).
+
+        ``subnet``, if given, must be ``self.subnet(arch)`` (saves extracting it twice).
+        """
         key = (arch.key(), self.version, split)
         if key not in self._cache:
             images, labels = getattr(self.data, split).tensors
-            self._cache[key] = accuracy(self.subnet(arch), images, labels, arch.resolution, self.cfg.batch_size)
+            model = subnet if subnet is not None else self.subnet(arch)
+            self._cache[key] = accuracy(model, images, labels, arch.resolution, self.cfg.batch_size)
             self.n_evaluations += 1
         return SubnetScore(arch, self._cache[key], split, self.version)
 

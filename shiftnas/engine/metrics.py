@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch.nn as nn
+
 from ..hardware import LatencyProfiler, count_macs, count_params
 from ..search_spaces import Arch
 from .evaluation import SubnetEvaluator
@@ -24,19 +26,24 @@ class ArchitectureMetrics:
         self._cost: dict[str, dict[str, Any]] = {}
 
     def metrics(self, arch: Arch) -> dict[str, Any]:
+        needs_accuracy = bool({"error", "accuracy"} & self.needed)
+        subnet = None
+        if arch.key() not in self._cost:  # extract once, for both the accuracy and the cost metrics
+            subnet = self.evaluator.subnet(arch) if needs_accuracy else self.evaluator.space.extract(
+                self.evaluator.supernet, arch)
         out: dict[str, Any] = {}
-        if {"error", "accuracy"} & self.needed:
-            acc = self.evaluator.score(arch, "val").accuracy
+        if needs_accuracy:
+            acc = self.evaluator.score(arch, "val", subnet=subnet).accuracy
             out.update(accuracy=acc, error=100.0 - acc)
-        out.update(self.cost_metrics(arch))
+        out.update(self.cost_metrics(arch, subnet))
         return out
 
-    def cost_metrics(self, arch: Arch) -> dict[str, Any]:
+    def cost_metrics(self, arch: Arch, subnet: nn.Module | None = None) -> dict[str, Any]:
         """MMACs, params and (if requested) latency; the architecture-only metrics."""
         key = arch.key()
         if key not in self._cost:
             space = self.evaluator.space
-            model = space.extract(self.evaluator.supernet, arch)
+            model = subnet if subnet is not None else space.extract(self.evaluator.supernet, arch)
             shape = space.input_size(arch)
             cost: dict[str, Any] = {"mmacs": count_macs(model, shape) / 1e6, "mparams": count_params(model) / 1e6}
             if "latency_ms" in self.needed:
@@ -44,11 +51,3 @@ class ArchitectureMetrics:
                 cost.update(latency_ms=lat.median_ms, latency_p10_ms=lat.p10_ms, latency_spread=lat.spread)
             self._cost[key] = cost
         return dict(self._cost[key])
-
-    def preload(self, arch: Arch, metrics: dict[str, Any]) -> None:
-        """Seed the architecture-only cache from a stored record (resume without re-measuring)."""
-        cost = {k: metrics[k] for k in ("mmacs", "mparams", "latency_ms", "latency_p10_ms", "latency_spread")
-                if k in metrics}
-        if "latency_ms" in self.needed and "latency_ms" not in cost:
-            return
-        self._cost.setdefault(arch.key(), cost)

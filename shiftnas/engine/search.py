@@ -84,7 +84,8 @@ class SearchSettings:
 @dataclass
 class SearchResult:
     archive: Archive
-    front: list[dict[str, Any]]                       # non-dominated feasible records (all evaluated)
+    records: list[dict[str, Any]]                     # every architecture scored with the current supernet
+    front: list[dict[str, Any]]                       # the non-dominated feasible ones among them
     hv_history: list[dict[str, float]] = field(default_factory=list)
     objectives: list[Objective] = field(default_factory=list)
 
@@ -100,7 +101,11 @@ class NSGA2Search:
         self.space, self.metrics, self.objectives = space, metrics, objectives
         self.constraints, self.archive, self.settings = constraints, archive, settings
         self._generation = 0
-        self._stored = {r["key"]: r for r in archive if r["supernet_version"] == metrics.evaluator.version}
+        ev, columns = metrics.evaluator, metrics.needed
+        # records a resumed run may reuse: same weights, same version, every metric it needs
+        self._stored = {r["key"]: r for r in archive
+                        if r["supernet_version"] == ev.version and r.get("supernet_id") == ev.supernet_id
+                        and columns <= set(r["metrics"])}
 
     # one architecture -> (F, G), re-using stored values on a resumed run
     def evaluate_genome(self, genome: np.ndarray) -> tuple[list[float], list[float]]:
@@ -111,7 +116,8 @@ class NSGA2Search:
             values = stored["metrics"]
         else:
             values = self.metrics.metrics(arch)
-            record = self.archive.add(arch, self.space.encode(arch), values, version, self._generation)
+            record = self.archive.add(arch, self.space.encode(arch), values, version, self._generation,
+                                      self.metrics.evaluator.supernet_id)
             self._stored[key] = record
         return ([values[o.column] for o in self.objectives], [c.g(values) for c in self.constraints])
 
@@ -140,8 +146,8 @@ class NSGA2Search:
             hv_history.append(stats)
             if on_generation:
                 on_generation(self._generation, s.generations, stats)
-        return SearchResult(self.archive, pareto_records(self.archive, self.objectives, self.constraints,
-                                                         self.metrics.evaluator.version),
+        current = list(self._stored.values())
+        return SearchResult(self.archive, current, pareto_records(current, self.objectives, self.constraints),
                             hv_history, self.objectives)
 
 
@@ -161,10 +167,9 @@ def normalized_hypervolume(F: np.ndarray, ref_point: np.ndarray) -> float:
     return float(HV(ref_point=ref_point)(F) / np.prod(ref_point))
 
 
-def pareto_records(archive: Archive, objectives: list[Objective], constraints: list[Constraint],
-                   version: int | None = None) -> list[dict[str, Any]]:
-    """Non-dominated, feasible records among every architecture evaluated (one record each)."""
-    records = [r for r in archive.latest_by_key().values() if version is None or r["supernet_version"] == version]
+def pareto_records(records: list[dict[str, Any]], objectives: list[Objective],
+                   constraints: list[Constraint]) -> list[dict[str, Any]]:
+    """Non-dominated, feasible records among ``records`` (one per architecture, same supernet)."""
     records = [r for r in records if all(c.g(r["metrics"]) <= 0 for c in constraints)]
     if not records:
         return []

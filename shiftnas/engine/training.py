@@ -77,9 +77,24 @@ def lr_at(step: int, total_steps: int, cfg: TrainConfig) -> float:
 ProgressFn = Callable[[int, int, float], None]  # (step, total_steps, loss)
 
 
+def training_identity(space: SearchSpace, data: DataSplits, cfg: TrainConfig, seed: int) -> dict:
+    """What determines the trained weights; a checkpoint is resumed only if this matches."""
+    return {"config": asdict(cfg), "seed": seed, "space": space.describe(), "data": data.summary()}
+
+
+def finished_training(checkpoint_path: str | Path, identity: dict) -> dict | None:
+    """The checkpoint at ``checkpoint_path`` if it holds a finished training with ``identity``."""
+    path = Path(checkpoint_path)
+    if not path.exists():
+        return None
+    state = read_checkpoint(path)
+    training = state.get("training") or {}
+    return state if training.get("finished") and training.get("identity") == identity else None
+
+
 def train_supernet(space: SearchSpace, supernet: nn.Module, data: DataSplits, cfg: TrainConfig,
                    checkpoint_path: str | Path, seed: int = 0, progress: ProgressFn | None = None) -> list[dict]:
-    """Train ``supernet`` in place; resumes from ``checkpoint_path`` if it holds an unfinished run.
+    """Train ``supernet`` in place; resumes from ``checkpoint_path`` if it holds the same run, unfinished.
 
     Returns the per-epoch history (mean loss, learning rate).
     """
@@ -90,10 +105,11 @@ def train_supernet(space: SearchSpace, supernet: nn.Module, data: DataSplits, cf
     total_steps = steps_per_epoch * cfg.epochs
     history: list[dict] = []
     start_epoch = 0
+    identity = training_identity(space, data, cfg, seed)
     if checkpoint_path.exists():
         state = read_checkpoint(checkpoint_path)
         training = state.get("training")
-        if training is not None and training.get("config") == asdict(cfg) and training.get("seed") == seed:
+        if training is not None and training.get("identity") == identity:
             supernet.load_state_dict(state["state_dict"])
             optimizer.load_state_dict(training["optimizer"])
             history = list(training["history"])
@@ -123,7 +139,7 @@ def train_supernet(space: SearchSpace, supernet: nn.Module, data: DataSplits, cf
         history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)),
                         "lr": optimizer.param_groups[0]["lr"]})
         save_supernet(checkpoint_path, supernet, space, data.num_classes, version=0,
-                      extra={"training": {"config": asdict(cfg), "seed": seed, "history": history,
+                      extra={"training": {"identity": identity, "history": history,
                                           "optimizer": optimizer.state_dict(),
                                           "finished": epoch + 1 == cfg.epochs}})
     supernet.eval()

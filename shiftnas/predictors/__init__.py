@@ -1,0 +1,1 @@
+"""Accuracy surrogates, latency predictors and ranking metrics (filled by later issues)."""
