@@ -43,7 +43,7 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     calib_size: int = 500             # fixed training images used to recalibrate BN statistics
-    batch_size: int = 500
+    batch_size: int = 100             # recalibration and validation batch (100-250 is fastest on CPU)
 
 
 @dataclass

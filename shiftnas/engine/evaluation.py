@@ -23,7 +23,7 @@ from .batching import resize
 
 
 @torch.no_grad()
-def recalibrate_bn(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -> nn.Module:
+def recalibrate_bn(model: nn.Module, images: torch.Tensor, batch_size: int = 100) -> nn.Module:
     """Reset every BatchNorm's running statistics to the exact average over ``images``; returns eval model."""
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     saved = [bn.momentum for bn in bns]
@@ -40,7 +40,7 @@ def recalibrate_bn(model: nn.Module, images: torch.Tensor, batch_size: int = 500
 
 @torch.no_grad()
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, resolution: int,
-             batch_size: int = 500) -> float:
+             batch_size: int = 100) -> float:
     """Top-1 accuracy in percent."""
     model.eval()
     correct = 0
