@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 from pymoo.algorithms.moo.nsga2 import NSGA2
+from pymoo.core.population import Population
 from pymoo.core.problem import Problem
 from pymoo.core.repair import Repair
 from pymoo.core.sampling import Sampling
@@ -31,6 +32,7 @@ from ..search_spaces import Arch, SearchSpace
 from .archive import Archive
 from .metrics import ArchitectureMetrics
 from .objectives import Constraint, Objective
+from .shifting import NoShift, ShiftStrategy
 
 
 class GenomeRepair(Repair):
@@ -94,32 +96,58 @@ GenerationCallback = Callable[[int, int, dict[str, Any]], None]  # (generation, 
 
 
 class NSGA2Search:
-    """Runs NSGA-II over ``space`` with metrics from ``metrics``; results recorded in ``archive``."""
+    """Runs NSGA-II over ``space`` with metrics from ``metrics``; results recorded in ``archive``.
+
+    ``shift`` (default: none) trains the supernet during the search; after every update the
+    architectures that selection will compare are re-scored with the same weights (``reevaluate``).
+    """
 
     def __init__(self, space: SearchSpace, metrics: ArchitectureMetrics, objectives: list[Objective],
-                 constraints: list[Constraint], archive: Archive, settings: SearchSettings) -> None:
+                 constraints: list[Constraint], archive: Archive, settings: SearchSettings,
+                 shift: ShiftStrategy | None = None, reevaluate: bool = True) -> None:
         self.space, self.metrics, self.objectives = space, metrics, objectives
         self.constraints, self.archive, self.settings = constraints, archive, settings
+        self.shift = shift or NoShift()
+        self.reevaluate = reevaluate
         self._generation = 0
+        self._rescoring = False
+        self._evaluated: list[Arch] = []          # new candidates scored in the current generation
+        self._version_of: dict[str, int] = {}     # supernet version behind each architecture's current F
         ev, columns = metrics.evaluator, metrics.needed
-        # records a resumed run may reuse: same weights, same version, every metric it needs
-        self._stored = {r["key"]: r for r in archive
-                        if r["supernet_version"] == ev.version and r.get("supernet_id") == ev.supernet_id
-                        and columns <= set(r["metrics"])}
+        # records a resumed run may reuse: same starting weights, every metric it needs
+        self._stored = {(r["key"], r["supernet_version"]): r for r in archive
+                        if r.get("supernet_id") == ev.supernet_id and columns <= set(r["metrics"])}
 
-    # one architecture -> (F, G), re-using stored values on a resumed run
-    def evaluate_genome(self, genome: np.ndarray) -> tuple[list[float], list[float]]:
-        arch = self.space.decode(genome)
-        key, version = arch.key(), self.metrics.evaluator.version
-        stored = self._stored.get(key)
-        if stored is not None:
-            values = stored["metrics"]
-        else:
+    @property
+    def version(self) -> int:
+        return self.metrics.evaluator.version
+
+    def values(self, arch: Arch) -> dict[str, Any]:
+        """Metrics of ``arch`` under the current supernet version (from the archive if already there)."""
+        key = (arch.key(), self.version)
+        if key not in self._stored:
             values = self.metrics.metrics(arch)
-            record = self.archive.add(arch, self.space.encode(arch), values, version, self._generation,
-                                      self.metrics.evaluator.supernet_id)
-            self._stored[key] = record
+            self._stored[key] = self.archive.add(arch, self.space.encode(arch), values, self.version,
+                                                 self._generation, self.metrics.evaluator.supernet_id)
+        self._version_of[arch.key()] = self.version
+        return self._stored[key]["metrics"]
+
+    def evaluate_genome(self, genome: np.ndarray) -> tuple[list[float], list[float]]:
+        """pymoo's view: one genome -> (F, G)."""
+        arch = self.space.decode(genome)
+        if not self._rescoring:
+            self.shift.before_candidate(arch)
+            self._evaluated.append(arch)
+        values = self.values(arch)
         return ([values[o.column] for o in self.objectives], [c.g(values) for c in self.constraints])
+
+    def _rescore(self, algorithm, problem, pop) -> None:
+        """Fair re-evaluation: give every individual of ``pop`` values from the current weights."""
+        self._rescoring = True
+        try:
+            algorithm.evaluator.eval(problem, pop, skip_already_evaluated=False)
+        finally:
+            self._rescoring = False
 
     def run(self, on_generation: GenerationCallback | None = None) -> SearchResult:
         s = self.settings
@@ -128,27 +156,49 @@ class NSGA2Search:
                           crossover=SBX(prob=0.9, eta=15), mutation=PM(eta=20),
                           repair=GenomeRepair(self.space), eliminate_duplicates=True)
         algorithm.setup(problem, termination=("n_gen", s.generations), seed=s.seed, verbose=False)
-        hv_history: list[dict[str, float]] = []
+        hv_history: list[dict[str, Any]] = []
         ref_point: np.ndarray | None = None
         while algorithm.has_next():
             self._generation = algorithm.n_gen if algorithm.n_gen is not None else 1
-            pop = algorithm.ask()
-            algorithm.evaluator.eval(problem, pop)
-            algorithm.tell(infills=pop)
+            self._evaluated = []
+            version_before = self.version
+            off = algorithm.ask()
+            algorithm.evaluator.eval(problem, off)
+            if self.reevaluate and self.shift.updates_during_evaluation and self.version != version_before:
+                compared = off if algorithm.pop is None else Population.merge(algorithm.pop, off)
+                self._rescore(algorithm, problem, compared)
+            compared = off if algorithm.pop is None else Population.merge(algorithm.pop, off)
+            versions = sorted({self._version_of[self.space.decode(x).key()] for x in compared.get("X")})
+            algorithm.tell(infills=off)
+            if algorithm.has_next():  # no update after the last generation: the front shares one version
+                nondominated = self._nondominated(off)
+                region = np.vstack([algorithm.pop.get("X"), off.get("X")]).astype(int)
+                changed = self.shift.end_generation(list(self._evaluated), nondominated, region)
+                if changed and self.reevaluate:
+                    self._rescore(algorithm, problem, algorithm.pop)
+                    algorithm.pop = algorithm.survival.do(problem, algorithm.pop, n_survive=len(algorithm.pop),
+                                                          algorithm=algorithm, random_state=algorithm.random_state)
             F = algorithm.pop.get("F")
             feasible = _feasible_mask(algorithm.pop.get("G"), len(F))
             if ref_point is None:  # fixed at generation 1 so later values are comparable (methods §1.9)
                 ref_point = 1.01 * F.max(axis=0)
-            hv = normalized_hypervolume(F[feasible], ref_point)
-            stats = {"generation": self._generation, "hypervolume": hv, "evaluated": len(self.archive),
-                     "feasible": int(feasible.sum()),
+            stats = {"generation": self._generation, "hypervolume": normalized_hypervolume(F[feasible], ref_point),
+                     "evaluated": len(self.archive), "feasible": int(feasible.sum()),
+                     "supernet_version": self.version, "versions_compared": versions,
                      "best_error": float(F[:, 0].min()) if self.objectives[0].name == "error" else None}
             hv_history.append(stats)
             if on_generation:
                 on_generation(self._generation, s.generations, stats)
-        current = list(self._stored.values())
+        current = [r for (key, v), r in self._stored.items() if v == self.version]
         return SearchResult(self.archive, current, pareto_records(current, self.objectives, self.constraints),
                             hv_history, self.objectives)
+
+    def _nondominated(self, pop) -> list[Arch]:
+        F = pop.get("F")
+        if len(F) == 0:
+            return []
+        front = NonDominatedSorting().do(F, only_non_dominated_front=True)
+        return [self.space.decode(pop[i].X) for i in front]
 
 
 def _feasible_mask(G: np.ndarray | None, n: int) -> np.ndarray:

@@ -1,0 +1,193 @@
+"""Keeping the supernet honest during the search: Supernet Shifting and region fine-tuning.
+
+A :class:`ShiftStrategy` decides what the supernet is trained on while NSGA-II runs
+(methods.md §2–§3):
+
+``none``
+    The supernet is never touched (the weights stay bit-identical).
+``per_iteration`` (Supernet Shifting, the paper's wording; default of the strategies that train)
+    The architectures a generation evaluated (all of them, or only the non-dominated ones with
+    ``shift_on=nondominated``) are scored first; then their training loss on ``batches_per_arch``
+    training batches each is accumulated into one gradient and the supernet takes ``steps``
+    optimizer steps at the end of the generation.
+``per_candidate`` (the official code's behaviour)
+    ``candidate_steps`` SGD steps on each new candidate's own path right before it is scored.
+``region`` (Yuan et al., GECCO 2023)
+    At the end of a generation, ``region_steps`` SGD steps on paths sampled from the current
+    search region (parents and offspring): ``uniform_members`` picks a member,
+    ``gene_marginals`` samples every gene from its frequency in the region.
+
+Every update bumps the supernet version; the search then re-scores everything it will compare
+with the same weights (fair re-evaluation, ``ShiftConfig.reevaluate``) and the archive records
+which version produced each value. With ``keep_checkpoints`` each version is saved in the run.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..data import DataSplits
+from ..errors import ConfigError
+from ..search_spaces import Arch, SearchSpace
+from .batching import resize
+from .checkpoint import save_supernet
+from .evaluation import SubnetEvaluator
+
+STRATEGIES = ("none", "per_iteration", "per_candidate", "region")
+
+
+@dataclass
+class ShiftConfig:
+    strategy: str = "none"            # none | per_iteration | per_candidate | region
+    shift_on: str = "evaluated"       # per_iteration: evaluated | nondominated architectures of the generation
+    lr: float = 0.005
+    momentum: float = 0.9
+    weight_decay: float = 3e-5
+    batch_size: int = 64
+    batches_per_arch: int = 1         # per_iteration: training batches accumulated per architecture
+    steps: int = 1                    # per_iteration: optimizer steps at the end of a generation
+    candidate_steps: int = 5          # per_candidate: SGD steps on a candidate's path before scoring it
+    region_sampler: str = "uniform_members"   # region: uniform_members | gene_marginals
+    region_steps: int = 20            # region: SGD steps per generation
+    reevaluate: bool = True           # fair re-evaluation after every update
+    keep_checkpoints: bool = True     # save supernet_v<version>.pt after every update
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"unknown shift strategy '{self.strategy}'; choose one of: {', '.join(STRATEGIES)}")
+        if self.shift_on not in ("evaluated", "nondominated"):
+            raise ConfigError(f"shift.shift_on must be 'evaluated' or 'nondominated', got '{self.shift_on}'")
+        if self.region_sampler not in ("uniform_members", "gene_marginals"):
+            raise ConfigError("shift.region_sampler must be 'uniform_members' or 'gene_marginals', "
+                              f"got '{self.region_sampler}'")
+
+
+class ShiftStrategy(abc.ABC):
+    """What the supernet is trained on during the search, and when."""
+
+    #: True when weights change while a generation's candidates are being scored
+    updates_during_evaluation: bool = False
+
+    def before_candidate(self, arch: Arch) -> bool:
+        """Called before a new candidate is scored; returns True if the weights changed."""
+        return False
+
+    def end_generation(self, evaluated: list[Arch], nondominated: list[Arch], region: np.ndarray) -> bool:
+        """Called after survival; ``region`` holds the genomes of parents and offspring.
+
+        Returns True if the weights changed.
+        """
+        return False
+
+
+class NoShift(ShiftStrategy):
+    """The supernet is left bit-identical."""
+
+
+class _Trainer(ShiftStrategy):
+    """Shared machinery: an SGD optimizer over the supernet and a seeded stream of training batches."""
+
+    def __init__(self, space: SearchSpace, evaluator: SubnetEvaluator, data: DataSplits, cfg: ShiftConfig,
+                 seed: int = 0, checkpoint_dir: str | Path | None = None) -> None:
+        self.space, self.evaluator, self.cfg = space, evaluator, cfg
+        self.supernet: nn.Module = evaluator.supernet
+        self.images, self.labels = data.train.tensors
+        self.num_classes = data.num_classes
+        self.optimizer = torch.optim.SGD(self.supernet.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                         weight_decay=cfg.weight_decay)
+        self._gen = torch.Generator().manual_seed(seed + 7919)
+        self.rng = np.random.default_rng([seed, 7919])
+        self._order = torch.empty(0, dtype=torch.long)
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.updates = 0
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if len(self._order) < self.cfg.batch_size:
+            self._order = torch.randperm(len(self.labels), generator=self._gen)
+        idx, self._order = self._order[:self.cfg.batch_size], self._order[self.cfg.batch_size:]
+        return self.images[idx], self.labels[idx]
+
+    def path_loss(self, arch: Arch) -> torch.Tensor:
+        """Cross-entropy of ``arch``'s path on the next training batch (supernet in train mode)."""
+        x, y = self.next_batch()
+        self.space.activate(self.supernet, arch)
+        return F.cross_entropy(self.supernet(resize(x, arch.resolution)), y)
+
+    def sgd_step(self, archs: list[Arch], batches_per_arch: int = 1) -> None:
+        """One optimizer step on the mean loss of ``archs`` over ``batches_per_arch`` batches each."""
+        was_training = self.supernet.training
+        self.supernet.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        scale = 1.0 / (len(archs) * batches_per_arch)
+        for arch in archs:
+            for _ in range(batches_per_arch):
+                (self.path_loss(arch) * scale).backward()
+        nn.utils.clip_grad_norm_(self.supernet.parameters(), 5.0)
+        self.optimizer.step()
+        self.supernet.train(was_training)
+
+    def committed(self) -> bool:
+        """Bump the supernet version after an update (and keep its checkpoint)."""
+        self.updates += 1
+        version = self.evaluator.bump_version()
+        if self.checkpoint_dir is not None and self.cfg.keep_checkpoints:
+            save_supernet(self.checkpoint_dir / f"supernet_v{version}.pt", self.supernet, self.space,
+                          self.num_classes, version)
+        return True
+
+
+class PerIterationShift(_Trainer):
+    """Supernet Shifting as the paper words it: accumulate the generation's losses, update once."""
+
+    def end_generation(self, evaluated: list[Arch], nondominated: list[Arch], region: np.ndarray) -> bool:
+        archs = nondominated if self.cfg.shift_on == "nondominated" else evaluated
+        if not archs:
+            return False
+        for _ in range(self.cfg.steps):
+            self.sgd_step(archs, self.cfg.batches_per_arch)
+        return self.committed()
+
+
+class PerCandidateShift(_Trainer):
+    """Supernet Shifting as the official code does it: k SGD steps on a candidate before scoring it."""
+
+    updates_during_evaluation = True
+
+    def before_candidate(self, arch: Arch) -> bool:
+        for _ in range(self.cfg.candidate_steps):
+            self.sgd_step([arch])
+        return self.committed()
+
+
+class RegionShift(_Trainer):
+    """Fine-tune on paths sampled from the current search region (parents and offspring)."""
+
+    def end_generation(self, evaluated: list[Arch], nondominated: list[Arch], region: np.ndarray) -> bool:
+        if len(region) == 0:
+            return False
+        for _ in range(self.cfg.region_steps):
+            self.sgd_step([self.sample_region(region)])
+        return self.committed()
+
+    def sample_region(self, region: np.ndarray) -> Arch:
+        """One path from the region: a member, or every gene drawn from its frequency in the region."""
+        if self.cfg.region_sampler == "uniform_members":
+            return self.space.decode(region[self.rng.integers(len(region))])
+        genome = np.array([self.rng.choice(region[:, j]) for j in range(region.shape[1])])
+        return self.space.decode(genome)
+
+
+def make_shift_strategy(space: SearchSpace, evaluator: SubnetEvaluator, data: DataSplits, cfg: ShiftConfig,
+                        seed: int = 0, checkpoint_dir: str | Path | None = None) -> ShiftStrategy:
+    """The strategy named by ``cfg.strategy``."""
+    if cfg.strategy == "none":
+        return NoShift()
+    cls = {"per_iteration": PerIterationShift, "per_candidate": PerCandidateShift, "region": RegionShift}[cfg.strategy]
+    return cls(space, evaluator, data, cfg, seed=seed, checkpoint_dir=checkpoint_dir)
