@@ -5,7 +5,8 @@ subnets on the labels plus a distillation term towards the largest subnet's (det
 predictions. The per-subnet losses are averaged (summing them diverged at lr 0.1, ofa.md §7.1)
 and the gradients clipped. SGD with Nesterov momentum and a cosine schedule after a linear
 warm-up. The whole training state is checkpointed atomically after every epoch, and training
-resumes from the last finished epoch.
+resumes from the last finished epoch. An optional :class:`LandmarkRegularizer` adds the landmark
+ranking term to every step (gradients accumulated before clipping; see ``landmarks.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ..data import DataSplits
 from ..search_spaces import Arch, SearchSpace
 from .batching import iterate_batches, resize
 from .checkpoint import read_checkpoint, save_supernet
+from .landmarks import LandmarkRegularizer, landmark_weight
 
 
 def sandwich_archs(space: SearchSpace, rng: np.random.Generator, n_random: int) -> list[Arch]:
@@ -77,9 +79,13 @@ def lr_at(step: int, total_steps: int, cfg: TrainConfig) -> float:
 ProgressFn = Callable[[int, int, float], None]  # (step, total_steps, loss)
 
 
-def training_identity(space: SearchSpace, data: DataSplits, cfg: TrainConfig, seed: int) -> dict:
+def training_identity(space: SearchSpace, data: DataSplits, cfg: TrainConfig, seed: int,
+                      regularizer: LandmarkRegularizer | None = None) -> dict:
     """What determines the trained weights; a checkpoint is resumed only if this matches."""
-    return {"config": asdict(cfg), "seed": seed, "space": space.describe(), "data": data.summary()}
+    identity = {"config": asdict(cfg), "seed": seed, "space": space.describe(), "data": data.summary()}
+    if regularizer is not None:
+        identity["landmarks"] = regularizer.identity()
+    return identity
 
 
 def finished_training(checkpoint_path: str | Path, identity: dict) -> dict | None:
@@ -93,10 +99,12 @@ def finished_training(checkpoint_path: str | Path, identity: dict) -> dict | Non
 
 
 def train_supernet(space: SearchSpace, supernet: nn.Module, data: DataSplits, cfg: TrainConfig,
-                   checkpoint_path: str | Path, seed: int = 0, progress: ProgressFn | None = None) -> list[dict]:
+                   checkpoint_path: str | Path, seed: int = 0, progress: ProgressFn | None = None,
+                   regularizer: LandmarkRegularizer | None = None) -> list[dict]:
     """Train ``supernet`` in place; resumes from ``checkpoint_path`` if it holds the same run, unfinished.
 
-    Returns the per-epoch history (mean loss, learning rate).
+    Returns the per-epoch history (mean loss, learning rate; with a ``regularizer`` also its mean
+    value ``landmark_loss`` and its weight ``landmark_weight``).
     """
     checkpoint_path = Path(checkpoint_path)
     optimizer = make_optimizer(supernet, cfg)
@@ -105,7 +113,7 @@ def train_supernet(space: SearchSpace, supernet: nn.Module, data: DataSplits, cf
     total_steps = steps_per_epoch * cfg.epochs
     history: list[dict] = []
     start_epoch = 0
-    identity = training_identity(space, data, cfg, seed)
+    identity = training_identity(space, data, cfg, seed, regularizer)
     if checkpoint_path.exists():
         state = read_checkpoint(checkpoint_path)
         training = state.get("training")
@@ -120,7 +128,9 @@ def train_supernet(space: SearchSpace, supernet: nn.Module, data: DataSplits, cf
         # Every epoch derives its own generators from (seed, epoch), so a resumed run is identical.
         rng = np.random.default_rng([seed, epoch])
         shuffle = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        losses = []
+        losses, landmark_losses = [], []
+        if regularizer is not None:
+            regularizer.begin_epoch(epoch, seed)
         for i, idx in enumerate(iterate_batches(len(labels), cfg.batch_size, shuffle)):
             step = epoch * steps_per_epoch + i
             for group in optimizer.param_groups:
@@ -131,6 +141,10 @@ def train_supernet(space: SearchSpace, supernet: nn.Module, data: DataSplits, cf
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"training diverged at epoch {epoch}, step {i} (loss {loss.item()}); "
                                          "lower train.lr")
+            if regularizer is not None:
+                landmark_losses.append(regularizer.step(space, supernet, epoch, cfg.epochs))
+                if not math.isfinite(landmark_losses[-1]):
+                    raise FloatingPointError(f"landmark regularizer diverged at epoch {epoch}, step {i}")
             nn.utils.clip_grad_norm_(supernet.parameters(), cfg.grad_clip)
             optimizer.step()
             losses.append(loss.item())
@@ -138,6 +152,9 @@ def train_supernet(space: SearchSpace, supernet: nn.Module, data: DataSplits, cf
                 progress(step + 1, total_steps, loss.item())
         history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)),
                         "lr": optimizer.param_groups[0]["lr"]})
+        if regularizer is not None:
+            history[-1]["landmark_loss"] = float(np.mean(landmark_losses))
+            history[-1]["landmark_weight"] = landmark_weight(epoch, cfg.epochs, regularizer.cfg)
         save_supernet(checkpoint_path, supernet, space, data.num_classes, version=0,
                       extra={"training": {"identity": identity, "history": history,
                                           "optimizer": optimizer.state_dict(),
