@@ -44,11 +44,13 @@ OutOpt = typer.Option(None, "--out", "-o", help="Run directory (default runs/def
 DataOpt = typer.Option(None, "--data", help="mnist5k | digits | cifar10 | cifar100 | imagefolder:PATH")
 SpaceOpt = typer.Option(None, "--space", help="Search space: compact-mbv3 | ofa-mbv3")
 SeedOpt = typer.Option(None, "--seed", help="Random seed.")
+ShiftOpt = typer.Option(None, "--shift", help="Train the supernet during the search: none | per_iteration | "
+                        "per_candidate | region (options under --set shift.KEY=...).")
 
 
 def build_config(config: Optional[Path], sets: Optional[List[str]], **options) -> RunConfig:
     """Config file, then --set overrides, then the explicit options (the most specific wins)."""
-    names = {"out": "out", "seed": "seed", "checkpoint": "checkpoint", "data": "data.dataset",
+    names = {"shift": "shift.strategy", "out": "out", "seed": "seed", "checkpoint": "checkpoint", "data": "data.dataset",
              "space": "space.name", "epochs": "train.epochs", "generations": "search.generations",
              "pop_size": "search.pop_size", "pick": "search.pick"}
     overrides = list(sets or [])
@@ -75,13 +77,14 @@ def run(config: Optional[Path] = ConfigOpt, sets: Optional[List[str]] = SetOpt, 
         pop_size: Optional[int] = typer.Option(None, help="NSGA-II population size."),
         objectives: Optional[str] = typer.Option(None, help="Comma-separated: error,latency,macs,params."),
         constraint: Optional[List[str]] = typer.Option(None, help="e.g. 'latency<=5ms', 'macs<=10M' (repeatable)."),
-        pick: Optional[str] = typer.Option(None, help="knee | max-acc | min-latency")) -> None:
+        pick: Optional[str] = typer.Option(None, help="knee | max-acc | min-latency"),
+        shift: Optional[str] = ShiftOpt) -> None:
     """Train a supernet, search it with NSGA-II, write the Pareto front and export the picked subnet."""
     from . import pipeline
 
     cfg = build_config(config, sets, out=out, data=data, space=space, seed=seed, checkpoint=checkpoint,
                        epochs=epochs, generations=generations, pop_size=pop_size, objectives=objectives,
-                       constraints=constraint, pick=pick)
+                       constraints=constraint, pick=pick, shift=shift)
     summary = pipeline.run(cfg)
     err.print(f"done in {summary['seconds'] / 60:.1f} min; results in {cfg.out}")
 
@@ -123,13 +126,48 @@ def search(checkpoint: str = typer.Option(..., help="Supernet checkpoint (shiftn
            pop_size: Optional[int] = typer.Option(None, help="NSGA-II population size."),
            objectives: Optional[str] = typer.Option(None, help="Comma-separated: error,latency,macs,params."),
            constraint: Optional[List[str]] = typer.Option(None, help="e.g. 'latency<=5ms' (repeatable)."),
-           pick: Optional[str] = typer.Option(None, help="knee | max-acc | min-latency")) -> None:
+           pick: Optional[str] = typer.Option(None, help="knee | max-acc | min-latency"),
+           shift: Optional[str] = ShiftOpt) -> None:
     """Search a trained supernet with NSGA-II; writes the front, plots and the picked subnet's ONNX."""
     from . import pipeline
 
     cfg = build_config(config, sets, out=out, data=data, space=space, seed=seed, checkpoint=checkpoint,
                        generations=generations, pop_size=pop_size, objectives=objectives,
-                       constraints=constraint, pick=pick)
+                       constraints=constraint, pick=pick, shift=shift)
+    ctx = pipeline.prepare(cfg)
+    pipeline.write_manifest(ctx)
+    pipeline.train_stage(ctx)
+    result, evaluator, _ = pipeline.search_stage(ctx)
+    if not result.front:
+        raise ShiftnasError(f"no architecture satisfies the constraints {cfg.search.constraints}")
+    pipeline.finalize(ctx, result, evaluator, cfg.search.pick)
+
+
+@app.command()
+@user_errors
+def transfer(supernet: str = typer.Option(..., help="A supernet trained on another data set (shiftnas checkpoint)."),
+             data: str = typer.Option(..., "--data", help="The new data set (see `shiftnas run --help`)."),
+             config: Optional[Path] = ConfigOpt, sets: Optional[List[str]] = SetOpt, out: Optional[str] = OutOpt,
+             seed: Optional[int] = SeedOpt,
+             train: str = typer.Option("all", help="What the search trains: all (backbone too) | classifier."),
+             shift: str = typer.Option("per_iteration", help="Shift strategy that trains the new classifier."),
+             generations: Optional[int] = typer.Option(None, help="NSGA-II generations."),
+             pop_size: Optional[int] = typer.Option(None, help="NSGA-II population size."),
+             objectives: Optional[str] = typer.Option(None, help="Comma-separated: error,latency,macs,params."),
+             constraint: Optional[List[str]] = typer.Option(None, help="e.g. 'latency<=5ms' (repeatable).")) -> None:
+    """Transfer a supernet to a new data set: reset its classifier and train it through the shifting search."""
+    from . import pipeline
+    from .engine.checkpoint import read_checkpoint
+
+    described = read_checkpoint(supernet).get("space") or {}
+    base = ["reset_classifier=true", f"shift.trainable={train}", "shift.lr=0.05", "shift.steps=10"]
+    if described.get("name"):
+        base.append(f"space.name={described['name']}")
+    if described.get("resolutions"):
+        base.append(f"space.resolutions={described['resolutions']}")
+    cfg = build_config(config, base + list(sets or []), out=out or "runs/transfer", data=data, seed=seed,
+                       checkpoint=supernet, generations=generations, pop_size=pop_size, objectives=objectives,
+                       constraints=constraint, shift=shift)
     ctx = pipeline.prepare(cfg)
     pipeline.write_manifest(ctx)
     pipeline.train_stage(ctx)

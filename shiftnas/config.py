@@ -62,18 +62,54 @@ class SearchConfig:
     pick: str = "knee"                # knee | max-acc | min-latency
 
 
+SHIFT_STRATEGIES = ("none", "per_iteration", "per_candidate", "region")
+
+
+@dataclass
+class ShiftConfig:
+    """Training the supernet during the search (see ``shiftnas.engine.shifting``)."""
+
+    strategy: str = "none"            # none | per_iteration | per_candidate | region
+    shift_on: str = "evaluated"       # per_iteration: evaluated | nondominated architectures of the generation
+    lr: float = 0.005
+    momentum: float = 0.9
+    weight_decay: float = 3e-5
+    batch_size: int = 64
+    batches_per_arch: int = 1         # per_iteration: training batches accumulated per architecture
+    steps: int = 1                    # per_iteration: optimizer steps at the end of a generation
+    candidate_steps: int = 5          # per_candidate: SGD steps on a candidate's path before scoring it
+    region_sampler: str = "uniform_members"   # region: uniform_members | gene_marginals
+    region_steps: int = 20            # region: SGD steps per generation
+    trainable: str = "all"            # all | classifier: which supernet weights the updates train
+    reevaluate: bool = True           # fair re-evaluation after every update
+    keep_checkpoints: bool = True     # save supernet_v<version>.pt after every update
+
+    def __post_init__(self) -> None:
+        if self.strategy not in SHIFT_STRATEGIES:
+            raise ConfigError(f"unknown shift strategy '{self.strategy}'; choose one of: {', '.join(SHIFT_STRATEGIES)}")
+        if self.shift_on not in ("evaluated", "nondominated"):
+            raise ConfigError(f"shift.shift_on must be 'evaluated' or 'nondominated', got '{self.shift_on}'")
+        if self.trainable not in ("all", "classifier"):
+            raise ConfigError(f"shift.trainable must be 'all' or 'classifier', got '{self.trainable}'")
+        if self.region_sampler not in ("uniform_members", "gene_marginals"):
+            raise ConfigError("shift.region_sampler must be 'uniform_members' or 'gene_marginals', "
+                              f"got '{self.region_sampler}'")
+
+
 @dataclass
 class RunConfig:
     out: str = "runs/default"
     seed: int = 0
     threads: int = 2                  # torch threads for training and evaluation
     checkpoint: str | None = None     # load this supernet instead of training one
+    reset_classifier: bool = False    # transfer: re-initialise the loaded supernet's classifier
     data: DataConfig = field(default_factory=DataConfig)
     space: SpaceConfig = field(default_factory=SpaceConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    shift: ShiftConfig = field(default_factory=ShiftConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import load_config
+from .engine.checkpoint import load_supernet_weights, read_checkpoint
 from .engine.evaluation import SubnetEvaluator
 from .engine.objectives import resolve_objectives
 from .errors import ShiftnasError
@@ -35,6 +36,12 @@ def export_from_run(run_dir: str | Path, how: str = "knee", out: str | Path | No
         record = matches[0]
     ctx = pipeline.prepare(cfg, quiet=True)
     pipeline.train_stage(ctx)
+    version = int(record.get("supernet_version", 0))
+    if version:  # the front was scored by a supernet shifted during the search: export from those weights
+        shifted = run_dir / f"supernet_v{version}.pt"
+        if not shifted.is_file():
+            raise ShiftnasError(f"{shifted.name} is missing (the run kept no shifted checkpoints)")
+        load_supernet_weights(ctx.supernet, read_checkpoint(shifted)["state_dict"])
     evaluator = SubnetEvaluator(ctx.space, ctx.supernet, ctx.data, cfg.eval, seed=cfg.seed)
     path = Path(out) if out else run_dir / f"subnet_{how if how in PICKS else record['key']}.onnx"
     return pipeline.export_subnet(ctx, evaluator, record, path)

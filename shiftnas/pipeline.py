@@ -26,11 +26,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from .config import RunConfig, save_config
 from .data import DataSplits, load_dataset
 from .engine.archive import Archive
-from .engine.checkpoint import load_supernet_weights, read_checkpoint
+from .engine.checkpoint import load_supernet_weights, read_checkpoint, reset_classifier
 from .engine.evaluation import SubnetEvaluator
 from .engine.metrics import ArchitectureMetrics
 from .engine.objectives import needed_metrics, parse_constraint, resolve_objectives
 from .engine.search import NSGA2Search, SearchResult, SearchSettings
+from .engine.shifting import make_shift_strategy
 from .engine.training import finished_training, train_supernet, training_identity
 from .errors import CheckpointError, ConfigError, ShiftnasError
 from .hardware import (LatencyCache, LatencyConfig, LatencyProfiler, assert_parity, export_onnx,
@@ -100,7 +101,9 @@ def train_stage(ctx: RunContext) -> None:
     if cfg.checkpoint:
         state = read_checkpoint(cfg.checkpoint)
         reset = load_supernet_weights(ctx.supernet, state["state_dict"])
-        if reset and not ctx.quiet:
+        if cfg.reset_classifier:
+            reset_classifier(ctx.supernet, cfg.seed)
+        elif reset and not ctx.quiet:
             ctx.console.print(f"checkpoint classifier has another number of classes: reset {len(reset)} tensors")
         ctx.supernet.eval()
         return
@@ -140,10 +143,14 @@ def search_stage(ctx: RunContext) -> tuple[SearchResult, SubnetEvaluator, Archit
     archive = Archive(ctx.run_dir / "archive.jsonl")
     if len(archive) and not ctx.quiet:
         ctx.console.print(f"resuming: {len(archive)} architectures already in the archive")
+    shift = make_shift_strategy(ctx.space, evaluator, ctx.data, cfg.shift, seed=cfg.seed, checkpoint_dir=ctx.run_dir)
     search = NSGA2Search(ctx.space, metrics, objectives, constraints, archive,
-                         SearchSettings(cfg.search.pop_size, cfg.search.generations, cfg.seed))
-    with progress_bar(ctx, "NSGA-II search", cfg.search.generations) as update:
-        result = search.run(lambda g, total, s: update(g, info=f"evaluated {s['evaluated']} · HV {s['hypervolume']:.4f}"))
+                         SearchSettings(cfg.search.pop_size, cfg.search.generations, cfg.seed),
+                         shift=shift, reevaluate=cfg.shift.reevaluate)
+    label = "NSGA-II search" + ("" if cfg.shift.strategy == "none" else f" + shifting ({cfg.shift.strategy})")
+    with progress_bar(ctx, label, cfg.search.generations) as update:
+        result = search.run(lambda g, total, s: update(
+            g, info=f"evaluated {s['evaluated']} · HV {s['hypervolume']:.4f} · supernet v{s['supernet_version']}"))
     atomic_write_json(ctx.run_dir / "hypervolume.json", result.hv_history)
     return result, evaluator, metrics
 

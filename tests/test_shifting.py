@@ -13,7 +13,8 @@ from shiftnas.engine.evaluation import SubnetEvaluator
 from shiftnas.engine.metrics import ArchitectureMetrics
 from shiftnas.engine.objectives import needed_metrics, resolve_objectives
 from shiftnas.engine.search import NSGA2Search, SearchSettings
-from shiftnas.engine.shifting import ShiftConfig, make_shift_strategy
+from shiftnas.config import ShiftConfig
+from shiftnas.engine.shifting import make_shift_strategy
 from shiftnas.errors import ConfigError
 
 

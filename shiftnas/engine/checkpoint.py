@@ -74,6 +74,14 @@ def load_supernet_weights(supernet: nn.Module, state_dict: dict[str, torch.Tenso
     return skipped
 
 
+def reset_classifier(supernet: nn.Module, seed: int = 0) -> None:
+    """Re-initialise the classifier (transfer to a new data set: the head is trained during the search)."""
+    torch.manual_seed(seed)
+    for module in supernet.classifier.modules():
+        if module is not supernet.classifier and hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+
+
 def _ofa_key_names(supernet: nn.Module, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     own = supernet.state_dict()
     renamed = {}

@@ -25,7 +25,6 @@ which version produced each value. With ``keep_checkpoints`` each version is sav
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,40 +33,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data import DataSplits
-from ..errors import ConfigError
+from ..config import ShiftConfig
 from ..search_spaces import Arch, SearchSpace
 from .batching import resize
 from .checkpoint import save_supernet
 from .evaluation import SubnetEvaluator
-
-STRATEGIES = ("none", "per_iteration", "per_candidate", "region")
-
-
-@dataclass
-class ShiftConfig:
-    strategy: str = "none"            # none | per_iteration | per_candidate | region
-    shift_on: str = "evaluated"       # per_iteration: evaluated | nondominated architectures of the generation
-    lr: float = 0.005
-    momentum: float = 0.9
-    weight_decay: float = 3e-5
-    batch_size: int = 64
-    batches_per_arch: int = 1         # per_iteration: training batches accumulated per architecture
-    steps: int = 1                    # per_iteration: optimizer steps at the end of a generation
-    candidate_steps: int = 5          # per_candidate: SGD steps on a candidate's path before scoring it
-    region_sampler: str = "uniform_members"   # region: uniform_members | gene_marginals
-    region_steps: int = 20            # region: SGD steps per generation
-    reevaluate: bool = True           # fair re-evaluation after every update
-    keep_checkpoints: bool = True     # save supernet_v<version>.pt after every update
-
-    def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ConfigError(f"unknown shift strategy '{self.strategy}'; choose one of: {', '.join(STRATEGIES)}")
-        if self.shift_on not in ("evaluated", "nondominated"):
-            raise ConfigError(f"shift.shift_on must be 'evaluated' or 'nondominated', got '{self.shift_on}'")
-        if self.region_sampler not in ("uniform_members", "gene_marginals"):
-            raise ConfigError("shift.region_sampler must be 'uniform_members' or 'gene_marginals', "
-                              f"got '{self.region_sampler}'")
-
 
 class ShiftStrategy(abc.ABC):
     """What the supernet is trained on during the search, and when."""
@@ -100,7 +70,8 @@ class _Trainer(ShiftStrategy):
         self.supernet: nn.Module = evaluator.supernet
         self.images, self.labels = data.train.tensors
         self.num_classes = data.num_classes
-        self.optimizer = torch.optim.SGD(self.supernet.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+        trained = self.supernet.classifier if cfg.trainable == "classifier" else self.supernet
+        self.optimizer = torch.optim.SGD(trained.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                          weight_decay=cfg.weight_decay)
         self._gen = torch.Generator().manual_seed(seed + 7919)
         self.rng = np.random.default_rng([seed, 7919])

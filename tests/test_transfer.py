@@ -1,0 +1,42 @@
+"""Transfer to a new data set: the classifier is reset and trained through the shifting search."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from shiftnas.cli import app
+from shiftnas.engine.checkpoint import read_checkpoint
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("train", ["classifier", "all"])
+def test_transfer_resets_and_trains_the_classifier(trained_supernet, tmp_path, train):
+    _, ckpt, _ = trained_supernet  # trained on digits; transferred to mnist5k
+    out = tmp_path / "transfer"
+    result = runner.invoke(app, [
+        "transfer", "--supernet", str(ckpt), "--data", "mnist5k", "--out", str(out), "--train", train,
+        "--generations", "2", "--pop-size", "4", "--objectives", "error,macs",
+        "--set", "threads=1", "--set", "eval.calib_size=100", "--set", "shift.steps=3"])
+    assert result.exit_code == 0, result.output
+    source = read_checkpoint(ckpt)["state_dict"]
+    shifted = read_checkpoint(out / "supernet_v1.pt")["state_dict"]
+    assert not torch.equal(source["classifier.linear.weight"], shifted["classifier.linear.weight"])
+    params = [k for k in source if not k.startswith("classifier.") and "running" not in k
+              and "num_batches" not in k]
+    backbone_same = all(torch.equal(source[k], shifted[k]) for k in params)
+    assert backbone_same == (train == "classifier")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["picked"]["metrics"]["accuracy"] > 10.0  # the new head learned something
+    config = (out / "config.yaml").read_text()
+    assert "reset_classifier: true" in config and "compact-mbv3" in config
+
+
+def test_transfer_needs_an_existing_supernet(tmp_path):
+    result = runner.invoke(app, ["transfer", "--supernet", str(tmp_path / "none.pt"), "--data", "digits",
+                                 "--out", str(tmp_path / "t")])
+    assert result.exit_code == 2 and result.output.strip().startswith("error: checkpoint not found")
