@@ -48,6 +48,15 @@ ShiftOpt = typer.Option(None, "--shift", help="Train the supernet during the sea
                         "per_candidate | region (options under --set shift.KEY=...).")
 
 
+def space_overrides(checkpoint: dict) -> list[str]:
+    """``space.*`` overrides that rebuild the space a shiftnas checkpoint was trained in."""
+    described = checkpoint.get("space") or {}
+    out = [f"space.name={described['name']}"] if described.get("name") else []
+    if described.get("resolutions"):
+        out.append(f"space.resolutions={described['resolutions']}")
+    return out
+
+
 def build_config(config: Optional[Path], sets: Optional[List[str]], **options) -> RunConfig:
     """Config file, then --set overrides, then the explicit options (the most specific wins)."""
     names = {"shift": "shift.strategy", "out": "out", "seed": "seed", "checkpoint": "checkpoint", "data": "data.dataset",
@@ -159,12 +168,8 @@ def transfer(supernet: str = typer.Option(..., help="A supernet trained on anoth
     from . import pipeline
     from .engine.checkpoint import read_checkpoint
 
-    described = read_checkpoint(supernet).get("space") or {}
     base = ["reset_classifier=true", f"shift.trainable={train}", "shift.lr=0.05", "shift.steps=10"]
-    if described.get("name"):
-        base.append(f"space.name={described['name']}")
-    if described.get("resolutions"):
-        base.append(f"space.resolutions={described['resolutions']}")
+    base += space_overrides(read_checkpoint(supernet))
     cfg = build_config(config, base + list(sets or []), out=out or "runs/transfer", data=data, seed=seed,
                        checkpoint=supernet, generations=generations, pop_size=pop_size, objectives=objectives,
                        constraints=constraint, shift=shift)
@@ -203,6 +208,76 @@ def profile(model: Path = typer.Argument(..., help="An ONNX model file."),
 
     profile_onnx_file(model, threads=threads, batch_size=batch_size, repeats=repeats, runs=runs,
                       warmup=warmup, provider=provider)
+
+
+@app.command()
+@user_errors
+def groundtruth(out: Path = typer.Option(Path("groundtruth/compact-mbv3_digits.jsonl"), "--out", "-o",
+                                         help="Append-only JSONL table (a .meta.json and a .csv are written beside it)."),
+                data: str = typer.Option("digits", "--data", help="Data set the architectures are trained on."),
+                space: str = typer.Option("compact-mbv3", "--space", help="Search space to sample."),
+                samples: int = typer.Option(200, help="Architectures (the smallest and largest included)."),
+                seeds: str = typer.Option("0,1", help="Comma-separated training seeds per architecture."),
+                epochs: int = typer.Option(6, help="Stand-alone training epochs (the fixed recipe)."),
+                lr: float = typer.Option(0.05, help="Stand-alone learning rate."),
+                sample_seed: int = typer.Option(0, help="Seed of the architecture sample."),
+                threads: int = typer.Option(1, help="torch threads."),
+                sets: Optional[List[str]] = SetOpt) -> None:
+    """Train a sample of architectures stand-alone with a fixed recipe: the ground truth for ranking (resumable)."""
+    import torch
+
+    from . import pipeline
+    from .engine.groundtruth import build_groundtruth, sample_architectures
+    from .engine.standalone import StandaloneRecipe
+
+    cfg = build_config(None, list(sets or []), data=data, space=space)
+    torch.set_num_threads(threads)
+    sp = pipeline.build_space(cfg)
+    ds = pipeline.load_dataset(cfg.data.dataset, root=cfg.data.root, seed=cfg.data.seed)
+    seed_list = [int(x) for x in seeds.split(",") if x.strip()]
+    archs = sample_architectures(sp, samples, sample_seed)
+    recipe = StandaloneRecipe(epochs=epochs, lr=lr)
+    with pipeline.progress_bar("stand-alone training", len(archs) * len(seed_list)) as update:
+        table = build_groundtruth(sp, ds, archs, recipe, seed_list, out,
+                                  progress=lambda done, total, rec: update(done, info=rec["key"][:40]))
+    csv_path = table.write_csv(out.with_suffix(".csv"))
+    err.print(f"{len(table.rows())} architectures in {out} (summary: {csv_path})")
+
+
+@app.command()
+@user_errors
+def rank(supernet: str = typer.Option(..., help="Supernet checkpoint (shiftnas format)."),
+         table: Path = typer.Option(..., help="Ground-truth table made by `shiftnas groundtruth`."),
+         out: Optional[Path] = typer.Option(None, help="Write the report (and per-architecture scores) as JSON."),
+         sets: Optional[List[str]] = SetOpt) -> None:
+    """How well a supernet ranks architectures against stand-alone ground truth (Kendall tau, P@k, ...)."""
+    from rich.table import Table
+
+    from . import pipeline
+    from .engine.checkpoint import load_supernet_weights, read_checkpoint
+    from .engine.groundtruth import GroundTruthTable
+    from .engine.ranking_eval import rank_supernet
+    from .io import atomic_write_json
+
+    if not table.is_file():
+        raise ShiftnasError(f"ground-truth table not found: {table}")
+    gt = GroundTruthTable(table)
+    state = read_checkpoint(supernet)
+    base = [f"data.dataset={gt.meta['data']['name']}"] + space_overrides(state)
+    cfg = build_config(None, base + list(sets or []))
+    sp = pipeline.build_space(cfg)
+    ds = pipeline.load_dataset(cfg.data.dataset, root=cfg.data.root, seed=cfg.data.seed)
+    net = sp.build_supernet(ds.num_classes)
+    load_supernet_weights(net, state["state_dict"])
+    result = rank_supernet(sp, net.eval(), ds, gt, cfg.eval)
+    view = Table(title=f"{supernet} vs {table.name} ({result['n']} architectures)")
+    view.add_column("metric")
+    view.add_column("value", justify="right")
+    for key, value in result["report"].items():
+        view.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    Console().print(view)
+    if out:
+        atomic_write_json(out, result)
 
 
 @app.command()

@@ -57,6 +57,11 @@ class RunContext:
     quiet: bool = False
 
 
+def build_space(cfg: RunConfig) -> SearchSpace:
+    """The search space named by ``cfg.space`` (with its resolution list, if given)."""
+    return get_space(cfg.space.name, **({"resolutions": cfg.space.resolutions} if cfg.space.resolutions else {}))
+
+
 def prepare(cfg: RunConfig, quiet: bool = False) -> RunContext:
     """Validate the config, create the run directory, load data and build the supernet."""
     resolve_objectives(cfg.search.objectives)  # fail fast on bad input
@@ -67,7 +72,7 @@ def prepare(cfg: RunConfig, quiet: bool = False) -> RunContext:
     if cfg.checkpoint and not str(cfg.checkpoint).startswith(("http://", "https://")) \
             and not Path(cfg.checkpoint).is_file():
         raise CheckpointError(f"checkpoint not found: {cfg.checkpoint}")
-    space = get_space(cfg.space.name, **({"resolutions": cfg.space.resolutions} if cfg.space.resolutions else {}))
+    space = build_space(cfg)
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     data = load_dataset(cfg.data.dataset, root=cfg.data.root, seed=cfg.data.seed)
@@ -83,14 +88,14 @@ def prepare(cfg: RunConfig, quiet: bool = False) -> RunContext:
 
 
 @contextmanager
-def progress_bar(ctx: RunContext, description: str, total: int) -> Iterator[Any]:
-    """A rich progress bar (a no-op when quiet); yields ``update(completed, **fields)``."""
-    if ctx.quiet:
+def progress_bar(description: str, total: int, console: Console | None = None, quiet: bool = False) -> Iterator[Any]:
+    """A rich progress bar on stderr (a no-op when quiet); yields ``update(completed, info="")``."""
+    if quiet:
         yield lambda *a, **k: None
         return
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                TimeElapsedColumn(), TimeRemainingColumn()]
-    with Progress(*columns, console=ctx.console, transient=False) as prog:
+    with Progress(*columns, console=console or Console(stderr=True), transient=False) as prog:
         task = prog.add_task(description, total=total, info="")
         yield lambda completed, info="": prog.update(task, completed=completed, info=info)
 
@@ -116,7 +121,7 @@ def train_stage(ctx: RunContext) -> None:
             ctx.console.print(f"supernet already trained: {path}")
         return
     t0 = time.time()
-    with progress_bar(ctx, "training supernet", 1) as update:
+    with progress_bar("training supernet", 1, ctx.console, ctx.quiet) as update:
         def report(step: int, total: int, loss: float) -> None:
             update(step / total, info=f"step {step}/{total} loss {loss:.3f}")
         history = train_supernet(ctx.space, ctx.supernet, ctx.data, cfg.train, path, seed=cfg.seed, progress=report)
@@ -148,7 +153,7 @@ def search_stage(ctx: RunContext) -> tuple[SearchResult, SubnetEvaluator, Archit
                          SearchSettings(cfg.search.pop_size, cfg.search.generations, cfg.seed),
                          shift=shift, reevaluate=cfg.shift.reevaluate)
     label = "NSGA-II search" + ("" if cfg.shift.strategy == "none" else f" + shifting ({cfg.shift.strategy})")
-    with progress_bar(ctx, label, cfg.search.generations) as update:
+    with progress_bar(label, cfg.search.generations, ctx.console, ctx.quiet) as update:
         result = search.run(lambda g, total, s: update(
             g, info=f"evaluated {s['evaluated']} · HV {s['hypervolume']:.4f} · supernet v{s['supernet_version']}"))
     atomic_write_json(ctx.run_dir / "hypervolume.json", result.hv_history)

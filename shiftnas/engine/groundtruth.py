@@ -1,0 +1,236 @@
+"""The ground-truth table: stand-alone accuracy of sampled architectures (methods.md §6 item 7).
+
+On disk a table is two files:
+
+* ``PATH`` (JSONL, append-only): one record per trained (architecture, seed)::
+
+      {"key", "arch", "seed", "val_accuracy", "test_accuracy", "seconds", "macs", "params"}
+
+  ``arch`` is ``Arch.to_dict()``; accuracies in percent; ``macs``/``params`` are those of the
+  extracted subnet (``count_macs`` at batch 1, ``count_params``), identical for every seed.
+* ``PATH.with_suffix('.meta.json')``: what the records were made with: ``space``
+  (``space.describe()``), ``data`` (summary, name, hash of the split labels), ``recipe`` and
+  ``seeds`` (every seed ever requested). Appending with a different space, data or recipe is
+  refused; new architectures or seeds may be added to an existing table.
+
+A build is resumable: an interrupted build (Ctrl-C, crash) keeps every finished record, and the
+next build skips every (key, seed) already present.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data import DataSplits
+from ..errors import ConfigError, ShiftnasError
+from ..hardware.macs import count_macs, count_params
+from ..io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
+from ..search_spaces import Arch, SearchSpace
+from .standalone import StandaloneRecipe, fresh_subnet, train_standalone
+
+FORMAT = "shiftnas-groundtruth/1"
+GroundTruthProgress = Callable[[int, int, dict], None]  # (records done, records total, new record)
+CSV_COLUMNS = ("key", "mean_test_accuracy", "std_test_accuracy", "mean_val_accuracy", "n_seeds",
+               "mmacs", "params_m", "arch")
+
+
+def meta_path(path: str | Path) -> Path:
+    """The metadata file that sits beside the table ``path``."""
+    return Path(path).with_suffix(".meta.json")
+
+
+# ----------------------------------------------------------------------------- sampling
+
+def sample_architectures(space: SearchSpace, n: int, seed: int) -> list[Arch]:
+    """``n`` distinct architectures: the smallest, the largest, then uniform random samples."""
+    if n < 2:
+        raise ConfigError(f"need at least 2 architectures (the smallest and the largest), got {n}")
+    size = getattr(space, "size", None)
+    if callable(size) and n > size():
+        raise ConfigError(f"cannot sample {n} distinct architectures from a space of {size()}")
+    rng = np.random.default_rng(seed)
+    archs = {a.key(): a for a in (space.smallest(), space.largest())}
+    for _ in range(1000 * n):
+        if len(archs) >= n:
+            break
+        arch = space.sample(rng)
+        archs.setdefault(arch.key(), arch)
+    if len(archs) < n:
+        raise ShiftnasError(f"found only {len(archs)} distinct architectures after {1000 * n} draws")
+    return list(archs.values())
+
+
+# ----------------------------------------------------------------------------- metadata
+
+def data_identity(data: DataSplits) -> dict[str, Any]:
+    """The data set and its exact split (a hash of each split's labels; independent of image size)."""
+    labels = {name: hashlib.sha1(getattr(data, name).tensors[1].numpy().tobytes()).hexdigest()
+              for name in ("train", "val", "test")}
+    return {"name": data.name, "summary": data.summary(), "labels_sha1": labels}
+
+
+def table_identity(space: SearchSpace, data: DataSplits, recipe: StandaloneRecipe) -> dict[str, Any]:
+    """What determines a record's value (besides architecture and seed), JSON-normalised."""
+    identity = {"space": space.describe(), "data": data_identity(data), "recipe": asdict(recipe)}
+    return json.loads(json.dumps(identity))
+
+
+def _check_or_write_meta(path: Path, identity: dict[str, Any], seeds: Sequence[int]) -> None:
+    """Refuse a table made with a different identity; record the (union of) seeds."""
+    mpath = meta_path(path)
+    seeds = [int(s) for s in seeds]
+    if mpath.exists():
+        meta = json.loads(mpath.read_text(encoding="utf-8"))
+        diff = [k for k in identity if meta.get(k) != identity[k]]
+        if diff:
+            raise ShiftnasError(f"ground-truth table {path} was made with a different {', '.join(diff)} "
+                                f"(see {mpath.name}); use another path")
+        seeds = sorted(set(meta.get("seeds", [])) | set(seeds))
+        if seeds == meta.get("seeds"):
+            return
+    elif path.exists() and path.stat().st_size > 0:
+        raise ShiftnasError(f"ground-truth table {path} has no metadata file {mpath.name}; refusing to append")
+    atomic_write_json(mpath, {"format": FORMAT, **identity, "seeds": seeds})
+
+
+def _drop_partial_line(path: Path) -> None:
+    """Cut a truncated last line (crash mid-write) so the next append starts on a fresh line."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
+
+
+# ----------------------------------------------------------------------------- building
+
+def build_groundtruth(space: SearchSpace, data: DataSplits, archs: Iterable[Arch], recipe: StandaloneRecipe,
+                      seeds: Sequence[int], path: str | Path,
+                      progress: GroundTruthProgress | None = None) -> GroundTruthTable:
+    """Train every (arch, seed) missing from the table at ``path`` and append it; returns the table.
+
+    Work order is seed-major (all architectures with the first seed, then the next seed), so an
+    interrupted build still leaves a complete one-seed table as early as possible. ``progress``
+    is called after each newly appended record with (records done, records total, record).
+    """
+    path = Path(path)
+    archs = list({a.key(): a for a in archs}.values())
+    for arch in archs:
+        try:
+            space.validate(arch)
+        except ValueError as err:
+            raise ShiftnasError(f"architecture {arch.key()} is not in space '{space.name}': {err}") from None
+    if not seeds:
+        raise ConfigError("need at least one seed")
+    _check_or_write_meta(path, table_identity(space, data, recipe), seeds)
+    _drop_partial_line(path)
+    existing = read_jsonl(path)
+    done = {(r["key"], int(r["seed"])) for r in existing}
+    costs = {r["key"]: (r["macs"], r["params"]) for r in existing}
+    todo = [(seed, a) for seed in seeds for a in archs if (a.key(), int(seed)) not in done]
+    total = len(todo) + sum(1 for seed in seeds for a in archs if (a.key(), int(seed)) in done)
+    for i, (seed, arch) in enumerate(todo):
+        key = arch.key()
+        if key not in costs:
+            costs[key] = _cost(space, arch, data.num_classes)
+        result = train_standalone(space, arch, data, recipe, int(seed))
+        record = {"key": key, "arch": arch.to_dict(), "seed": int(seed), **result,
+                  "macs": costs[key][0], "params": costs[key][1]}
+        append_jsonl(path, record)
+        if progress is not None:
+            progress(total - len(todo) + i + 1, total, record)
+    return GroundTruthTable(path)
+
+
+def _cost(space: SearchSpace, arch: Arch, num_classes: int) -> tuple[int, int]:
+    """(MACs, params) of the extracted subnet of ``arch``."""
+    net = fresh_subnet(space, arch, num_classes, seed=0)
+    return count_macs(net, space.input_size(arch)), count_params(net)
+
+
+# ----------------------------------------------------------------------------- the table
+
+class GroundTruthTable:
+    """A loaded ground-truth table (records + metadata); per-architecture aggregates over seeds."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        mpath = meta_path(self.path)
+        if not mpath.exists():
+            raise ShiftnasError(f"ground-truth metadata {mpath} not found (build the table first)")
+        self.meta: dict[str, Any] = json.loads(mpath.read_text(encoding="utf-8"))
+        self.records: list[dict] = []
+        seen: set[tuple[str, int]] = set()
+        for r in read_jsonl(self.path):
+            ident = (r["key"], int(r["seed"]))
+            if ident not in seen:  # first record wins should two builds have raced
+                seen.add(ident)
+                self.records.append(r)
+        self._rows = self._aggregate()
+
+    def _aggregate(self) -> dict[str, dict[str, Any]]:
+        by_key: dict[str, list[dict]] = {}
+        for r in self.records:
+            by_key.setdefault(r["key"], []).append(r)
+        rows = {}
+        for key, recs in by_key.items():
+            test = np.array([r["test_accuracy"] for r in recs], dtype=float)
+            val = np.array([r["val_accuracy"] for r in recs], dtype=float)
+            rows[key] = {
+                "key": key,
+                "arch": Arch.from_dict(recs[0]["arch"]),
+                "mean_test_accuracy": float(test.mean()),
+                "std_test_accuracy": float(test.std()),  # population std (ddof=0): 0 for one seed
+                "mean_val_accuracy": float(val.mean()),
+                "n_seeds": len(recs),
+                "seeds": sorted(int(r["seed"]) for r in recs),
+                "mmacs": recs[0]["macs"] / 1e6,
+                "params_m": recs[0]["params"] / 1e6,
+            }
+        return rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def keys(self) -> list[str]:
+        """Architecture keys in the order they first appear in the file."""
+        return list(self._rows)
+
+    def archs(self) -> list[Arch]:
+        """The architectures of the table, in file order."""
+        return [row["arch"] for row in self._rows.values()]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Per architecture: key, arch (Arch), mean/std test accuracy (%), mean val accuracy,
+        n_seeds, seeds, mmacs, params_m."""
+        return [dict(row) for row in self._rows.values()]
+
+    def accuracy(self, key: str) -> float:
+        """Mean stand-alone test accuracy (%) of the architecture ``key`` over its seeds."""
+        if key not in self._rows:
+            raise ShiftnasError(f"architecture {key} is not in ground-truth table {self.path}")
+        return self._rows[key]["mean_test_accuracy"]
+
+    def write_csv(self, path: str | Path) -> Path:
+        """Write :meth:`rows` as CSV (columns ``CSV_COLUMNS``; ``arch`` as compact JSON), atomically."""
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        for row in self._rows.values():
+            cells = {**row, "arch": json.dumps(row["arch"].to_dict(), separators=(",", ":"))}
+            writer.writerow([_fmt(cells[c]) for c in CSV_COLUMNS])
+        return atomic_write_text(path, buf.getvalue())
+
+
+def _fmt(value: Any) -> Any:
+    return f"{value:.6g}" if isinstance(value, float) else value
