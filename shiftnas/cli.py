@@ -269,8 +269,10 @@ def rank(supernet: str = typer.Option(..., help="Supernet checkpoint (shiftnas f
     ds = pipeline.load_dataset(cfg.data.dataset, root=cfg.data.root, seed=cfg.data.seed)
     net = sp.build_supernet(ds.num_classes)
     load_supernet_weights(net, state["state_dict"])
-    result = rank_supernet(sp, net.eval(), ds, gt, cfg.eval)
-    view = Table(title=f"{supernet} vs {table.name} ({result['n']} architectures)")
+    identity = (state.get("training") or {}).get("identity") or {}
+    landmarks = {key for key, _ in (identity.get("landmarks") or {}).get("landmarks", [])}
+    result = rank_supernet(sp, net.eval(), ds, gt, cfg.eval, exclude=landmarks)  # landmarks are not scored
+    view = Table(title=f"{Path(supernet).name} vs {table.name}: {result['n']} architectures")
     view.add_column("metric")
     view.add_column("value", justify="right")
     for key, value in result["report"].items():

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .engine.landmarks import LandmarkConfig
 from .hardware.latency import LatencyConfig
 
 
@@ -97,6 +98,15 @@ class ShiftConfig:
 
 
 @dataclass
+class LandmarksConfig(LandmarkConfig):
+    """Landmark regularization of supernet training (see ``shiftnas.engine.landmarks``)."""
+
+    table: str | None = None          # ground-truth table (shiftnas groundtruth); None: no regularization
+    num: int = 10                     # M landmark architectures taken from the table
+    selection: str = "fixed"          # fixed (evenly spaced ground-truth ranks) | random
+
+
+@dataclass
 class RunConfig:
     out: str = "runs/default"
     seed: int = 0
@@ -110,6 +120,7 @@ class RunConfig:
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     shift: ShiftConfig = field(default_factory=ShiftConfig)
+    landmarks: LandmarksConfig = field(default_factory=LandmarksConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

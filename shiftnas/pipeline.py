@@ -18,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import torch
 import torch.nn as nn
 from rich.console import Console
@@ -28,6 +29,8 @@ from .data import DataSplits, load_dataset
 from .engine.archive import Archive
 from .engine.checkpoint import load_supernet_weights, read_checkpoint, reset_classifier
 from .engine.evaluation import SubnetEvaluator
+from .engine.groundtruth import GroundTruthTable
+from .engine.landmarks import LandmarkConfig, LandmarkRegularizer, select_landmarks
 from .engine.metrics import ArchitectureMetrics
 from .engine.objectives import needed_metrics, parse_constraint, resolve_objectives
 from .engine.search import NSGA2Search, SearchResult, SearchSettings
@@ -113,7 +116,8 @@ def train_stage(ctx: RunContext) -> None:
         ctx.supernet.eval()
         return
     path = ctx.run_dir / SUPERNET_FILE
-    done = finished_training(path, training_identity(ctx.space, ctx.data, cfg.train, cfg.seed))
+    regularizer = make_landmark_regularizer(ctx)
+    done = finished_training(path, training_identity(ctx.space, ctx.data, cfg.train, cfg.seed, regularizer))
     if done is not None:
         load_supernet_weights(ctx.supernet, done["state_dict"])
         ctx.supernet.eval()
@@ -124,8 +128,38 @@ def train_stage(ctx: RunContext) -> None:
     with progress_bar("training supernet", 1, ctx.console, ctx.quiet) as update:
         def report(step: int, total: int, loss: float) -> None:
             update(step / total, info=f"step {step}/{total} loss {loss:.3f}")
-        history = train_supernet(ctx.space, ctx.supernet, ctx.data, cfg.train, path, seed=cfg.seed, progress=report)
+        history = train_supernet(ctx.space, ctx.supernet, ctx.data, cfg.train, path, seed=cfg.seed, progress=report,
+                                 regularizer=regularizer)
     atomic_write_json(ctx.run_dir / "training.json", {"history": history, "seconds": time.time() - t0})
+
+
+def make_landmark_regularizer(ctx: RunContext) -> LandmarkRegularizer | None:
+    """Landmarks from ``cfg.landmarks.table`` (none when no table is configured)."""
+    lc = ctx.cfg.landmarks
+    if not lc.table:
+        return None
+    if not Path(lc.table).is_file():
+        raise ShiftnasError(f"ground-truth table not found: {lc.table}")
+    rows = GroundTruthTable(lc.table).rows()
+    for row in rows:
+        try:
+            ctx.space.validate(row["arch"])
+        except ValueError as exc:
+            raise ShiftnasError(f"{lc.table}: {row['key']} is not in space {ctx.space.name} ({exc})") from None
+    candidates = [(row["arch"], row["mean_test_accuracy"]) for row in rows]
+    if lc.num < 2 or lc.num > len(candidates):
+        raise ConfigError(f"landmarks.num must be between 2 and {len(candidates)} (the table's size), got {lc.num}")
+    if lc.selection not in ("fixed", "random"):
+        raise ConfigError(f"landmarks.selection must be 'fixed' or 'random', got '{lc.selection}'")
+    landmarks = select_landmarks(candidates, lc.num, lc.selection, np.random.default_rng(ctx.cfg.seed))
+    settings = LandmarkConfig(**{f.name: getattr(lc, f.name) for f in fields(LandmarkConfig)})
+    try:
+        regularizer = LandmarkRegularizer(landmarks, ctx.data, settings, seed=ctx.cfg.seed)
+    except ValueError as exc:
+        raise ConfigError(f"landmarks: {exc}") from None
+    atomic_write_json(ctx.run_dir / "landmarks.json", [{"key": lm.arch.key(), "accuracy": lm.accuracy}
+                                                         for lm in landmarks])
+    return regularizer
 
 
 def make_profiler(ctx: RunContext) -> LatencyProfiler:

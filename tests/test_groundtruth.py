@@ -204,6 +204,8 @@ def test_rank_supernet(trained_supernet, compact_space, digits, eval_config, tab
 
 
 def test_groundtruth_and_rank_commands(trained_supernet, tmp_path):
+    import json
+
     from typer.testing import CliRunner
 
     from shiftnas.cli import app
@@ -211,18 +213,33 @@ def test_groundtruth_and_rank_commands(trained_supernet, tmp_path):
     runner = CliRunner()
     _, ckpt, _ = trained_supernet  # compact-mbv3 at [16, 20] on digits
     table = tmp_path / "gt.jsonl"
-    args = ["groundtruth", "--out", str(table), "--samples", "3", "--seeds", "0", "--epochs", "1",
+    report = tmp_path / "rank.json"
+    args = ["groundtruth", "--out", str(table), "--samples", "6", "--seeds", "0", "--epochs", "1",
             "--set", "space.resolutions=[16,20]"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert table.with_suffix(".csv").is_file() and len(table.read_text().splitlines()) == 3
+    assert table.with_suffix(".csv").is_file() and len(table.read_text().splitlines()) == 6
     assert runner.invoke(app, args).exit_code == 0  # resumes: nothing new to train
-    assert len(table.read_text().splitlines()) == 3
-    report = tmp_path / "rank.json"
+    assert len(table.read_text().splitlines()) == 6
+
+    # a supernet trained with 3 landmarks from the table: rank leaves those 3 out
+    run = tmp_path / "lm"
+    result = runner.invoke(app, ["train", "--data", "digits", "--out", str(run), "--epochs", "1",
+                                 "--set", "space.resolutions=[16,20]", "--set", "train.batch_size=128",
+                                 "--set", "threads=1", "--set", f"landmarks.table={table}",
+                                 "--set", "landmarks.num=3", "--set", "landmarks.warmup_fraction=0"])
+    assert result.exit_code == 0, result.output
+    history = json.loads((run / "training.json").read_text())["history"]
+    assert history[0]["landmark_loss"] >= 0 and history[0]["landmark_weight"] > 0
+    assert len(json.loads((run / "landmarks.json").read_text())) == 3
+    result = runner.invoke(app, ["rank", "--supernet", str(run / "supernet.pt"), "--table", str(table),
+                                 "--out", str(report)])
+    assert result.exit_code == 0, result.output
+    ranked = json.loads(report.read_text())
+    assert ranked["n"] == 3 and len(ranked["excluded"]) == 3
     result = runner.invoke(app, ["rank", "--supernet", str(ckpt), "--table", str(table), "--out", str(report)])
     assert result.exit_code == 0, result.output
     assert "kendall_tau" in result.output
-    import json
-    assert json.loads(report.read_text())["n"] == 3
+    assert json.loads(report.read_text())["n"] == 6
     missing = runner.invoke(app, ["rank", "--supernet", str(ckpt), "--table", str(tmp_path / "none.jsonl")])
     assert missing.exit_code == 2 and "ground-truth table not found" in missing.output
