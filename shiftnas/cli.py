@@ -143,13 +143,7 @@ def search(checkpoint: str = typer.Option(..., help="Supernet checkpoint (shiftn
     cfg = build_config(config, sets, out=out, data=data, space=space, seed=seed, checkpoint=checkpoint,
                        generations=generations, pop_size=pop_size, objectives=objectives,
                        constraints=constraint, pick=pick, shift=shift)
-    ctx = pipeline.prepare(cfg)
-    pipeline.write_manifest(ctx)
-    pipeline.train_stage(ctx)
-    result, evaluator, _ = pipeline.search_stage(ctx)
-    if not result.front:
-        raise ShiftnasError(f"no architecture satisfies the constraints {cfg.search.constraints}")
-    pipeline.finalize(ctx, result, evaluator, cfg.search.pick)
+    pipeline.run(cfg)  # with cfg.checkpoint set, the supernet is loaded, not trained
 
 
 @app.command()
@@ -173,13 +167,7 @@ def transfer(supernet: str = typer.Option(..., help="A supernet trained on anoth
     cfg = build_config(config, base + list(sets or []), out=out or "runs/transfer", data=data, seed=seed,
                        checkpoint=supernet, generations=generations, pop_size=pop_size, objectives=objectives,
                        constraints=constraint, shift=shift)
-    ctx = pipeline.prepare(cfg)
-    pipeline.write_manifest(ctx)
-    pipeline.train_stage(ctx)
-    result, evaluator, _ = pipeline.search_stage(ctx)
-    if not result.front:
-        raise ShiftnasError(f"no architecture satisfies the constraints {cfg.search.constraints}")
-    pipeline.finalize(ctx, result, evaluator, cfg.search.pick)
+    pipeline.run(cfg)  # with cfg.checkpoint set, the supernet is loaded, not trained
 
 
 @app.command()
