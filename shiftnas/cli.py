@@ -206,7 +206,7 @@ def groundtruth(out: Path = typer.Option(Path("groundtruth/compact-mbv3_digits.j
                 space: str = typer.Option("compact-mbv3", "--space", help="Search space to sample."),
                 samples: int = typer.Option(200, help="Architectures (the smallest and largest included)."),
                 seeds: str = typer.Option("0,1", help="Comma-separated training seeds per architecture."),
-                epochs: int = typer.Option(6, help="Stand-alone training epochs (the fixed recipe)."),
+                epochs: int = typer.Option(8, help="Stand-alone training epochs (the fixed recipe)."),
                 lr: float = typer.Option(0.05, help="Stand-alone learning rate."),
                 sample_seed: int = typer.Option(0, help="Seed of the architecture sample."),
                 threads: int = typer.Option(1, help="torch threads."),
