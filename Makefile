@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench setup clean
+.PHONY: run test bench bench-ranking bench-transfer setup clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_latency_eval.py
+
+bench-ranking: $(STAMP)   # needs the ground-truth table (shiftnas groundtruth); about an hour
+	$(BIN)/python bench/bench_ranking.py --table groundtruth/compact-mbv3_digits.jsonl --seeds 0,1,2
+
+bench-transfer: $(STAMP)  # about an hour
+	$(BIN)/python bench/bench_transfer.py --seeds 0,1,2
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
