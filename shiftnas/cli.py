@@ -209,7 +209,8 @@ def groundtruth(out: Path = typer.Option(Path("groundtruth/compact-mbv3_digits.j
                 epochs: int = typer.Option(8, help="Stand-alone training epochs (the fixed recipe)."),
                 lr: float = typer.Option(0.05, help="Stand-alone learning rate."),
                 sample_seed: int = typer.Option(0, help="Seed of the architecture sample."),
-                threads: int = typer.Option(1, help="torch threads."),
+                threads: int = typer.Option(1, help="torch threads (with --workers 1)."),
+                workers: int = typer.Option(1, help="Architectures trained at once, one process and one thread each."),
                 sets: Optional[List[str]] = SetOpt) -> None:
     """Train a sample of architectures stand-alone with a fixed recipe: the ground truth for ranking (resumable)."""
     import torch
@@ -226,7 +227,7 @@ def groundtruth(out: Path = typer.Option(Path("groundtruth/compact-mbv3_digits.j
     archs = sample_architectures(sp, samples, sample_seed)
     recipe = StandaloneRecipe(epochs=epochs, lr=lr)
     with pipeline.progress_bar("stand-alone training", len(archs) * len(seed_list)) as update:
-        table = build_groundtruth(sp, ds, archs, recipe, seed_list, out,
+        table = build_groundtruth(sp, ds, archs, recipe, seed_list, out, workers=workers,
                                   progress=lambda done, total, rec: update(done, info=rec["key"][:40]))
     csv_path = table.write_csv(out.with_suffix(".csv"))
     err.print(f"{len(table.rows())} architectures in {out} (summary: {csv_path})")

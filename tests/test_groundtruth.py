@@ -243,3 +243,9 @@ def test_groundtruth_and_rank_commands(trained_supernet, tmp_path):
     assert json.loads(report.read_text())["n"] == 6
     missing = runner.invoke(app, ["rank", "--supernet", str(ckpt), "--table", str(tmp_path / "none.jsonl")])
     assert missing.exit_code == 2 and "ground-truth table not found" in missing.output
+
+
+def test_parallel_build_matches_the_sequential_one(space16, data16, table_path, tmp_path):
+    path = tmp_path / "parallel.jsonl"
+    build_groundtruth(space16, data16, ARCHS, RECIPE, SEEDS, path, workers=2)
+    assert sorted(_content(path)) == sorted(_content(table_path))

@@ -23,7 +23,7 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -116,12 +116,14 @@ def _drop_partial_line(path: Path) -> None:
 
 def build_groundtruth(space: SearchSpace, data: DataSplits, archs: Iterable[Arch], recipe: StandaloneRecipe,
                       seeds: Sequence[int], path: str | Path,
-                      progress: GroundTruthProgress | None = None) -> GroundTruthTable:
+                      progress: GroundTruthProgress | None = None, workers: int = 1) -> GroundTruthTable:
     """Train every (arch, seed) missing from the table at ``path`` and append it; returns the table.
 
     Work order is seed-major (all architectures with the first seed, then the next seed), so an
     interrupted build still leaves a complete one-seed table as early as possible. ``progress``
     is called after each newly appended record with (records done, records total, record).
+    ``workers > 1`` trains that many architectures at once in separate processes (one torch
+    thread each; results are identical to a one-thread sequential build, appended as they finish).
     """
     path = Path(path)
     archs = list({a.key(): a for a in archs}.values())
@@ -139,17 +141,56 @@ def build_groundtruth(space: SearchSpace, data: DataSplits, archs: Iterable[Arch
     costs = {r["key"]: (r["macs"], r["params"]) for r in existing}
     todo = [(seed, a) for seed in seeds for a in archs if (a.key(), int(seed)) not in done]
     total = len(todo) + sum(1 for seed in seeds for a in archs if (a.key(), int(seed)) in done)
-    for i, (seed, arch) in enumerate(todo):
+    for i, (seed, arch, result) in enumerate(_train_all(space, data, recipe, todo, workers)):
         key = arch.key()
         if key not in costs:
             costs[key] = _cost(space, arch, data.num_classes)
-        result = train_standalone(space, arch, data, recipe, int(seed))
         record = {"key": key, "arch": arch.to_dict(), "seed": int(seed), **result,
                   "macs": costs[key][0], "params": costs[key][1]}
         append_jsonl(path, record)
         if progress is not None:
             progress(total - len(todo) + i + 1, total, record)
     return GroundTruthTable(path)
+
+
+def _train_all(space: SearchSpace, data: DataSplits, recipe: StandaloneRecipe, todo: list[tuple[int, Arch]],
+               workers: int) -> Iterator[tuple[int, Arch, dict[str, float]]]:
+    """Yield (seed, arch, result) for every job, sequentially or from a pool of spawned processes."""
+    if workers <= 1:
+        for seed, arch in todo:
+            yield seed, arch, train_standalone(space, arch, data, recipe, int(seed))
+        return
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")  # fork after OpenMP has started can deadlock
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                             initargs=(space.describe(), data, recipe)) as pool:
+        futures = {pool.submit(_train_in_worker, arch.to_dict(), int(seed)): (seed, arch) for seed, arch in todo}
+        try:
+            for future in as_completed(futures):
+                seed, arch = futures[future]
+                yield seed, arch, future.result()
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(space_description: dict[str, Any], data: DataSplits, recipe: StandaloneRecipe) -> None:
+    import torch
+
+    from ..search_spaces import get_space
+
+    torch.set_num_threads(1)
+    kwargs = {k: v for k, v in space_description.items() if k != "name"}
+    _WORKER.update(space=get_space(space_description["name"], **kwargs), data=data, recipe=recipe)
+
+
+def _train_in_worker(arch: dict[str, Any], seed: int) -> dict[str, float]:
+    return train_standalone(_WORKER["space"], Arch.from_dict(arch), _WORKER["data"], _WORKER["recipe"], seed)
 
 
 def _cost(space: SearchSpace, arch: Arch, num_classes: int) -> tuple[int, int]:
