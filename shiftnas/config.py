@@ -127,13 +127,13 @@ class RunConfig:
 
 
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:
-    known = {f.name: f for f in fields(cls)}
+    known = [f.name for f in fields(cls)]
+    defaults = cls()
     kwargs = {}
     for key, value in values.items():
         if key not in known:
             raise ConfigError(f"unknown config key '{where}{key}'; known: {', '.join(known)}")
-        f = known[key]
-        default = getattr(cls(), key)
+        default = getattr(defaults, key)
         if dataclasses.is_dataclass(default):
             if not isinstance(value, dict):
                 raise ConfigError(f"config section '{where}{key}' must be a mapping")

@@ -8,7 +8,6 @@ archive is append-only, so re-running the same command after a crash or Ctrl-C r
 
 from __future__ import annotations
 
-import json
 import platform
 import sys
 import time

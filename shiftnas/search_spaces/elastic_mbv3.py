@@ -13,7 +13,7 @@ their repaired forms are equal. That lets pymoo's duplicate elimination work on 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
