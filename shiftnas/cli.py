@@ -245,6 +245,7 @@ def rank(supernet: str = typer.Option(..., help="Supernet checkpoint (shiftnas f
     from . import pipeline
     from .engine.checkpoint import load_supernet_weights, read_checkpoint
     from .engine.groundtruth import GroundTruthTable
+    from .engine.landmarks import landmark_keys
     from .engine.ranking_eval import rank_supernet
     from .io import atomic_write_json
 
@@ -258,8 +259,7 @@ def rank(supernet: str = typer.Option(..., help="Supernet checkpoint (shiftnas f
     ds = pipeline.load_dataset(cfg.data.dataset, root=cfg.data.root, seed=cfg.data.seed)
     net = sp.build_supernet(ds.num_classes)
     load_supernet_weights(net, state["state_dict"])
-    identity = (state.get("training") or {}).get("identity") or {}
-    landmarks = {key for key, _ in (identity.get("landmarks") or {}).get("landmarks", [])}
+    landmarks = landmark_keys(state.get("training") or {})
     result = rank_supernet(sp, net.eval(), ds, gt, cfg.eval, exclude=landmarks)  # landmarks are not scored
     view = Table(title=f"{Path(supernet).name} vs {table.name}: {result['n']} architectures")
     view.add_column("metric")

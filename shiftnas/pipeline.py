@@ -28,8 +28,9 @@ from .data import DataSplits, load_dataset
 from .engine.archive import Archive
 from .engine.checkpoint import load_supernet_weights, read_checkpoint, reset_classifier
 from .engine.evaluation import SubnetEvaluator
-from .engine.groundtruth import GroundTruthTable
-from .engine.landmarks import LandmarkConfig, LandmarkRegularizer, select_landmarks
+from .engine.groundtruth import GroundTruthTable, data_identity
+from .engine.landmark_rounds import LandmarkGrowth, search_current_best, table_ground_truth
+from .engine.landmarks import LandmarkConfig, LandmarkRegularizer, round_boundaries, select_landmarks
 from .engine.metrics import ArchitectureMetrics
 from .engine.objectives import needed_metrics, parse_constraint, resolve_objectives
 from .engine.search import NSGA2Search, SearchResult, SearchSettings
@@ -120,16 +121,54 @@ def train_stage(ctx: RunContext) -> None:
     if done is not None:
         load_supernet_weights(ctx.supernet, done["state_dict"])
         ctx.supernet.eval()
+        if regularizer is not None:
+            regularizer.load_rounds(done["training"].get("landmark_rounds", []))
+            write_landmarks(ctx, regularizer)
         if not ctx.quiet:
             ctx.console.print(f"supernet already trained: {path}")
         return
     t0 = time.time()
+    growth = make_landmark_growth(ctx, regularizer) if regularizer is not None and regularizer.cfg.rounds > 1 else None
     with progress_bar("training supernet", 1, ctx.console, ctx.quiet) as update:
         def report(step: int, total: int, loss: float) -> None:
             update(step / total, info=f"step {step}/{total} loss {loss:.3f}")
         history = train_supernet(ctx.space, ctx.supernet, ctx.data, cfg.train, path, seed=cfg.seed, progress=report,
-                                 regularizer=regularizer)
+                                 regularizer=regularizer, after_epoch=growth)
+    if regularizer is not None:
+        write_landmarks(ctx, regularizer)
     atomic_write_json(ctx.run_dir / "training.json", {"history": history, "seconds": time.time() - t0})
+
+
+def write_landmarks(ctx: RunContext, regularizer: LandmarkRegularizer) -> None:
+    """``landmarks.json``: every landmark (worst first) and the round that added it (0: initial)."""
+    added_in = {a["key"]: i + 1 for i, entry in enumerate(regularizer.rounds) for a in entry["added"]}
+    atomic_write_json(ctx.run_dir / "landmarks.json",
+                      [{"key": lm.arch.key(), "accuracy": lm.accuracy, "round": added_in.get(lm.arch.key(), 0)}
+                       for lm in regularizer.landmarks])
+
+
+def make_landmark_growth(ctx: RunContext, regularizer: LandmarkRegularizer) -> LandmarkGrowth:
+    """The multi-round hook: NSGA-II through the supernet finds the current best, the table's recipe
+    gives their stand-alone accuracy (trained and appended to ``landmarks.table`` when missing)."""
+    lc, table_path = ctx.cfg.landmarks, ctx.cfg.landmarks.table
+    table_data = GroundTruthTable(table_path).meta.get("data", {})
+    if table_data.get("labels_sha1") != data_identity(ctx.data)["labels_sha1"]:
+        raise ConfigError(f"landmarks.rounds > 1 trains new landmarks with the recipe of {table_path}, which was made "
+                          f"on {table_data.get('summary')}; this run uses {ctx.data.summary()}")
+    try:
+        round_boundaries(ctx.cfg.train.epochs, regularizer.cfg)
+    except ValueError as exc:
+        raise ConfigError(f"landmarks: {exc}") from None
+
+    def on_round(epoch: int, added: list) -> None:
+        if not ctx.quiet:
+            ctx.console.print(f"landmarks after epoch {epoch}: added {len(added)} current-best architectures "
+                              f"({len(regularizer.landmarks)} landmarks)")
+
+    propose = search_current_best(ctx.space, ctx.data, ctx.cfg.eval, lc.round_pop_size, lc.round_generations,
+                                  ctx.cfg.seed)
+    return LandmarkGrowth(ctx.space, ctx.supernet, regularizer, ctx.cfg.train.epochs, propose,
+                          table_ground_truth(table_path, ctx.space, ctx.data), on_round)
 
 
 def make_landmark_regularizer(ctx: RunContext) -> LandmarkRegularizer | None:
@@ -156,8 +195,6 @@ def make_landmark_regularizer(ctx: RunContext) -> LandmarkRegularizer | None:
         regularizer = LandmarkRegularizer(landmarks, ctx.data, settings, seed=ctx.cfg.seed)
     except ValueError as exc:
         raise ConfigError(f"landmarks: {exc}") from None
-    atomic_write_json(ctx.run_dir / "landmarks.json", [{"key": lm.arch.key(), "accuracy": lm.accuracy}
-                                                         for lm in landmarks])
     return regularizer
 
 

@@ -11,13 +11,17 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-from shiftnas.config import TrainConfig
-from shiftnas.data import DataSplits
+from shiftnas.config import EvalConfig, TrainConfig
+from shiftnas.data import DataSplits, load_dataset
 from shiftnas.engine.batching import resize
+from shiftnas.engine.groundtruth import GroundTruthTable, build_groundtruth
+from shiftnas.engine.landmark_rounds import LandmarkGrowth, search_current_best, table_ground_truth
 from shiftnas.engine.landmarks import (Landmark, LandmarkConfig, LandmarkRegularizer, add_landmarks,
-                                       exclude_landmarks, landmark_weight, pairwise_hinge, sample_pairs,
-                                       select_landmarks)
+                                       exclude_landmarks, landmark_keys, landmark_weight, pairwise_hinge,
+                                       round_boundaries, sample_pairs, select_landmarks)
+from shiftnas.engine.standalone import StandaloneRecipe
 from shiftnas.engine.training import finished_training, train_supernet, training_identity
+from shiftnas.search_spaces import get_space
 
 
 def subset(data: DataSplits, n_train: int, n_val: int) -> DataSplits:
@@ -188,3 +192,76 @@ def test_training_with_the_regularizer_records_it_changes_the_weights_and_is_det
     other = LandmarkRegularizer(landmarks[1:], data, lm_cfg)
     assert training_identity(compact_space, data, cfg, 3, other) != ident
     assert training_identity(compact_space, data, cfg, 3) == training_identity(compact_space, data, cfg, 3, None)
+
+
+# ---- multi-round variant -------------------------------------------------------------------------
+
+def test_round_boundaries_split_the_regularised_epochs():
+    assert round_boundaries(6, LandmarkConfig(warmup_fraction=0.5, rounds=1)) == []
+    assert round_boundaries(6, LandmarkConfig(warmup_fraction=0.5, rounds=3)) == [4, 5]
+    assert round_boundaries(10, LandmarkConfig(warmup_fraction=0.2, rounds=2)) == [6]
+    with pytest.raises(ValueError):
+        round_boundaries(6, LandmarkConfig(warmup_fraction=0.5, rounds=4))  # 3 regularised epochs only
+    with pytest.raises(ValueError):
+        round_boundaries(6, LandmarkConfig(rounds=0))
+
+
+def test_grow_keeps_the_identity_and_load_rounds_restores_the_set(compact_space, digits, landmarks):
+    reg = LandmarkRegularizer(landmarks[:2], digits, LandmarkConfig())
+    ident = reg.identity()
+    added = reg.grow([Landmark(landmarks[2].arch, 75.0), Landmark(landmarks[0].arch, 1.0),
+                      Landmark(landmarks[2].arch, 76.0)], epoch=3)
+    assert [lm.arch for lm in added] == [landmarks[2].arch]  # known and repeated ones skipped
+    assert [lm.accuracy for lm in reg.landmarks] == [60.0, 70.0, 75.0]
+    assert reg.identity() == ident  # a resumed run is still recognised
+    fresh = LandmarkRegularizer(landmarks[:2], digits, LandmarkConfig())
+    fresh.load_rounds(reg.rounds)
+    assert fresh.landmarks == reg.landmarks and fresh.rounds == reg.rounds
+    keys = landmark_keys({"identity": {"landmarks": ident}, "landmark_rounds": reg.rounds})
+    assert keys == {lm.arch.key() for lm in reg.landmarks}
+
+
+@pytest.mark.slow
+def test_multi_round_training_adds_the_current_best_and_resumes_identically(tmp_path):
+    space = get_space("compact-mbv3", resolutions=[16])
+    data = subset(load_dataset("digits", seed=0, image_size=16), 96, 64)
+    table = tmp_path / "gt.jsonl"
+    build_groundtruth(space, data, distinct_archs(space, 4, seed=5), StandaloneRecipe(epochs=1, batch_size=32),
+                      [0], table)
+    initial = [Landmark(r["arch"], r["mean_test_accuracy"]) for r in GroundTruthTable(table).rows()]
+    cfg = TrainConfig(epochs=3, batch_size=32, lr=0.05, warmup_steps=2, n_random=0)
+    lm_cfg = LandmarkConfig(warmup_fraction=0.0, batch_size=32, rounds=3, per_round=2, round_pop_size=4,
+                            round_generations=2)
+    eval_cfg = EvalConfig(calib_size=64, batch_size=64)
+
+    def train(name: str, crash_after: int | None = None):
+        torch.manual_seed(1)
+        net = space.build_supernet(10)
+        reg = LandmarkRegularizer(initial, data, lm_cfg, seed=3)
+        growth = LandmarkGrowth(space, net, reg, cfg.epochs, search_current_best(space, data, eval_cfg, 4, 2, seed=3),
+                                table_ground_truth(table, space, data))
+
+        def hook(epochs_done: int) -> None:
+            growth(epochs_done)
+            if epochs_done == crash_after:
+                raise KeyboardInterrupt
+
+        train_supernet(space, net, data, cfg, tmp_path / f"{name}.pt", seed=3, regularizer=reg, after_epoch=hook)
+        return net, reg
+
+    net, reg = train(name="full")
+    assert [entry["epoch"] for entry in reg.rounds] == [1, 2]
+    assert all(1 <= len(entry["added"]) <= 2 for entry in reg.rounds)
+    gt = GroundTruthTable(table)
+    assert len(gt) == len(reg.landmarks)  # every new landmark was trained with the table's recipe and appended
+    assert all(lm.accuracy == gt.accuracy(lm.arch.key()) for lm in reg.landmarks)
+    training = torch.load(tmp_path / "full.pt", weights_only=False)["training"]
+    assert training["landmark_rounds"] == reg.rounds
+    assert landmark_keys(training) == {lm.arch.key() for lm in reg.landmarks}
+
+    with pytest.raises(KeyboardInterrupt):  # crash after the second round, before the last epoch is saved
+        train(name="crashed", crash_after=3)
+    resumed, resumed_reg = train(name="crashed")
+    assert resumed_reg.rounds == reg.rounds
+    for (k, a), b in zip(net.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k

@@ -47,6 +47,10 @@ class LandmarkConfig:
     loss: str = "relu"                 # φ: relu (mae_relu) | softplus
     softplus_beta: float = 5.0         # β of φ = softplus (the code's mae_softplus_beta5)
     batch_size: int = 64               # images in the regulariser batch
+    rounds: int = 1                    # multi-round variant (paper Fig. 2): > 1 grows the landmark set
+    per_round: int = 5                 # current-best architectures added as landmarks after each round
+    round_pop_size: int = 16           # NSGA-II that finds the current best: population
+    round_generations: int = 4         # ... and generations
 
 
 def sort_landmarks(landmarks: Sequence[Landmark]) -> list[Landmark]:
@@ -87,6 +91,30 @@ def add_landmarks(landmarks: Sequence[Landmark], new: Sequence[Landmark]) -> lis
             seen.add(lm.arch.key())
             merged.append(lm)
     return sort_landmarks(merged)
+
+
+def landmark_keys(training: dict) -> set[str]:
+    """Keys of every landmark of a training checkpoint's ``training`` entry: initial and added by rounds."""
+    identity = (training or {}).get("identity") or {}
+    keys = {key for key, _ in (identity.get("landmarks") or {}).get("landmarks", [])}
+    for entry in (training or {}).get("landmark_rounds", []):
+        keys.update(a["key"] for a in entry["added"])
+    return keys
+
+
+def round_boundaries(epochs: int, cfg: LandmarkConfig) -> list[int]:
+    """Epoch counts after which landmarks are added: ``rounds`` equal shares of the regularised epochs.
+
+    The first round starts with the ranking loss (after the warm-up T_w); round k ends after
+    T_w + round(k·(E − T_w)/R) epochs, k = 1..R−1 (the last round ends with training).
+    """
+    if cfg.rounds < 1:
+        raise ValueError(f"landmark rounds must be >= 1, got {cfg.rounds}")
+    t_w = warmup_epochs(epochs, cfg)
+    if cfg.rounds > epochs - t_w:
+        raise ValueError(f"{cfg.rounds} landmark rounds need at least as many epochs after the warm-up "
+                         f"({epochs - t_w} of {epochs})")
+    return [t_w + round(k * (epochs - t_w) / cfg.rounds) for k in range(1, cfg.rounds)]
 
 
 def exclude_landmarks(archs: Sequence[Arch], landmarks: Sequence[Landmark]) -> list[Arch]:
@@ -156,6 +184,8 @@ class LandmarkRegularizer:
     def __init__(self, landmarks: Sequence[Landmark], data: DataSplits, cfg: LandmarkConfig | None = None,
                  seed: int = 0):
         self.landmarks = sort_landmarks(landmarks)
+        self._initial = list(self.landmarks)
+        self.rounds: list[dict] = []      # landmarks added by the multi-round variant, per epoch
         if len(self.landmarks) < 2:
             raise ValueError("landmark regularization needs at least 2 landmarks")
         if len({lm.arch.key() for lm in self.landmarks}) != len(self.landmarks):
@@ -172,9 +202,33 @@ class LandmarkRegularizer:
         self._batches: Iterator[torch.Tensor] = iter(())
 
     def identity(self) -> dict:
-        """What the regulariser contributes to the training identity (landmarks and config)."""
-        return {"landmarks": [[lm.arch.key(), lm.accuracy] for lm in self.landmarks],
+        """What the regulariser contributes to the training identity (initial landmarks and config)."""
+        return {"landmarks": [[lm.arch.key(), lm.accuracy] for lm in self._initial],
                 "config": asdict(self.cfg)}
+
+    def grow(self, new: Sequence[Landmark], epoch: int) -> list[Landmark]:
+        """Add ``new`` landmarks after ``epoch`` epochs (multi-round variant); returns those added.
+
+        Architectures that already are landmarks are skipped. The additions are recorded in
+        :attr:`rounds` (saved with the training checkpoint, so a resumed run has them too).
+        """
+        known = {lm.arch.key() for lm in self.landmarks}
+        added = []
+        for lm in new:
+            if lm.arch.key() not in known:
+                known.add(lm.arch.key())
+                added.append(lm)
+        self.landmarks = add_landmarks(self.landmarks, added)
+        self.rounds.append({"epoch": epoch, "added": [{"key": lm.arch.key(), "arch": lm.arch.to_dict(),
+                                                        "accuracy": lm.accuracy} for lm in added]})
+        return added
+
+    def load_rounds(self, rounds: Sequence[dict]) -> None:
+        """Restore the landmarks added by earlier rounds (from a checkpoint's ``landmark_rounds``)."""
+        self.landmarks, self.rounds = list(self._initial), []
+        for entry in rounds:
+            self.grow([Landmark(Arch.from_dict(a["arch"]), float(a["accuracy"])) for a in entry["added"]],
+                      int(entry["epoch"]))
 
     def begin_epoch(self, epoch: int, seed: int | None = None) -> None:
         """Re-derive the pair rng and the held-out batch order from (seed, epoch)."""

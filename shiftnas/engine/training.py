@@ -100,9 +100,12 @@ def finished_training(checkpoint_path: str | Path, identity: dict) -> dict | Non
 
 def train_supernet(space: SearchSpace, supernet: nn.Module, data: DataSplits, cfg: TrainConfig,
                    checkpoint_path: str | Path, seed: int = 0, progress: ProgressFn | None = None,
-                   regularizer: LandmarkRegularizer | None = None) -> list[dict]:
+                   regularizer: LandmarkRegularizer | None = None,
+                   after_epoch: Callable[[int], None] | None = None) -> list[dict]:
     """Train ``supernet`` in place; resumes from ``checkpoint_path`` if it holds the same run, unfinished.
 
+    ``after_epoch(epochs_done)`` runs after every epoch, before its checkpoint is written (the
+    multi-round landmark growth uses it; what it adds to the regulariser is saved with the epoch).
     Returns the per-epoch history (mean loss, learning rate; with a ``regularizer`` also its mean
     value ``landmark_loss`` and its weight ``landmark_weight``).
     """
@@ -122,6 +125,8 @@ def train_supernet(space: SearchSpace, supernet: nn.Module, data: DataSplits, cf
             optimizer.load_state_dict(training["optimizer"])
             history = list(training["history"])
             start_epoch = len(history)
+            if regularizer is not None:
+                regularizer.load_rounds(training.get("landmark_rounds", []))
 
     supernet.train()
     for epoch in range(start_epoch, cfg.epochs):
@@ -155,9 +160,13 @@ def train_supernet(space: SearchSpace, supernet: nn.Module, data: DataSplits, cf
         if regularizer is not None:
             history[-1]["landmark_loss"] = float(np.mean(landmark_losses))
             history[-1]["landmark_weight"] = landmark_weight(epoch, cfg.epochs, regularizer.cfg)
-        save_supernet(checkpoint_path, supernet, space, data.num_classes, version=0,
-                      extra={"training": {"identity": identity, "history": history,
-                                          "optimizer": optimizer.state_dict(),
-                                          "finished": epoch + 1 == cfg.epochs}})
+        if after_epoch is not None:
+            after_epoch(epoch + 1)
+            supernet.train()
+        training = {"identity": identity, "history": history, "optimizer": optimizer.state_dict(),
+                    "finished": epoch + 1 == cfg.epochs}
+        if regularizer is not None:
+            training["landmark_rounds"] = regularizer.rounds
+        save_supernet(checkpoint_path, supernet, space, data.num_classes, version=0, extra={"training": training})
     supernet.eval()
     return history
