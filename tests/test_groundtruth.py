@@ -244,6 +244,24 @@ def test_groundtruth_and_rank_commands(trained_supernet, tmp_path):
     missing = runner.invoke(app, ["rank", "--supernet", str(ckpt), "--table", str(tmp_path / "none.jsonl")])
     assert missing.exit_code == 2 and "ground-truth table not found" in missing.output
 
+    # multi-round: after epoch 1 the supernet's current best joins the landmarks (trained, appended to the table)
+    rounds = ["train", "--data", "digits", "--out", str(tmp_path / "rounds"), "--epochs", "2",
+              "--set", "space.resolutions=[16,20]", "--set", "train.batch_size=128", "--set", "threads=1",
+              "--set", f"landmarks.table={table}", "--set", "landmarks.num=3", "--set", "landmarks.warmup_fraction=0",
+              "--set", "landmarks.rounds=2", "--set", "landmarks.per_round=1", "--set", "landmarks.round_pop_size=4",
+              "--set", "landmarks.round_generations=1"]
+    too_many = runner.invoke(app, rounds[:-8] + ["--set", "landmarks.rounds=3"])
+    assert too_many.exit_code == 2 and "landmark rounds need" in too_many.output
+    result = runner.invoke(app, rounds)
+    assert result.exit_code == 0, result.output
+    marks = json.loads((tmp_path / "rounds" / "landmarks.json").read_text())
+    assert sorted(m["round"] for m in marks) == [0, 0, 0, 1]
+    assert len(table.read_text().splitlines()) == 7
+    result = runner.invoke(app, ["rank", "--supernet", str(tmp_path / "rounds" / "supernet.pt"), "--table", str(table),
+                                 "--out", str(report)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(report.read_text())["n"] == 3  # 7 in the table, 4 landmarks left out
+
 
 def test_parallel_build_matches_the_sequential_one(space16, data16, table_path, tmp_path):
     path = tmp_path / "parallel.jsonl"
