@@ -60,6 +60,9 @@ class ShiftStrategy(abc.ABC):
 class NoShift(ShiftStrategy):
     """The supernet is left bit-identical."""
 
+    updates = 0
+    passes = 0
+
 
 class _Trainer(ShiftStrategy):
     """Shared machinery: an SGD optimizer over the supernet and a seeded stream of training batches."""
@@ -78,6 +81,7 @@ class _Trainer(ShiftStrategy):
         self._order = torch.empty(0, dtype=torch.long)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.updates = 0
+        self.passes = 0   # forward/backward passes of one path over one batch (the compute spent shifting)
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         if len(self._order) < self.cfg.batch_size:
@@ -88,6 +92,7 @@ class _Trainer(ShiftStrategy):
     def path_loss(self, arch: Arch) -> torch.Tensor:
         """Cross-entropy of ``arch``'s path on the next training batch (supernet in train mode)."""
         x, y = self.next_batch()
+        self.passes += 1
         self.space.activate(self.supernet, arch)
         return F.cross_entropy(self.supernet(resize(x, arch.resolution)), y)
 
