@@ -39,10 +39,11 @@ def same_weights(a, b):
 def test_none_leaves_the_supernet_bit_identical(trained_supernet, compact_space, digits, eval_config, tmp_path):
     net = copy.deepcopy(trained_supernet[0])
     before = state(net)
-    result, evaluator, _ = run_search(compact_space, net, digits, eval_config, ShiftConfig("none"), tmp_path)
+    result, evaluator, strategy = run_search(compact_space, net, digits, eval_config, ShiftConfig("none"), tmp_path)
     assert same_weights(before, state(net))
     assert evaluator.version == 0 and {r["supernet_version"] for r in result.archive} == {0}
     assert not list(tmp_path.glob("supernet_v*.pt"))
+    assert strategy.passes == 0
 
 
 @pytest.mark.parametrize("shift_on", ["evaluated", "nondominated"])
@@ -54,6 +55,9 @@ def test_per_iteration_updates_once_per_generation_and_rescoring_is_fair(
     result, evaluator, strategy = run_search(compact_space, net, digits, eval_config, cfg, tmp_path, gens=3)
     assert not same_weights(before, state(net))
     assert evaluator.version == strategy.updates == 2  # generations 1 and 2; none after the last
+    if shift_on == "evaluated":  # one batch per architecture the generation evaluated, one step each
+        new = [r for r in result.archive if (r["generation"], r["supernet_version"]) in {(1, 0), (2, 1)}]
+        assert strategy.passes == len(new)
     for h in result.hv_history:  # parents and offspring compared under one supernet version
         assert len(h["versions_compared"]) == 1
     assert [h["versions_compared"][0] for h in result.hv_history] == [0, 1, 2]
@@ -73,6 +77,7 @@ def test_per_candidate_steps_before_every_candidate_and_rescores_before_survival
     result, evaluator, strategy = run_search(compact_space, net, digits, eval_config, cfg, tmp_path, gens=2)
     n_candidates = evaluator.version
     assert n_candidates == strategy.updates >= 6
+    assert strategy.passes == 2 * n_candidates  # candidate_steps passes of its own path per candidate
     assert all(len(h["versions_compared"]) == 1 for h in result.hv_history)
     unfair, _, _ = run_search(compact_space, copy.deepcopy(trained_supernet[0]), digits, eval_config,
                               ShiftConfig("per_candidate", candidate_steps=2, lr=0.01, reevaluate=False,
@@ -88,6 +93,7 @@ def test_region_fine_tunes_on_paths_from_the_population(trained_supernet, compac
     cfg = ShiftConfig("region", region_sampler=sampler, region_steps=3, lr=0.01)
     result, evaluator, strategy = run_search(compact_space, net, digits, eval_config, cfg, tmp_path, gens=2)
     assert not same_weights(before, state(net)) and evaluator.version == 1
+    assert strategy.passes == 3  # region_steps single-path steps, one update (gens=2)
     region = np.stack([compact_space.encode(compact_space.sample(np.random.default_rng(i))) for i in range(5)])
     for _ in range(20):
         arch = strategy.sample_region(region)
