@@ -30,7 +30,7 @@ from .engine.checkpoint import load_supernet_weights, read_checkpoint, reset_cla
 from .engine.evaluation import SubnetEvaluator
 from .engine.groundtruth import GroundTruthTable, data_identity
 from .engine.landmark_rounds import LandmarkGrowth, search_current_best, table_ground_truth
-from .engine.landmarks import LandmarkConfig, LandmarkRegularizer, round_boundaries, select_landmarks
+from .engine.landmarks import LandmarkConfig, LandmarkRegularizer, select_landmarks
 from .engine.metrics import ArchitectureMetrics
 from .engine.objectives import needed_metrics, parse_constraint, resolve_objectives
 from .engine.search import NSGA2Search, SearchResult, SearchSettings
@@ -155,10 +155,6 @@ def make_landmark_growth(ctx: RunContext, regularizer: LandmarkRegularizer) -> L
     if table_data.get("labels_sha1") != data_identity(ctx.data)["labels_sha1"]:
         raise ConfigError(f"landmarks.rounds > 1 trains new landmarks with the recipe of {table_path}, which was made "
                           f"on {table_data.get('summary')}; this run uses {ctx.data.summary()}")
-    try:
-        round_boundaries(ctx.cfg.train.epochs, regularizer.cfg)
-    except ValueError as exc:
-        raise ConfigError(f"landmarks: {exc}") from None
 
     def on_round(epoch: int, added: list) -> None:
         if not ctx.quiet:
@@ -167,8 +163,11 @@ def make_landmark_growth(ctx: RunContext, regularizer: LandmarkRegularizer) -> L
 
     propose = search_current_best(ctx.space, ctx.data, ctx.cfg.eval, lc.round_pop_size, lc.round_generations,
                                   ctx.cfg.seed)
-    return LandmarkGrowth(ctx.space, ctx.supernet, regularizer, ctx.cfg.train.epochs, propose,
-                          table_ground_truth(table_path, ctx.space, ctx.data), on_round)
+    try:
+        return LandmarkGrowth(ctx.space, ctx.supernet, regularizer, ctx.cfg.train.epochs, propose,
+                              table_ground_truth(table_path, ctx.space, ctx.data), on_round)
+    except ValueError as exc:  # too many rounds for the regularised epochs
+        raise ConfigError(f"landmarks: {exc}") from None
 
 
 def make_landmark_regularizer(ctx: RunContext) -> LandmarkRegularizer | None:

@@ -213,12 +213,8 @@ class LandmarkRegularizer:
         :attr:`rounds` (saved with the training checkpoint, so a resumed run has them too).
         """
         known = {lm.arch.key() for lm in self.landmarks}
-        added = []
-        for lm in new:
-            if lm.arch.key() not in known:
-                known.add(lm.arch.key())
-                added.append(lm)
-        self.landmarks = add_landmarks(self.landmarks, added)
+        self.landmarks = add_landmarks(self.landmarks, new)
+        added = [lm for lm in self.landmarks if lm.arch.key() not in known]
         self.rounds.append({"epoch": epoch, "added": [{"key": lm.arch.key(), "arch": lm.arch.to_dict(),
                                                         "accuracy": lm.accuracy} for lm in added]})
         return added
