@@ -44,6 +44,10 @@ OutOpt = typer.Option(None, "--out", "-o", help="Run directory (default runs/def
 DataOpt = typer.Option(None, "--data", help="mnist5k | digits | cifar10 | cifar100 | imagefolder:PATH")
 SpaceOpt = typer.Option(None, "--space", help="Search space: compact-mbv3 | ofa-mbv3")
 SeedOpt = typer.Option(None, "--seed", help="Random seed.")
+LatencyOpt = typer.Option(None, "--latency", help="measured (ONNX Runtime here) | predicted:DEVICE.json "
+                          "(a dataset from `shiftnas profile --space` on the deployment device).")
+DaskOpt = typer.Option(None, "--dask", help="Measure latency on the Dask workers of this scheduler address "
+                       "(workers started with --nthreads 1 --resources latency=1).")
 ShiftOpt = typer.Option(None, "--shift", help="Train the supernet during the search: none | per_iteration | "
                         "per_candidate | region (options under --set shift.KEY=...).")
 
@@ -61,7 +65,8 @@ def build_config(config: Optional[Path], sets: Optional[List[str]], **options) -
     """Config file, then --set overrides, then the explicit options (the most specific wins)."""
     names = {"shift": "shift.strategy", "out": "out", "seed": "seed", "checkpoint": "checkpoint", "data": "data.dataset",
              "space": "space.name", "epochs": "train.epochs", "generations": "search.generations",
-             "pop_size": "search.pop_size", "pick": "search.pick"}
+             "pop_size": "search.pop_size", "pick": "search.pick", "latency": "hardware.latency",
+             "dask": "hardware.dask"}
     overrides = list(sets or [])
     for opt, value in options.items():
         if value is None:
@@ -87,13 +92,13 @@ def run(config: Optional[Path] = ConfigOpt, sets: Optional[List[str]] = SetOpt, 
         objectives: Optional[str] = typer.Option(None, help="Comma-separated: error,latency,macs,params."),
         constraint: Optional[List[str]] = typer.Option(None, help="e.g. 'latency<=5ms', 'macs<=10M' (repeatable)."),
         pick: Optional[str] = typer.Option(None, help="knee | max-acc | min-latency"),
-        shift: Optional[str] = ShiftOpt) -> None:
+        shift: Optional[str] = ShiftOpt, latency: Optional[str] = LatencyOpt, dask: Optional[str] = DaskOpt) -> None:
     """Train a supernet, search it with NSGA-II, write the Pareto front and export the picked subnet."""
     from . import pipeline
 
     cfg = build_config(config, sets, out=out, data=data, space=space, seed=seed, checkpoint=checkpoint,
                        epochs=epochs, generations=generations, pop_size=pop_size, objectives=objectives,
-                       constraints=constraint, pick=pick, shift=shift)
+                       constraints=constraint, pick=pick, shift=shift, latency=latency, dask=dask)
     summary = pipeline.run(cfg)
     err.print(f"done in {summary['seconds'] / 60:.1f} min; results in {cfg.out}")
 
@@ -136,13 +141,14 @@ def search(checkpoint: str = typer.Option(..., help="Supernet checkpoint (shiftn
            objectives: Optional[str] = typer.Option(None, help="Comma-separated: error,latency,macs,params."),
            constraint: Optional[List[str]] = typer.Option(None, help="e.g. 'latency<=5ms' (repeatable)."),
            pick: Optional[str] = typer.Option(None, help="knee | max-acc | min-latency"),
-           shift: Optional[str] = ShiftOpt) -> None:
+           shift: Optional[str] = ShiftOpt, latency: Optional[str] = LatencyOpt,
+           dask: Optional[str] = DaskOpt) -> None:
     """Search a trained supernet with NSGA-II; writes the front, plots and the picked subnet's ONNX."""
     from . import pipeline
 
     cfg = build_config(config, sets, out=out, data=data, space=space, seed=seed, checkpoint=checkpoint,
                        generations=generations, pop_size=pop_size, objectives=objectives,
-                       constraints=constraint, pick=pick, shift=shift)
+                       constraints=constraint, pick=pick, shift=shift, latency=latency, dask=dask)
     pipeline.run(cfg)  # with cfg.checkpoint set, the supernet is loaded, not trained
 
 
@@ -184,18 +190,46 @@ def export(run_dir: Path = typer.Argument(..., help="A run directory made by `sh
 
 @app.command()
 @user_errors
-def profile(model: Path = typer.Argument(..., help="An ONNX model file."),
+def profile(model: Optional[Path] = typer.Argument(None, help="An ONNX model file (or use --space for a dataset)."),
+            space: Optional[str] = typer.Option(None, "--space", help="Profile a search space on this device: "
+                                                "sample, export and measure --samples architectures."),
+            samples: int = typer.Option(100, help="With --space: architectures to measure (extremes included)."),
+            out: Optional[Path] = typer.Option(None, "--out", "-o", help="With --space: the latency dataset "
+                                               "(JSON, resumable), e.g. DEVICE.json."),
+            resolutions: Optional[str] = typer.Option(None, help="With --space: comma-separated resolutions "
+                                                      "(default: the space's; must match the search)."),
+            seed: int = typer.Option(0, help="With --space: seed of the architecture sample."),
+            dask: Optional[str] = typer.Option(None, help="With --space: measure on the Dask workers of this "
+                                               "scheduler (started with --resources latency=1)."),
             threads: int = typer.Option(1, help="ONNX Runtime intra-op threads."),
             batch_size: int = typer.Option(1, help="Batch size of the timed input."),
             repeats: int = typer.Option(3, help="Timed blocks, each in a fresh session."),
             runs: int = typer.Option(50, help="Timed runs per block."),
             warmup: int = typer.Option(10, help="Warm-up runs per block."),
-            provider: str = typer.Option("CPUExecutionProvider", help="ONNX Runtime execution provider.")) -> None:
-    """Measure the latency of an ONNX model with ONNX Runtime on this machine."""
-    from .profile_model import profile_onnx_file
+            references: int = typer.Option(3, help="With --space: reference subnets interleaved with each "
+                                           "candidate (0-3)."),
+            provider: str = typer.Option("CPUExecutionProvider", help="CPUExecutionProvider | "
+                                         "CUDAExecutionProvider | TensorrtExecutionProvider."),
+            nodes: bool = typer.Option(True, help="For a model: also show ONNX Runtime's per-node profile."),
+            plot: Optional[Path] = typer.Option(None, help="For a model: per-node bar chart PNG "
+                                                "(default <model>.profile.png).")) -> None:
+    """Latency on this machine: of one ONNX model (with a per-node profile), or of a space (a dataset)."""
+    from .hardware.latency import LatencyConfig
 
-    profile_onnx_file(model, threads=threads, batch_size=batch_size, repeats=repeats, runs=runs,
-                      warmup=warmup, provider=provider)
+    cfg = LatencyConfig(intra_threads=threads, warmup=warmup, repeats=repeats, runs=runs, batch_size=batch_size,
+                        provider=provider, references=references)
+    if (model is None) == (space is None):
+        raise ShiftnasError("give either an ONNX model or --space SPACE --out DEVICE.json")
+    if model is not None:
+        from .profile_model import profile_onnx_file
+
+        profile_onnx_file(model, cfg, nodes=nodes, plot=plot)
+        return
+    if out is None:
+        raise ShiftnasError("--space needs --out DEVICE.json (where the latency dataset is written)")
+    from .profile_space import profile_space
+
+    profile_space(space, out, samples, cfg, resolutions=resolutions, seed=seed, dask=dask)
 
 
 @app.command()

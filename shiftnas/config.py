@@ -52,6 +52,8 @@ class HardwareConfig(LatencyConfig):
     """The ONNX Runtime measurement settings (see ``LatencyConfig``) plus where results are cached."""
 
     cache: str | None = None          # SQLite latency cache; None: <run dir>/latency.sqlite
+    latency: str = "measured"         # measured | predicted:DEVICE.json (made by `shiftnas profile --space`)
+    dask: str | None = None           # Dask scheduler whose `--resources latency=1` workers measure
 
 
 @dataclass

@@ -31,14 +31,15 @@ from .engine.evaluation import SubnetEvaluator
 from .engine.groundtruth import GroundTruthTable, data_identity
 from .engine.landmark_rounds import LandmarkGrowth, search_current_best, table_ground_truth
 from .engine.landmarks import LandmarkConfig, LandmarkRegularizer, select_landmarks
+from .engine.latency_source import (LatencySource, PredictedLatency, build_latency_source, check_predictions,
+                                    parse_latency_mode)
 from .engine.metrics import ArchitectureMetrics
 from .engine.objectives import needed_metrics, parse_constraint, resolve_objectives
 from .engine.search import NSGA2Search, SearchResult, SearchSettings
 from .engine.shifting import make_shift_strategy
 from .engine.training import finished_training, train_supernet, training_identity
 from .errors import CheckpointError, ConfigError, ShiftnasError
-from .hardware import (LatencyCache, LatencyConfig, LatencyProfiler, assert_parity, export_onnx,
-                       hardware_fingerprint)
+from .hardware import LatencyConfig, assert_parity, export_onnx, hardware_fingerprint
 from .io import atomic_write_json
 from .report import PICKS, front_table, pick, plot_front, plot_hypervolume, write_front
 from .search_spaces import Arch, SearchSpace, get_space
@@ -70,6 +71,7 @@ def prepare(cfg: RunConfig, quiet: bool = False) -> RunContext:
     resolve_objectives(cfg.search.objectives)  # fail fast on bad input
     for text in cfg.search.constraints:
         parse_constraint(text)
+    parse_latency_mode(cfg.hardware.latency)
     if cfg.search.pick not in PICKS:
         raise ConfigError(f"unknown pick '{cfg.search.pick}'; choose one of: {', '.join(PICKS)}")
     if cfg.checkpoint and not str(cfg.checkpoint).startswith(("http://", "https://")) \
@@ -197,12 +199,12 @@ def make_landmark_regularizer(ctx: RunContext) -> LandmarkRegularizer | None:
     return regularizer
 
 
-def make_profiler(ctx: RunContext) -> LatencyProfiler:
-    """The ONNX Runtime latency profiler configured by ``cfg.hardware`` (cache in the run dir by default)."""
+def make_latency_source(ctx: RunContext) -> LatencySource:
+    """Measured (here or on ``hardware.dask`` workers) or predicted latency, as ``cfg.hardware`` says."""
     h = ctx.cfg.hardware
     lcfg = LatencyConfig(**{f.name: getattr(h, f.name) for f in fields(LatencyConfig)})
-    cache = LatencyCache(h.cache or ctx.run_dir / "latency.sqlite")
-    return LatencyProfiler(lcfg, cache=cache)
+    return build_latency_source(ctx.space, ctx.supernet, lcfg, h.latency, h.cache or ctx.run_dir / "latency.sqlite",
+                                h.dask)
 
 
 def search_stage(ctx: RunContext) -> tuple[SearchResult, SubnetEvaluator, ArchitectureMetrics]:
@@ -212,8 +214,8 @@ def search_stage(ctx: RunContext) -> tuple[SearchResult, SubnetEvaluator, Archit
     constraints = [parse_constraint(t) for t in cfg.search.constraints]
     needed = needed_metrics(objectives, constraints)
     evaluator = SubnetEvaluator(ctx.space, ctx.supernet, ctx.data, cfg.eval, seed=cfg.seed)
-    profiler = make_profiler(ctx) if "latency_ms" in needed else None
-    metrics = ArchitectureMetrics(evaluator, profiler, needed)
+    latency = make_latency_source(ctx) if "latency_ms" in needed else None
+    metrics = ArchitectureMetrics(evaluator, latency, needed)
     archive = Archive(ctx.run_dir / "archive.jsonl")
     if len(archive) and not ctx.quiet:
         ctx.console.print(f"resuming: {len(archive)} architectures already in the archive")
@@ -242,10 +244,21 @@ def export_subnet(ctx: RunContext, evaluator: SubnetEvaluator, record: dict[str,
             "input_shape": [1, *shape], "parity_max_abs_diff": parity.max_abs_diff}
 
 
-def finalize(ctx: RunContext, result: SearchResult, evaluator: SubnetEvaluator, pick_how: str) -> dict[str, Any]:
-    """Test accuracy of the front, Pareto files and plots, export of the picked subnet, summary."""
+def finalize(ctx: RunContext, result: SearchResult, evaluator: SubnetEvaluator, pick_how: str,
+             latency: LatencySource | None = None) -> dict[str, Any]:
+    """Test accuracy of the front, Pareto files and plots, export of the picked subnet, summary.
+
+    With predicted latency the front is re-measured when this run can reach the profiled device.
+    """
     for record in result.front:  # the test split is read here, for the final report only
         record["metrics"]["test_accuracy"] = evaluator.score(Arch.from_dict(record["arch"]), "test").accuracy
+    latency_check = None
+    if isinstance(latency, PredictedLatency):
+        h = ctx.cfg.hardware
+        lcfg = LatencyConfig(**{f.name: getattr(h, f.name) for f in fields(LatencyConfig)})
+        latency_check = check_predictions(latency, result.front, ctx.space, ctx.supernet, lcfg,
+                                          h.cache or ctx.run_dir / "latency.sqlite", h.dask)
+        latency_check["dataset"] = latency.source
     chosen = pick(result.front, pick_how, result.objectives)
     write_front(result.front, ctx.run_dir, extra={"objectives": [o.name for o in result.objectives],
                                                    "constraints": ctx.cfg.search.constraints,
@@ -259,12 +272,25 @@ def finalize(ctx: RunContext, result: SearchResult, evaluator: SubnetEvaluator, 
                "front_size": len(result.front), "evaluated": len(records),
                "best_test_accuracy": max(r["metrics"]["test_accuracy"] for r in result.front),
                "hypervolume": result.hv_history[-1]["hypervolume"] if result.hv_history else None}
+    if latency_check is not None:
+        summary["latency_check"] = latency_check
     atomic_write_json(ctx.run_dir / "summary.json", summary)
     if not ctx.quiet:
+        if latency_check is not None:
+            ctx.console.print(latency_check_line(latency_check))
         Console().print(front_table(result.front, chosen["key"]))
         ctx.console.print(f"picked ({pick_how}): {chosen['key']} -> {exported['onnx']} "
                           f"(ONNX parity {exported['parity_max_abs_diff']:.2e})")
     return summary
+
+
+def latency_check_line(check: dict[str, Any]) -> str:
+    """One line on predicted vs re-measured latency of the front."""
+    if not check["checked"]:
+        return f"latency was predicted ({check['dataset']}); the front was not re-measured: {check['reason']}"
+    tau = f", Kendall tau {check['kendall_tau']:.2f}" if "kendall_tau" in check else ""
+    return (f"predicted vs re-measured latency of the {check['n']} front architectures: "
+            f"MAPE {check['mape']:.1f}%{tau} ({check['predictor']} predictor)")
 
 
 def write_manifest(ctx: RunContext) -> None:
@@ -291,11 +317,11 @@ def run(cfg: RunConfig, quiet: bool = False) -> dict[str, Any]:
     ctx = prepare(cfg, quiet)
     write_manifest(ctx)
     train_stage(ctx)
-    result, evaluator, _ = search_stage(ctx)
+    result, evaluator, metrics = search_stage(ctx)
     if not result.front:
         raise ShiftnasError("no architecture satisfies the constraints "
                             f"{cfg.search.constraints}; relax them or enlarge the search")
-    summary = finalize(ctx, result, evaluator, cfg.search.pick)
+    summary = finalize(ctx, result, evaluator, cfg.search.pick, metrics.latency)
     summary["seconds"] = time.time() - t0
     atomic_write_json(ctx.run_dir / "summary.json", summary)
     return summary

@@ -11,6 +11,7 @@ import torch
 from shiftnas.engine.archive import Archive
 from shiftnas.engine.evaluation import SubnetEvaluator
 from shiftnas.engine.metrics import ArchitectureMetrics
+from shiftnas.engine.latency_source import MeasuredLatency
 from shiftnas.engine.objectives import needed_metrics, parse_constraint, resolve_objectives
 from shiftnas.engine.search import NSGA2Search, SearchSettings, normalized_hypervolume, pareto_records
 from shiftnas.errors import ConfigError
@@ -48,12 +49,12 @@ def test_objective_names_are_validated():
             resolve_objectives(bad)
 
 
-def make_search(space, net, data, eval_config, objectives, constraints=(), archive=None, profiler=None,
+def make_search(space, net, data, eval_config, objectives, constraints=(), archive=None, latency=None,
                 pop=8, gens=3, seed=0):
     objs = resolve_objectives(objectives)
     cons = [parse_constraint(c) for c in constraints]
     evaluator = SubnetEvaluator(space, net, data, eval_config)
-    metrics = ArchitectureMetrics(evaluator, profiler, needed_metrics(objs, cons))
+    metrics = ArchitectureMetrics(evaluator, latency, needed_metrics(objs, cons))
     archive = archive if archive is not None else Archive()
     return NSGA2Search(space, metrics, objs, cons, archive, SearchSettings(pop, gens, seed)), evaluator
 
@@ -113,7 +114,7 @@ def test_search_with_measured_latency(trained_supernet, compact_space, digits, e
     net, _, _ = trained_supernet
     profiler = LatencyProfiler(LatencyConfig(warmup=2, repeats=2, runs=5), cache=LatencyCache(tmp_path / "l.sqlite"))
     search, _ = make_search(compact_space, net, digits, eval_config, ["error", "latency", "macs"],
-                            profiler=profiler, pop=6, gens=2)
+                            latency=MeasuredLatency(profiler), pop=6, gens=2)
     result = search.run()
     assert profiler.n_measured == len({r["key"] for r in result.archive})
     for r in result.archive:

@@ -6,9 +6,10 @@ from typing import Any
 
 import torch.nn as nn
 
-from ..hardware import LatencyProfiler, count_macs, count_params
+from ..hardware import count_macs, count_params
 from ..search_spaces import Arch
 from .evaluation import SubnetEvaluator
+from .latency_source import LatencySource
 
 
 class ArchitectureMetrics:
@@ -16,13 +17,13 @@ class ArchitectureMetrics:
 
     Accuracy depends on the supernet weights and is cached by the :class:`SubnetEvaluator` per
     (architecture, supernet version); MACs, params and latency depend on the architecture only and
-    are cached here (latency also on disk, per hardware fingerprint, by the profiler).
+    are cached here (measured latency also on disk, per hardware fingerprint, by the profiler).
     """
 
-    def __init__(self, evaluator: SubnetEvaluator, profiler: LatencyProfiler | None, needed: set[str]) -> None:
-        if "latency_ms" in needed and profiler is None:
-            raise ValueError("latency requested but no latency profiler given")
-        self.evaluator, self.profiler, self.needed = evaluator, profiler, needed
+    def __init__(self, evaluator: SubnetEvaluator, latency: LatencySource | None, needed: set[str]) -> None:
+        if "latency_ms" in needed and latency is None:
+            raise ValueError("latency requested but no latency source given")
+        self.evaluator, self.latency, self.needed = evaluator, latency, needed
         self._cost: dict[str, dict[str, Any]] = {}
 
     def metrics(self, arch: Arch) -> dict[str, Any]:
@@ -47,7 +48,14 @@ class ArchitectureMetrics:
             shape = space.input_size(arch)
             cost: dict[str, Any] = {"mmacs": count_macs(model, shape) / 1e6, "mparams": count_params(model) / 1e6}
             if "latency_ms" in self.needed:
-                lat = self.profiler.profile(key, model, shape)
-                cost.update(latency_ms=lat.median_ms, latency_p10_ms=lat.p10_ms, latency_spread=lat.spread)
+                cost.update(self.latency.latency(arch, model, shape, cost["mmacs"]))
             self._cost[key] = cost
         return dict(self._cost[key])
+
+    def prefetch(self, archs: list[Arch]) -> None:
+        """Get the latencies of a whole population at once (in parallel where the source can)."""
+        if "latency_ms" not in self.needed or not self.latency.parallel:
+            return
+        space, supernet = self.evaluator.space, self.evaluator.supernet
+        items = {a.key(): a for a in archs if a.key() not in self._cost}
+        self.latency.prefetch([(a, space.extract(supernet, a), tuple(space.input_size(a))) for a in items.values()])

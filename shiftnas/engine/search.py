@@ -163,6 +163,7 @@ class NSGA2Search:
             self._evaluated = []
             version_before = self.version
             off = algorithm.ask()
+            self.metrics.prefetch([self.space.decode(x) for x in off.get("X")])
             algorithm.evaluator.eval(problem, off)
             if self.reevaluate and self.shift.updates_during_evaluation and self.version != version_before:
                 compared = off if algorithm.pop is None else Population.merge(algorithm.pop, off)

@@ -8,6 +8,7 @@ from shiftnas.hardware.latency import (
     LatencyConfig,
     LatencyProfiler,
     LatencyResult,
+    ModelUnderTest,
     make_session,
     measure_latency,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "LatencyConfig",
     "LatencyProfiler",
     "LatencyResult",
+    "ModelUnderTest",
     "ParityReport",
     "assert_parity",
     "check_parity",

@@ -16,7 +16,8 @@ from ..io import atomic_write_json, atomic_write_text
 
 PICKS = ("knee", "max-acc", "min-latency")
 
-COLUMNS = ["key", "val_accuracy", "test_accuracy", "latency_ms", "latency_p10_ms", "mmacs", "mparams",
+COLUMNS = ["key", "val_accuracy", "test_accuracy", "latency_ms", "latency_p10_ms", "latency_measured_ms", "mmacs",
+           "mparams",
            "supernet_version", "generation"]
 
 
@@ -27,6 +28,7 @@ def front_rows(front: list[dict[str, Any]]) -> list[dict[str, Any]]:
         m = r["metrics"]
         rows.append({"key": r["key"], "val_accuracy": m.get("accuracy"), "test_accuracy": m.get("test_accuracy"),
                      "latency_ms": m.get("latency_ms"), "latency_p10_ms": m.get("latency_p10_ms"),
+                     "latency_measured_ms": m.get("latency_measured_ms"),
                      "mmacs": m.get("mmacs"), "mparams": m.get("mparams"),
                      "supernet_version": r["supernet_version"], "generation": r["generation"]})
     return rows

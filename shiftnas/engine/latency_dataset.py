@@ -1,0 +1,197 @@
+"""On-device latency datasets: ``shiftnas profile --space SPACE --samples N --out DEVICE.json``.
+
+Run on the deployment device. Architectures are sampled stratified by size (the smallest and the
+largest first, then one per size stratum), exported with deployable activations and measured with
+the interleaved-reference protocol of :mod:`shiftnas.hardware.latency`. The file is rewritten
+atomically after every measurement, so an interrupted run resumes where it stopped. The search
+reads it back through ``latency=predicted:DEVICE.json`` (see :mod:`shiftnas.predictors.latency`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ConfigError, ShiftnasError
+from ..hardware import LatencyConfig, LatencyResult, ModelUnderTest, count_macs, count_params, export_onnx
+from ..hardware.fingerprint import HardwareFingerprint
+from ..io import atomic_write_json
+from ..search_spaces import Arch, SearchSpace
+
+FORMAT = "shiftnas-latency-dataset/1"
+
+
+def stratified_sample(space: SearchSpace, n: int, seed: int) -> list[Arch]:
+    """``n`` distinct architectures spread over the space's size range, extremes included.
+
+    Sample ``i`` draws a size level ``u`` from its own stratum of [0, 1] (a 1-D Latin hypercube) and
+    sets every gene near that quantile of its range, with noise. In the elastic genomes a larger gene
+    value is a larger layer or resolution, so the sample spans small to large networks evenly
+    instead of piling up in the middle as uniform genes do.
+    """
+    if n < 2:
+        raise ConfigError(f"need at least 2 architectures (the smallest and the largest), got {n}")
+    rng = np.random.default_rng(seed)
+    lo, hi = space.bounds
+    archs = {a.key(): a for a in (space.smallest(), space.largest())}
+    levels = (rng.permutation(max(n - 2, 1)) + rng.random(max(n - 2, 1))) / max(n - 2, 1)
+    for attempt in range(200 * n):
+        if len(archs) >= n:
+            break
+        u = levels[attempt % len(levels)] if attempt < len(levels) else rng.random()
+        q = np.clip(u + rng.normal(0.0, 0.2, size=lo.shape), 0.0, 1.0)
+        genome = np.floor(lo + q * (hi - lo + 1)).clip(lo, hi).astype(int)
+        arch = space.decode(genome)
+        archs.setdefault(arch.key(), arch)
+    if len(archs) < n:
+        raise ShiftnasError(f"found only {len(archs)} distinct architectures in {space.name}")
+    return list(archs.values())[:n]
+
+
+def reference_archs(space: SearchSpace, n: int) -> list[Arch]:
+    """Up to three reference architectures spanning the space: smallest, middle, largest."""
+    lo, hi = space.bounds
+    middle = space.decode((lo + hi) // 2)
+    pool = {1: [middle], 2: [space.smallest(), space.largest()], 3: [space.smallest(), middle, space.largest()]}
+    if n not in (0, 1, 2, 3):
+        raise ConfigError(f"hardware.references must be 0, 1, 2 or 3, got {n}")
+    return pool.get(n, [])
+
+
+def reference_models(space: SearchSpace, supernet: nn.Module, cfg: LatencyConfig) -> list[ModelUnderTest]:
+    """The reference subnets of ``space`` exported for interleaved measurement."""
+    out = []
+    for arch in reference_archs(space, cfg.references):
+        chw = tuple(space.input_size(arch))
+        onnx_bytes = export_onnx(space.extract(supernet, arch), (cfg.batch_size, *chw))
+        out.append(ModelUnderTest(arch.key(), onnx_bytes, chw))
+    return out
+
+
+@dataclass
+class LatencyDataset:
+    """Latency measurements of one space on one device (the file behind ``predicted:DEVICE.json``)."""
+
+    space: dict[str, Any]
+    fingerprint: dict[str, Any]
+    protocol: dict[str, Any]
+    references: list[str] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    format: str = FORMAT
+
+    def save(self, path: Path | str) -> None:
+        atomic_write_json(path, asdict(self))
+
+    @classmethod
+    def load(cls, path: Path | str) -> "LatencyDataset":
+        path = Path(path)
+        if not path.is_file():
+            raise ShiftnasError(f"latency dataset not found: {path}")
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ShiftnasError(f"{path} is not a readable latency dataset: {exc}") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ShiftnasError(f"{path} is not a shiftnas latency dataset (made by `shiftnas profile --space`)")
+        return cls(**data)
+
+    @property
+    def fingerprint_key(self) -> str:
+        return HardwareFingerprint(**self.fingerprint).key()
+
+    def keys(self) -> set[str]:
+        return {r["key"] for r in self.records}
+
+    def archs(self) -> list[Arch]:
+        return [Arch.from_dict(r["arch"]) for r in self.records]
+
+    def latencies(self, corrected: bool = True) -> np.ndarray:
+        """Median latency (ms) per record; ``corrected`` rescales drifted sessions by the references.
+
+        The corrected value is ``ratio x the reference's median over the whole dataset``: a record
+        measured while the machine was slow keeps its ratio to the reference, so it is put back on
+        the dataset's common scale (latency.md §2.4).
+        """
+        raw = np.array([r["latency"]["median_ms"] for r in self.records], dtype=float)
+        if not corrected:
+            return raw
+        typical: dict[str, float] = {}
+        for name in self.references:
+            seen = [r["latency"]["reference_ms"] for r in self.records if r["latency"].get("reference") == name]
+            if seen:
+                typical[name] = float(np.median(seen))
+        out = raw.copy()
+        for i, r in enumerate(self.records):
+            lat = r["latency"]
+            if lat.get("ratio") is not None and lat.get("reference") in typical:
+                out[i] = lat["ratio"] * typical[lat["reference"]]
+        return out
+
+
+MeasureMany = Callable[[list[tuple[bytes, tuple[int, ...], LatencyConfig, list[ModelUnderTest]]]], list[LatencyResult]]
+
+
+def measure_locally(jobs: Sequence[tuple[bytes, tuple[int, ...], LatencyConfig, list[ModelUnderTest]]]) -> list[LatencyResult]:
+    """Measure jobs one after the other on this machine."""
+    from ..hardware import measure_latency
+
+    return [measure_latency(onnx_bytes, chw, cfg, refs) for onnx_bytes, chw, cfg, refs in jobs]
+
+
+def build_latency_dataset(space: SearchSpace, out: Path | str, samples: int, cfg: LatencyConfig,
+                          fingerprint: HardwareFingerprint, seed: int = 0, measure: MeasureMany = measure_locally,
+                          chunk: int = 1, progress: Callable[[int, int, str], None] | None = None) -> LatencyDataset:
+    """Sample, export and measure ``samples`` architectures of ``space`` into ``out`` (resumable).
+
+    ``measure`` takes a list of jobs and returns their results (locally, or on Dask workers, ``chunk``
+    jobs at a time); ``fingerprint`` is that of the machine that measures.
+    """
+    out = Path(out)
+    torch.manual_seed(seed)  # latency does not depend on the weights; the graph is fixed by the arch
+    supernet = space.build_supernet(10).eval()
+    refs = reference_models(space, supernet, cfg)
+    protocol = {k: v for k, v in asdict(cfg).items() if k not in ("provider", "intra_threads", "inter_threads",
+                                                                   "batch_size")}
+    fresh = LatencyDataset(space=space.describe(), fingerprint=fingerprint.as_dict(), protocol=protocol,
+                           references=[r.name for r in refs])
+    dataset = fresh
+    if out.exists():
+        dataset = LatencyDataset.load(out)
+        for what, mine, theirs in (("space", fresh.space, dataset.space),
+                                   ("device fingerprint", fresh.fingerprint, dataset.fingerprint),
+                                   ("measurement protocol", fresh.protocol, dataset.protocol)):
+            if mine != theirs:
+                diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+                raise ShiftnasError(f"{out} holds measurements with another {what} ({', '.join(diff)} differ); "
+                                    "pass another --out or the same settings")
+    todo = [a for a in stratified_sample(space, samples, seed) if a.key() not in dataset.keys()]
+    done = samples - len(todo)
+    if progress:
+        progress(done, samples, "resuming" if done else "")
+    for start in range(0, len(todo), max(1, chunk)):
+        batch = todo[start:start + max(1, chunk)]
+        models, jobs = [], []
+        for arch in batch:
+            model = space.extract(supernet, arch)
+            chw = tuple(space.input_size(arch))
+            models.append((model, chw))
+            jobs.append((export_onnx(model, (cfg.batch_size, *chw)), chw, cfg, refs))
+        for arch, (model, chw), result in zip(batch, models, measure(jobs)):
+            result.fingerprint = fingerprint.as_dict()
+            dataset.records.append({"key": arch.key(), "arch": arch.to_dict(),
+                                    "genome": [int(g) for g in space.encode(arch)], "input_chw": list(chw),
+                                    "mmacs": count_macs(model, chw) / 1e6, "mparams": count_params(model) / 1e6,
+                                    "latency": result.as_dict()})
+            done += 1
+            if progress:
+                progress(done, samples, arch.key())
+        dataset.save(out)  # after every chunk: an interruption loses at most one chunk
+    if not out.exists():
+        dataset.save(out)
+    return dataset

@@ -1,0 +1,152 @@
+"""Where the search's latency objective comes from: measured (here or on Dask workers) or predicted.
+
+``hardware.latency: measured`` times every new architecture with ONNX Runtime (cached per hardware
+fingerprint); ``predicted:DEVICE.json`` fits a predictor on a dataset measured on the deployment
+device and answers in microseconds. Both expose ``latency(arch, model, chw, mmacs) -> metrics``
+and ``prefetch(items)`` (measure a whole population at once, where that runs in parallel).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+from torch import nn
+
+from ..errors import ConfigError
+from ..hardware import LatencyCache, LatencyConfig, LatencyProfiler, LatencyResult
+from ..hardware.fingerprint import HardwareFingerprint
+from ..predictors.latency import LatencyPredictor, prediction_errors
+from ..search_spaces import Arch, SearchSpace
+
+
+class LatencySource(Protocol):
+    parallel: bool  # whether prefetch measures a population at once (else it is never called)
+
+    def latency(self, arch: Arch, model: nn.Module, chw: Sequence[int], mmacs: float) -> dict[str, Any]:
+        """The latency metrics of one architecture."""
+
+    def prefetch(self, items: list[tuple[Arch, nn.Module, tuple[int, ...]]]) -> None:
+        """Make the latencies of ``items`` ready (a no-op where measuring is sequential anyway)."""
+
+
+def latency_metrics(result: LatencyResult) -> dict[str, Any]:
+    """The metrics a measured latency adds to an architecture's record."""
+    out = {"latency_ms": result.median_ms, "latency_p10_ms": result.p10_ms, "latency_spread": result.spread}
+    if result.ratio is not None:
+        out.update(latency_ratio=result.ratio, latency_reference=result.reference)
+    return out
+
+
+class MeasuredLatency:
+    """Measure with ``profiler`` (cached); with a ``measurer`` (Dask) a population goes out at once."""
+
+    def __init__(self, profiler: LatencyProfiler, measurer: Any = None) -> None:
+        self.profiler, self.measurer = profiler, measurer
+        self.parallel = measurer is not None
+
+    def latency(self, arch: Arch, model: nn.Module, chw: Sequence[int], mmacs: float) -> dict[str, Any]:
+        return latency_metrics(self.profiler.profile(arch.key(), model, chw))
+
+    def prefetch(self, items: list[tuple[Arch, nn.Module, tuple[int, ...]]]) -> None:
+        from ..hardware.remote import measure_job
+
+        todo = {a.key(): (a, m, chw) for a, m, chw in items if self.profiler.lookup(a.key(), chw) is None}
+        if not todo:
+            return
+        cfg, refs = self.profiler.cfg, self.profiler.references
+        jobs = [(self.profiler.export(m, chw), chw, cfg, refs) for _, m, chw in todo.values()]
+        for (key, (_, _, chw)), result in zip(todo.items(), self.measurer.map(measure_job, jobs)):
+            self.profiler.store(key, chw, result)
+
+
+class PredictedLatency:
+    """Latency from a predictor fitted on an on-device dataset (``predicted:DEVICE.json``)."""
+
+    def __init__(self, predictor: LatencyPredictor, source: str, dataset: Any = None) -> None:
+        self.predictor, self.source, self.dataset = predictor, source, dataset
+        self.parallel = False
+        self.n_queries = 0
+
+    def latency(self, arch: Arch, model: nn.Module, chw: Sequence[int], mmacs: float) -> dict[str, Any]:
+        self.n_queries += 1
+        return {"latency_ms": float(self.predictor.predict([arch], [mmacs])[0])}
+
+    def prefetch(self, items: list[tuple[Arch, nn.Module, tuple[int, ...]]]) -> None:
+        return None
+
+
+def parse_latency_mode(text: str) -> tuple[str, Path | None]:
+    """``measured`` or ``predicted:DEVICE.json`` -> (mode, dataset path)."""
+    if text == "measured":
+        return "measured", None
+    if text.startswith("predicted:") and len(text) > len("predicted:"):
+        return "predicted", Path(text.split(":", 1)[1])
+    raise ConfigError(f"hardware.latency must be 'measured' or 'predicted:DEVICE.json', got '{text}'")
+
+
+def build_latency_source(space: SearchSpace, supernet: nn.Module, cfg: LatencyConfig, mode: str,
+                         cache_path: Path | str, dask: str | None = None) -> LatencySource:
+    """The latency source a run's ``hardware`` settings ask for (see the module docstring)."""
+    kind, dataset_path = parse_latency_mode(mode)
+    if kind == "predicted":
+        from .latency_dataset import LatencyDataset
+        from ..predictors.latency import predictor_from_dataset
+
+        dataset = LatencyDataset.load(dataset_path)
+        return PredictedLatency(predictor_from_dataset(space, dataset), str(dataset_path), dataset)
+    return measured_latency(space, supernet, cfg, cache_path, dask)
+
+
+def measured_latency(space: SearchSpace, supernet: nn.Module, cfg: LatencyConfig, cache_path: Path | str,
+                     dask: str | None = None) -> MeasuredLatency:
+    """Measured latency with references from ``space``, here or on the Dask workers at ``dask``."""
+    from .latency_dataset import reference_models
+
+    measurer = None
+    fingerprint = cfg.fingerprint()
+    if dask:
+        from ..hardware.remote import DaskMeasurer
+
+        measurer = DaskMeasurer(dask)
+        fingerprint = measurer.fingerprint(cfg)
+    profiler = LatencyProfiler(cfg, cache=LatencyCache(cache_path), fingerprint=fingerprint,
+                               references=reference_models(space, supernet, cfg))
+    return MeasuredLatency(profiler, measurer)
+
+
+def check_predictions(source: PredictedLatency, records: list[dict[str, Any]], space: SearchSpace,
+                      supernet: nn.Module, cfg: LatencyConfig, cache_path: Path | str,
+                      dask: str | None = None) -> dict[str, Any]:
+    """Re-measure ``records`` (the final front) when this run can reach the profiled device.
+
+    Adds ``latency_measured_ms`` to each record's metrics and returns predicted-vs-measured errors;
+    on another device nothing is measured and the reason is returned instead.
+    """
+    here = dask_fingerprint(cfg, dask) if dask else cfg.fingerprint()
+    if here.key() != source.dataset.fingerprint_key:
+        return {"checked": False, "reason": f"the latency dataset was measured on {source.dataset.fingerprint}, "
+                                            f"this run measures on {here.as_dict()}"}
+    measured = measured_latency(space, supernet, cfg, cache_path, dask)
+    archs = [Arch.from_dict(r["arch"]) for r in records]
+    items = [(a, space.extract(supernet, a), tuple(space.input_size(a))) for a in archs]
+    if measured.parallel:
+        measured.prefetch(items)
+    for record, (arch, model, chw) in zip(records, items):
+        record["metrics"]["latency_measured_ms"] = measured.latency(arch, model, chw, 0.0)["latency_ms"]
+    pred = [r["metrics"]["latency_ms"] for r in records]
+    true = [r["metrics"]["latency_measured_ms"] for r in records]
+    report: dict[str, Any] = {"checked": True, "n": len(records), "predictor": source.predictor.kind}
+    if len(records) >= 2:
+        report.update(prediction_errors(true, pred))
+    else:
+        report["mape"] = float(100 * abs(pred[0] - true[0]) / true[0]) if records else None
+    return report
+
+
+def dask_fingerprint(cfg: LatencyConfig, address: str) -> HardwareFingerprint:
+    """The hardware fingerprint of the Dask latency workers at ``address``."""
+    from ..hardware.remote import DaskMeasurer
+
+    with DaskMeasurer(address) as measurer:
+        return measurer.fingerprint(cfg)

@@ -1,0 +1,194 @@
+"""The interleaved-reference protocol, on-device latency datasets and the latency predictors.
+
+Real components: compact-mbv3 subnets exported to ONNX and timed in ONNX Runtime sessions. No
+timing thresholds: only the bookkeeping and the statistics' relations are asserted.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from shiftnas.engine.latency_dataset import (LatencyDataset, build_latency_dataset, measure_locally,
+                                             reference_archs, reference_models, stratified_sample)
+from shiftnas.errors import ConfigError, ShiftnasError
+from shiftnas.hardware import LatencyConfig, export_onnx, measure_latency
+from shiftnas.predictors.latency import (choose, cross_validate, fit_latency_predictor, prediction_errors,
+                                         predictor_from_dataset)
+from shiftnas.search_spaces import get_space
+
+FAST = dict(warmup=2, repeats=3, runs=6)
+
+
+@pytest.fixture(scope="module")
+def space():
+    return get_space("compact-mbv3")
+
+
+@pytest.fixture(scope="module")
+def supernet(space):
+    torch.manual_seed(0)
+    return space.build_supernet(10).eval()
+
+
+@pytest.fixture(scope="module")
+def candidate(space, supernet):
+    arch = stratified_sample(space, 6, 1)[3]
+    chw = tuple(space.input_size(arch))
+    return export_onnx(space.extract(supernet, arch), (1, *chw)), chw
+
+
+@pytest.fixture(scope="module")
+def dataset(space, tmp_path_factory):
+    """A real (small) latency dataset of this machine: 24 architectures, 2 references."""
+    cfg = LatencyConfig(references=2, **FAST)
+    path = tmp_path_factory.mktemp("device") / "DEVICE.json"
+    return build_latency_dataset(space, path, 24, cfg, cfg.fingerprint(), seed=0), path, cfg
+
+
+# --------------------------------------------------------------------------- protocol
+
+
+def test_interleaved_measurement_reports_ratios_to_every_reference(space, supernet, candidate):
+    onnx_bytes, chw = candidate
+    cfg = LatencyConfig(**FAST)
+    refs = reference_models(space, supernet, cfg)
+    assert [r.name for r in refs] == [a.key() for a in reference_archs(space, 3)]
+    r = measure_latency(onnx_bytes, chw, cfg, refs)
+    assert set(r.ratios) == {ref.name for ref in refs}
+    assert r.reference in r.ratios and r.ratio == r.ratios[r.reference]
+    # the nearest reference (in log latency) is the one whose ratio is closest to 1
+    assert abs(np.log(r.ratio)) <= min(abs(np.log(v)) for v in r.ratios.values()) + 0.5
+    assert r.reference_ms > 0 and all(v > 0 for v in r.ratios.values())
+    # the smallest network is faster than the largest: ratio to it is the largest
+    smallest, largest = reference_archs(space, 3)[0].key(), reference_archs(space, 3)[2].key()
+    assert r.ratios[smallest] > r.ratios[largest]
+    assert r.n_runs == cfg.repeats * cfg.runs and len(r.block_medians_ms) == cfg.repeats
+    assert 0 < r.p10_ms <= r.median_ms <= r.p90_ms
+    assert r.reference_drift >= 0 and 0 <= r.remeasured <= cfg.max_remeasure
+
+
+def test_drifting_reference_blocks_are_measured_again(space, supernet, candidate):
+    onnx_bytes, chw = candidate
+    refs = reference_models(space, supernet, LatencyConfig(references=2))
+    strict = measure_latency(onnx_bytes, chw, LatencyConfig(drift=1e-9, max_remeasure=2, **FAST), refs)
+    assert strict.remeasured == 2  # no two blocks agree to 1e-9: every allowed re-measurement happens
+    lax = measure_latency(onnx_bytes, chw, LatencyConfig(drift=0.99, **FAST), refs)
+    assert lax.remeasured == 0 and lax.reference_drift <= 0.99
+    alone = measure_latency(onnx_bytes, chw, LatencyConfig(**FAST))
+    assert alone.ratio is None and alone.ratios == {} and alone.remeasured == 0
+
+
+def test_protocol_settings_are_validated(candidate):
+    onnx_bytes, chw = candidate
+    for bad in (dict(drift=0.0), dict(drift=1.5), dict(max_remeasure=-1), dict(runs=0)):
+        with pytest.raises(ShiftnasError):
+            measure_latency(onnx_bytes, chw, LatencyConfig(**{**FAST, **bad}))
+    with pytest.raises(ConfigError, match="references"):
+        reference_archs(get_space("compact-mbv3"), 5)
+
+
+# --------------------------------------------------------------------------- sampling and datasets
+
+
+def test_stratified_sample_spans_the_space(space):
+    archs = stratified_sample(space, 30, 0)
+    assert len({a.key() for a in archs}) == 30
+    assert archs[0] == space.smallest() and archs[1] == space.largest()
+    assert stratified_sample(space, 30, 0) == archs  # deterministic per seed
+    depth = [sum(a.depths) for a in archs]
+    uniform = [sum(space.sample(np.random.default_rng(s)).depths) for s in range(30)]
+    assert np.std(depth) > np.std(uniform)  # spread over sizes, not piled up in the middle
+    assert {a.resolution for a in archs} == set(space.spec.resolutions)
+
+
+def test_dataset_records_and_resume(space, dataset):
+    ds, path, cfg = dataset
+    assert len(ds.records) == 24 and len(ds.keys()) == 24
+    assert ds.references == [a.key() for a in reference_archs(space, 2)]
+    assert ds.fingerprint == cfg.fingerprint().as_dict() and ds.space == space.describe()
+    on_disk = LatencyDataset.load(path)
+    assert on_disk.records == ds.records
+    for rec in ds.records:
+        assert rec["latency"]["median_ms"] > 0 and rec["mmacs"] > 0 and rec["latency"]["reference"] in ds.references
+        assert space.decode(np.array(rec["genome"])).key() == rec["key"]
+    corrected, raw = ds.latencies(), ds.latencies(corrected=False)
+    assert corrected.shape == raw.shape and np.all(corrected > 0)
+    assert np.corrcoef(corrected, raw)[0, 1] > 0.5
+
+    # Interrupted after 10 of 24: the re-run measures only the 14 missing ones.
+    partial = LatencyDataset(**{**json.loads(path.read_text())})
+    partial.records = partial.records[:10]
+    resumed_path = path.with_name("RESUMED.json")
+    partial.save(resumed_path)
+    seen = []
+
+    def measure(jobs):
+        seen.extend(jobs)
+        return measure_locally(jobs)
+
+    resumed = build_latency_dataset(space, resumed_path, 24, cfg, cfg.fingerprint(), seed=0, measure=measure)
+    assert len(seen) == 14 and resumed.records[:10] == partial.records[:10]
+    assert sorted(resumed.keys()) == sorted(ds.keys())
+
+
+def test_dataset_refuses_other_settings_and_garbage(space, dataset, tmp_path):
+    ds, path, cfg = dataset
+    other = LatencyConfig(references=2, warmup=2, repeats=3, runs=7)
+    with pytest.raises(ShiftnasError, match="protocol"):
+        build_latency_dataset(space, path, 24, other, other.fingerprint())
+    two_threads = LatencyConfig(references=2, intra_threads=2, **FAST)
+    with pytest.raises(ShiftnasError, match="fingerprint"):
+        build_latency_dataset(space, path, 24, two_threads, two_threads.fingerprint())
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
+    with pytest.raises(ShiftnasError, match="not a shiftnas latency dataset"):
+        LatencyDataset.load(bad)
+    with pytest.raises(ShiftnasError, match="not found"):
+        LatencyDataset.load(tmp_path / "missing.json")
+
+
+# --------------------------------------------------------------------------- predictors
+
+
+def test_predictors_fit_and_predict_on_measured_latency(space, dataset):
+    ds, _, _ = dataset
+    predictor = predictor_from_dataset(space, ds, folds=4)
+    assert set(predictor.cv) == {"lut", "macs", "gbm"} and predictor.kind == choose(predictor.cv)
+    assert predictor.n_train == 24
+    archs, mmacs, y = ds.archs(), [r["mmacs"] for r in ds.records], ds.latencies()
+    pred = predictor.predict(archs, mmacs)
+    assert pred.shape == (24,) and np.all(pred > 0)
+    # fitted on these very points, the chosen model orders them like the measurements
+    assert prediction_errors(y, pred)["kendall_tau"] > 0.5
+    # deterministic: the same data give the same predictor
+    again = predictor_from_dataset(space, ds, folds=4)
+    assert again.kind == predictor.kind and np.allclose(again.predict(archs, mmacs), pred)
+    # held-out errors exist for every family and are sane
+    for kind in ("lut", "macs", "gbm"):
+        cv = cross_validate(kind, space, archs, np.array(mmacs), y, folds=4)
+        assert -1 <= cv["kendall_tau"] <= 1 and cv["mape"] >= 0 and cv["rmse_ms"] >= 0
+
+
+def test_choose_prefers_tau_then_mape():
+    cv = {"a": {"kendall_tau": 0.80, "mape": 9.0}, "b": {"kendall_tau": 0.79, "mape": 4.0},
+          "c": {"kendall_tau": 0.60, "mape": 1.0}}
+    assert choose(cv) == "b"  # a and b are tied on tau (within 0.02): the lower MAPE wins
+    cv["b"]["kendall_tau"] = 0.70
+    assert choose(cv) == "a"
+
+
+def test_predictor_input_errors(space, dataset):
+    ds, _, _ = dataset
+    archs = ds.archs()
+    with pytest.raises(ShiftnasError, match="at least 10"):
+        fit_latency_predictor(space, archs[:6], [1.0] * 6, [1.0] * 6)
+    with pytest.raises(ShiftnasError, match="unknown latency predictor"):
+        fit_latency_predictor(space, archs, [1.0] * 24, [1.0] * 24, candidates=("forest",))
+    with pytest.raises(ShiftnasError, match="non-positive"):
+        fit_latency_predictor(space, archs, [1.0] * 24, [0.0] * 24)
+    with pytest.raises(ShiftnasError, match="measured on space"):
+        predictor_from_dataset(get_space("compact-mbv3", resolutions=[28]), ds)

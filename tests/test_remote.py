@@ -1,0 +1,144 @@
+"""Latency jobs on a real local Dask cluster whose workers own the capacity-1 ``latency`` resource."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+
+import pytest
+
+distributed = pytest.importorskip("distributed")
+
+from shiftnas.errors import ShiftnasError  # noqa: E402
+from shiftnas.hardware.export import export_onnx  # noqa: E402
+from shiftnas.hardware.latency import LatencyConfig, LatencyResult  # noqa: E402
+from shiftnas.hardware.remote import RESOURCE, DaskMeasurer, measure_job  # noqa: E402
+from shiftnas.search_spaces import get_space  # noqa: E402
+
+CFG = LatencyConfig(warmup=1, repeats=2, runs=3)
+
+
+@pytest.fixture(scope="module")
+def client():
+    # Worker processes (as in deployment: jobs and results really go through pickling), each with
+    # two threads, so that only the resource -- not the thread count -- keeps measurements apart.
+    # dashboard_address=":0": with None the scheduler's HTTP server still takes port 8787
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=2, processes=True, resources={RESOURCE: 1},
+        dashboard_address=":0",
+    ) as cluster, distributed.Client(cluster) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def measurer(client):
+    with DaskMeasurer(client) as m:
+        yield m
+
+
+@pytest.fixture(scope="module")
+def jobs():
+    import torch
+
+    torch.manual_seed(0)
+    sp = get_space("compact-mbv3")
+    net = sp.build_supernet(10).eval()
+    out = []
+    for arch in (sp.smallest(), sp.largest()):
+        chw = tuple(sp.input_size(arch))
+        out.append((export_onnx(sp.extract(net, arch), (1, *chw)), chw, CFG))
+    small, large = out
+    return [small, large, large, small]
+
+
+def _sleep_interval(i: int) -> tuple[int, str, float, float]:
+    start = time.monotonic()
+    time.sleep(0.2)
+    return i, distributed.get_worker().address, start, time.monotonic()
+
+
+def _overlaps(intervals: list[tuple[int, str, float, float]]) -> list[tuple[int, int]]:
+    """Pairs of tasks that ran at the same time on the same worker."""
+    pairs = []
+    for a in intervals:
+        for b in intervals:
+            if a[0] < b[0] and a[1] == b[1] and a[2] < b[3] and b[2] < a[3]:
+                pairs.append((a[0], b[0]))
+    return pairs
+
+
+@dataclasses.dataclass
+class _PerWorkerConfig(LatencyConfig):
+    """Stands in for two different devices: the CPU name includes the worker's address."""
+
+    def fingerprint(self):
+        fp = super().fingerprint()
+        return dataclasses.replace(fp, cpu_model=f"{fp.cpu_model} @ {distributed.get_worker().address}")
+
+
+def test_measure_jobs_in_order(measurer, jobs):
+    assert measurer.n_workers == 2
+    results = measurer.map(measure_job, jobs)
+    assert len(results) == len(jobs)
+    for (_, chw, cfg), r in zip(jobs, results):
+        assert isinstance(r, LatencyResult)
+        assert r.median_ms > 0
+        assert len(r.block_medians_ms) == cfg.repeats
+        assert r.n_runs == cfg.repeats * cfg.runs
+        assert r.input_shape == [cfg.batch_size, *chw]
+        assert r.fingerprint == CFG.fingerprint().as_dict()  # measured on this machine
+
+
+def test_fingerprint_on_workers_matches_local(measurer):
+    assert measurer.fingerprint(CFG) == CFG.fingerprint()
+    assert measurer.fingerprint(CFG).key() == CFG.fingerprint().key()
+
+
+def test_fingerprint_of_different_devices_is_an_error(measurer):
+    with pytest.raises(ShiftnasError, match="cpu_model") as info:
+        measurer.fingerprint(_PerWorkerConfig())
+    assert "one kind of device" in str(info.value)
+
+
+def test_one_measurement_at_a_time_per_worker(client, measurer):
+    intervals = measurer.map(_sleep_interval, list(range(6)))
+    assert [iv[0] for iv in intervals] == list(range(6))
+    assert _overlaps(intervals) == []
+    # control: the same tasks without the resource do run side by side on these 2-thread workers,
+    # so the check above would catch a missing resource constraint
+    free = client.gather([client.submit(_sleep_interval, i, pure=False) for i in range(6)])
+    assert _overlaps(free) != []
+
+
+def test_worker_exception_propagates(measurer, jobs):
+    onnx, chw, _ = jobs[0]
+    bad = LatencyConfig(repeats=0)
+    with pytest.raises(ShiftnasError, match="invalid latency config"):
+        measurer.map(measure_job, [(onnx, chw, CFG), (onnx, chw, bad)])
+    with pytest.raises(ValueError):
+        measurer.map(int, ["1", "x"])
+    assert measurer.map(int, ["1", "2"]) == [1, 2]  # still usable afterwards
+    assert measurer.map(int, []) == []
+
+
+def test_workers_without_the_resource():
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
+    ) as cluster, distributed.Client(cluster) as c:
+        with pytest.raises(ShiftnasError, match="--resources") as info:
+            DaskMeasurer(c)
+        assert 'latency=1"' in str(info.value) and "--nthreads 1" in str(info.value)
+        assert c.submit(abs, -3).result() == 3  # a client passed in is not closed by the measurer
+
+
+def test_missing_distributed_is_a_user_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # makes `import distributed` fail
+    with pytest.raises(ShiftnasError, match=r"pip install 'shiftnas\[dask\]'"):
+        DaskMeasurer("tcp://127.0.0.1:8786")
+
+
+def test_unreachable_scheduler():
+    with pytest.raises(ShiftnasError, match="tcp://127.0.0.1:1") as info:
+        DaskMeasurer("tcp://127.0.0.1:1", timeout=1)
+    assert "\n" not in str(info.value)
