@@ -31,6 +31,7 @@ from .engine.evaluation import SubnetEvaluator
 from .engine.groundtruth import GroundTruthTable, data_identity
 from .engine.landmark_rounds import LandmarkGrowth, search_current_best, table_ground_truth
 from .engine.landmarks import LandmarkConfig, LandmarkRegularizer, select_landmarks
+from .engine.latency_dataset import LatencyDataset
 from .engine.latency_source import (LatencySource, PredictedLatency, build_latency_source, check_predictions,
                                     parse_latency_mode)
 from .engine.metrics import ArchitectureMetrics
@@ -40,6 +41,8 @@ from .engine.shifting import make_shift_strategy
 from .engine.training import finished_training, train_supernet, training_identity
 from .errors import CheckpointError, ConfigError, ShiftnasError
 from .hardware import LatencyConfig, assert_parity, export_onnx, hardware_fingerprint
+from .hardware.latency import check_provider
+from .hardware.remote import DaskMeasurer
 from .io import atomic_write_json
 from .report import PICKS, front_table, pick, plot_front, plot_hypervolume, write_front
 from .search_spaces import Arch, SearchSpace, get_space
@@ -71,7 +74,13 @@ def prepare(cfg: RunConfig, quiet: bool = False) -> RunContext:
     resolve_objectives(cfg.search.objectives)  # fail fast on bad input
     for text in cfg.search.constraints:
         parse_constraint(text)
-    parse_latency_mode(cfg.hardware.latency)
+    mode, dataset_path = parse_latency_mode(cfg.hardware.latency)
+    if dataset_path is not None:
+        LatencyDataset.load(dataset_path)  # before hours of training: the file exists and is a dataset
+    if mode == "measured" and not cfg.hardware.dask:
+        check_provider(cfg.hardware.provider)
+    if cfg.hardware.dask:
+        DaskMeasurer(cfg.hardware.dask).close()  # reachable, with latency workers
     if cfg.search.pick not in PICKS:
         raise ConfigError(f"unknown pick '{cfg.search.pick}'; choose one of: {', '.join(PICKS)}")
     if cfg.checkpoint and not str(cfg.checkpoint).startswith(("http://", "https://")) \

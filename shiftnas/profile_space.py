@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 
 from rich.console import Console
@@ -32,13 +33,22 @@ def profile_space(space_name: str, out: Path, samples: int, cfg: LatencyConfig, 
         measurer = DaskMeasurer(dask)
         fingerprint = measurer.fingerprint(cfg)
         chunk = 2 * measurer.n_workers
-        measure = lambda jobs: measurer.map(measure_job, jobs)  # noqa: E731
+        measure = lambda jobs, refs: measurer.map(measure_job, jobs, shared=refs)  # noqa: E731
+    bar = ExitStack()  # opened on the first progress report, after the settings were checked
+    update = None
+
+    def progress(done: int, total: int, key: str) -> None:
+        nonlocal update
+        if update is None:
+            update = bar.enter_context(progress_bar(
+                f"profiling {space.name} on {fingerprint.cpu_model} ({cfg.provider})", total, console))
+        update(done, info=key[:40])
+
     try:
-        with progress_bar(f"profiling {space.name} on {fingerprint.cpu_model} ({cfg.provider})", samples,
-                          console) as update:
+        with bar:
             dataset = build_latency_dataset(space, out, samples, cfg, fingerprint, seed=seed,
                                             **({"measure": measure} if measure else {}), chunk=chunk,
-                                            progress=lambda done, total, key: update(done, info=key[:40]))
+                                            progress=progress)
     finally:
         if measurer is not None:
             measurer.close()

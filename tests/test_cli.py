@@ -38,6 +38,15 @@ def assert_one_line_error(result, needle: str) -> None:
     (["export", "no_such_run"], "not a finished run"),
     (["profile", "missing.onnx"], "ONNX model not found"),
     (["resume", "no_such_run"], "not a shiftnas run directory"),
+    (["run", "--latency", "fast"], "hardware.latency must be 'measured' or 'predicted:DEVICE.json'"),
+    (["run", "--latency", "predicted:missing.json"], "latency dataset not found"),
+    (["run", "--dask", "tcp://127.0.0.1:1"], "cannot reach the Dask scheduler at tcp://127.0.0.1:1"),
+    (["profile"], "give either an ONNX model or --space"),
+    (["profile", "--space", "compact-mbv3"], "--space needs --out"),
+    (["profile", "--space", "nope", "--out", "d.json"], "unknown search space 'nope'"),
+    (["profile", "--space", "compact-mbv3", "--out", "d.json", "--references", "7"], "must be 0, 1, 2 or 3"),
+    (["profile", "--space", "compact-mbv3", "--out", "d.json", "--provider", "CUDAExecutionProvider"],
+     "CUDAExecutionProvider is not available"),
 ])
 def test_bad_input_is_one_line_and_nonzero(args, needle, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -89,7 +98,27 @@ def test_end_to_end_run_export_and_profile(tmp_path):
 
     result = runner.invoke(app, ["profile", str(out / "subnet_knee.onnx"), "--runs", "5", "--repeats", "2"])
     assert result.exit_code == 0, result.output
-    assert "median ms" in result.output
+    assert "median ms" in result.output and "op type" in result.output and "Conv" in result.output
+    assert (out / "subnet_knee.profile.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # profile the space on "the device" (this machine), then search with the predicted latency
+    device = tmp_path / "DEVICE.json"
+    profile_args = ["profile", "--space", "compact-mbv3", "--resolutions", "16,20", "--samples", "12", "--out",
+                    str(device), "--runs", "4", "--repeats", "2", "--warmup", "1", "--references", "2"]
+    result = runner.invoke(app, profile_args)
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(device.read_text())["records"]) == 12 and "(chosen)" in result.output
+    result = runner.invoke(app, ["search", "--checkpoint", str(out / "supernet.pt"), "--out", str(tmp_path / "pred"),
+                                 "--latency", f"predicted:{device}", "--generations", "1", "--pop-size", "6",
+                                 "--data", "digits", "--set", "space.resolutions=[16,20]", "--set", "threads=1",
+                                 "--set", "hardware.runs=4", "--set", "hardware.repeats=2",
+                                 "--set", "hardware.warmup=1", "--set", "hardware.references=2",
+                                 "--set", "eval.calib_size=200"])
+    assert result.exit_code == 0, result.output
+    check = json.loads((tmp_path / "pred" / "summary.json").read_text())["latency_check"]
+    assert check["checked"] and check["n"] >= 1 and check["mape"] >= 0  # same machine: the front is re-measured
+    rows = list(csv.DictReader((tmp_path / "pred" / "pareto.csv").open()))
+    assert all(float(r["latency_measured_ms"]) > 0 and float(r["latency_ms"]) > 0 for r in rows)
 
     # re-running the finished command (or `resume`) is a no-op replay: nothing is retrained or re-evaluated
     archive_lines = (out / "archive.jsonl").read_text().count("\n")

@@ -126,9 +126,9 @@ def test_dataset_records_and_resume(space, dataset):
     partial.save(resumed_path)
     seen = []
 
-    def measure(jobs):
+    def measure(jobs, references):
         seen.extend(jobs)
-        return measure_locally(jobs)
+        return measure_locally(jobs, references)
 
     resumed = build_latency_dataset(space, resumed_path, 24, cfg, cfg.fingerprint(), seed=0, measure=measure)
     assert len(seen) == 14 and resumed.records[:10] == partial.records[:10]

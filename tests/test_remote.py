@@ -142,3 +142,36 @@ def test_unreachable_scheduler():
     with pytest.raises(ShiftnasError, match="tcp://127.0.0.1:1") as info:
         DaskMeasurer("tcp://127.0.0.1:1", timeout=1)
     assert "\n" not in str(info.value)
+
+
+def test_search_measures_each_population_on_the_workers(client, trained_supernet, compact_space, digits,
+                                                        eval_config, tmp_path):
+    """`--dask`: NSGA-II sends the new architectures of every population to the latency workers at once."""
+    from shiftnas.engine.archive import Archive
+    from shiftnas.engine.evaluation import SubnetEvaluator
+    from shiftnas.engine.latency_dataset import reference_models
+    from shiftnas.engine.latency_source import MeasuredLatency
+    from shiftnas.engine.metrics import ArchitectureMetrics
+    from shiftnas.engine.objectives import needed_metrics, resolve_objectives
+    from shiftnas.engine.search import NSGA2Search, SearchSettings
+    from shiftnas.hardware import LatencyCache, LatencyProfiler
+
+    net, _, _ = trained_supernet
+    cfg = dataclasses.replace(CFG, references=2)
+    measurer = DaskMeasurer(client)
+    batches = []
+    remote_map = measurer.map
+    measurer.map = lambda fn, items, shared=None: batches.append(len(items)) or remote_map(fn, items, shared)
+    profiler = LatencyProfiler(cfg, cache=LatencyCache(tmp_path / "l.sqlite"), fingerprint=measurer.fingerprint(cfg),
+                               references=reference_models(compact_space, net, cfg))
+    objs = resolve_objectives(["error", "latency"])
+    evaluator = SubnetEvaluator(compact_space, net, digits, eval_config)
+    metrics = ArchitectureMetrics(evaluator, MeasuredLatency(profiler, measurer), needed_metrics(objs, []))
+    result = NSGA2Search(compact_space, metrics, objs, [], Archive(), SearchSettings(6, 2, 0)).run()
+    keys = {r["key"] for r in result.archive}
+    assert profiler.n_measured == len(keys) == sum(batches)  # every latency came from the workers
+    assert len(batches) == 2 and batches[0] == 6  # one batch per generation, the whole first population
+    for r in result.archive:
+        m = r["metrics"]
+        assert m["latency_ms"] > 0 and m["latency_ratio"] > 0 and m["latency_reference"] in profiler.references[0].name \
+            + profiler.references[1].name

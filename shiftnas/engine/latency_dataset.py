@@ -21,6 +21,7 @@ from torch import nn
 from ..errors import ConfigError, ShiftnasError
 from ..hardware import LatencyConfig, LatencyResult, ModelUnderTest, count_macs, count_params, export_onnx
 from ..hardware.fingerprint import HardwareFingerprint
+from ..hardware.latency import check_provider
 from ..io import atomic_write_json
 from ..search_spaces import Arch, SearchSpace
 
@@ -134,14 +135,15 @@ class LatencyDataset:
         return out
 
 
-MeasureMany = Callable[[list[tuple[bytes, tuple[int, ...], LatencyConfig, list[ModelUnderTest]]]], list[LatencyResult]]
+Job = tuple[bytes, tuple[int, ...], LatencyConfig]  # (ONNX bytes, C x H x W, protocol)
+MeasureMany = Callable[[list[Job], list[ModelUnderTest]], list[LatencyResult]]
 
 
-def measure_locally(jobs: Sequence[tuple[bytes, tuple[int, ...], LatencyConfig, list[ModelUnderTest]]]) -> list[LatencyResult]:
-    """Measure jobs one after the other on this machine."""
+def measure_locally(jobs: Sequence[Job], references: Sequence[ModelUnderTest] = ()) -> list[LatencyResult]:
+    """Measure jobs one after the other on this machine, each interleaved with ``references``."""
     from ..hardware import measure_latency
 
-    return [measure_latency(onnx_bytes, chw, cfg, refs) for onnx_bytes, chw, cfg, refs in jobs]
+    return [measure_latency(onnx_bytes, chw, cfg, references) for onnx_bytes, chw, cfg in jobs]
 
 
 def build_latency_dataset(space: SearchSpace, out: Path | str, samples: int, cfg: LatencyConfig,
@@ -149,10 +151,11 @@ def build_latency_dataset(space: SearchSpace, out: Path | str, samples: int, cfg
                           chunk: int = 1, progress: Callable[[int, int, str], None] | None = None) -> LatencyDataset:
     """Sample, export and measure ``samples`` architectures of ``space`` into ``out`` (resumable).
 
-    ``measure`` takes a list of jobs and returns their results (locally, or on Dask workers, ``chunk``
+    ``measure(jobs, references)`` returns the jobs' results (locally, or on Dask workers, ``chunk``
     jobs at a time); ``fingerprint`` is that of the machine that measures.
     """
     out = Path(out)
+    check_provider(cfg.provider)
     torch.manual_seed(seed)  # latency does not depend on the weights; the graph is fixed by the arch
     supernet = space.build_supernet(10).eval()
     refs = reference_models(space, supernet, cfg)
@@ -181,8 +184,8 @@ def build_latency_dataset(space: SearchSpace, out: Path | str, samples: int, cfg
             model = space.extract(supernet, arch)
             chw = tuple(space.input_size(arch))
             models.append((model, chw))
-            jobs.append((export_onnx(model, (cfg.batch_size, *chw)), chw, cfg, refs))
-        for arch, (model, chw), result in zip(batch, models, measure(jobs)):
+            jobs.append((export_onnx(model, (cfg.batch_size, *chw)), chw, cfg))
+        for arch, (model, chw), result in zip(batch, models, measure(jobs, refs)):
             result.fingerprint = fingerprint.as_dict()
             dataset.records.append({"key": arch.key(), "arch": arch.to_dict(),
                                     "genome": [int(g) for g in space.encode(arch)], "input_chw": list(chw),

@@ -55,8 +55,8 @@ class MeasuredLatency:
         if not todo:
             return
         cfg, refs = self.profiler.cfg, self.profiler.references
-        jobs = [(self.profiler.export(m, chw), chw, cfg, refs) for _, m, chw in todo.values()]
-        for (key, (_, _, chw)), result in zip(todo.items(), self.measurer.map(measure_job, jobs)):
+        jobs = [(self.profiler.export(m, chw), chw, cfg) for _, m, chw in todo.values()]
+        for (key, (_, _, chw)), result in zip(todo.items(), self.measurer.map(measure_job, jobs, shared=refs)):
             self.profiler.store(key, chw, result)
 
 

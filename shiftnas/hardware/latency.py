@@ -104,6 +104,19 @@ def provider_options(provider: str) -> dict[str, str]:
     return {}
 
 
+def check_provider(provider: str) -> None:
+    """Raise a one-line error naming the package to install if ``provider`` is not in this build."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if provider not in available:
+        pkg = _PROVIDER_PACKAGES.get(provider, "an onnxruntime build that includes it")
+        raise ShiftnasError(
+            f"{provider} is not available in this onnxruntime build; install {pkg} "
+            f"(available: {', '.join(available)})"
+        )
+
+
 def make_session(onnx_bytes: bytes, cfg: LatencyConfig, profile_prefix: str | None = None):
     """ONNX Runtime session configured for measurement; never falls back to another provider.
 
@@ -111,13 +124,7 @@ def make_session(onnx_bytes: bytes, cfg: LatencyConfig, profile_prefix: str | No
     """
     import onnxruntime as ort
 
-    available = ort.get_available_providers()
-    if cfg.provider not in available:
-        pkg = _PROVIDER_PACKAGES.get(cfg.provider, "an onnxruntime build that includes it")
-        raise ShiftnasError(
-            f"{cfg.provider} is not available in this onnxruntime build; install {pkg} "
-            f"(available: {', '.join(available)})"
-        )
+    check_provider(cfg.provider)
     if cfg.intra_threads < 1 or cfg.inter_threads < 1:
         raise ShiftnasError("thread counts must be >= 1 (0 would let ORT pick and pin threads)")
     so = ort.SessionOptions()

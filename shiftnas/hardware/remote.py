@@ -30,7 +30,7 @@ from typing import Any, Callable, Sequence
 
 from shiftnas.errors import ShiftnasError
 from shiftnas.hardware.fingerprint import HardwareFingerprint
-from shiftnas.hardware.latency import LatencyConfig, LatencyResult, measure_latency
+from shiftnas.hardware.latency import LatencyConfig, LatencyResult, ModelUnderTest, measure_latency
 
 RESOURCE = "latency"
 
@@ -50,14 +50,14 @@ def _one_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def measure_job(job: tuple) -> LatencyResult:
+def measure_job(job: tuple, references: Sequence[ModelUnderTest] = ()) -> LatencyResult:
     """Run on a worker: ``measure_latency(onnx_bytes, input_shape_chw, cfg, references)``.
 
-    ``job`` is ``(onnx_bytes, input_shape_chw, cfg[, references])``; keep it small (ONNX bytes,
-    never a torch model). The result's fingerprint is the worker's.
+    ``job`` is ``(onnx_bytes, input_shape_chw, cfg)``; keep it small (ONNX bytes, never a torch
+    model); send the references once with ``DaskMeasurer.map(..., shared=references)``. The
+    result's fingerprint is the worker's.
     """
-    onnx_bytes, input_shape_chw, cfg, *rest = job
-    references = rest[0] if rest else ()
+    onnx_bytes, input_shape_chw, cfg = job
     return measure_latency(onnx_bytes, tuple(int(d) for d in input_shape_chw), cfg, references)
 
 
@@ -137,14 +137,16 @@ class DaskMeasurer:
                 )
         return first
 
-    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list:
+    def map(self, fn: Callable[..., Any], items: Sequence[Any], shared: Any = None) -> list:
         """``[fn(item) for item in items]``, each call on a resource worker; results in order.
 
-        An exception raised by ``fn`` on a worker is re-raised here with its own type; the
-        remaining jobs are then cancelled.
+        ``shared`` (e.g. the reference models) is sent to every worker once and passed as
+        ``fn(item, shared)``, instead of travelling with each job. An exception raised by ``fn``
+        on a worker is re-raised here with its own type; the remaining jobs are then cancelled.
         """
+        extra = () if shared is None else (self.client.scatter(shared, broadcast=True, hash=False),)
         futures = [
-            self.client.submit(fn, item, resources={self.resource: 1}, pure=False) for item in items
+            self.client.submit(fn, item, *extra, resources={self.resource: 1}, pure=False) for item in items
         ]
         return self._gather(futures)
 
