@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench bench-ranking bench-transfer setup clean
+.PHONY: run test bench bench-latency bench-ranking bench-transfer setup clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_latency_eval.py
+
+bench-latency: $(STAMP)   # ~15 min: protocol stability, predictor vs noise ceiling, query cost
+	$(BIN)/python bench/bench_latency.py
 
 bench-ranking: $(STAMP)   # needs the ground-truth table; ~35 CPU-min per seed, two seed processes at once
 	$(BIN)/python bench/bench_ranking.py --seeds 0,2 & pid=$$!; \

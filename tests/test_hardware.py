@@ -386,3 +386,13 @@ def test_macs_and_params_agree_with_thop(subnets):
         )
         assert int(zeroed) == ours
         assert int(params) == int(params_z) == count_params(sub) == sum(p.numel() for p in sub.parameters())
+
+
+@pytest.mark.skipif("CUDAExecutionProvider" not in ort.get_available_providers(),
+                    reason="needs onnxruntime-gpu and a GPU (the GPU machine)")
+def test_cuda_provider_measures_on_the_gpu(onnx_a):
+    cfg = LatencyConfig(provider="CUDAExecutionProvider", **FAST)
+    assert make_session(onnx_a, cfg).get_providers()[0] == "CUDAExecutionProvider"
+    r = measure_latency(onnx_a, CHW, cfg)
+    assert r.fingerprint["provider"] == "CUDAExecutionProvider" and 0 < r.p10_ms <= r.median_ms
+    assert r.fingerprint != LatencyConfig(**FAST).fingerprint().as_dict()
