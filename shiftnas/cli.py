@@ -46,6 +46,8 @@ SpaceOpt = typer.Option(None, "--space", help="Search space: compact-mbv3 | ofa-
 SeedOpt = typer.Option(None, "--seed", help="Random seed.")
 LatencyOpt = typer.Option(None, "--latency", help="measured (ONNX Runtime here) | predicted:DEVICE.json "
                           "(a dataset from `shiftnas profile --space` on the deployment device).")
+ModeOpt = typer.Option(None, "--mode", help="nsga2 (NSGA-II through the supernet) | nat (NAT/NATv2 surrogate loop; "
+                       "options under --set nat.KEY=...).")
 DaskOpt = typer.Option(None, "--dask", help="Measure latency on the Dask workers of this scheduler address "
                        "(workers started with --nthreads 1 --resources latency=1).")
 ShiftOpt = typer.Option(None, "--shift", help="Train the supernet during the search: none | per_iteration | "
@@ -66,7 +68,7 @@ def build_config(config: Optional[Path], sets: Optional[List[str]], **options) -
     names = {"shift": "shift.strategy", "out": "out", "seed": "seed", "checkpoint": "checkpoint", "data": "data.dataset",
              "space": "space.name", "epochs": "train.epochs", "generations": "search.generations",
              "pop_size": "search.pop_size", "pick": "search.pick", "latency": "hardware.latency",
-             "dask": "hardware.dask"}
+             "dask": "hardware.dask", "mode": "search.mode"}
     overrides = list(sets or [])
     for opt, value in options.items():
         if value is None:
@@ -91,14 +93,15 @@ def run(config: Optional[Path] = ConfigOpt, sets: Optional[List[str]] = SetOpt, 
         pop_size: Optional[int] = typer.Option(None, help="NSGA-II population size."),
         objectives: Optional[str] = typer.Option(None, help="Comma-separated: error,latency,macs,params."),
         constraint: Optional[List[str]] = typer.Option(None, help="e.g. 'latency<=5ms', 'macs<=10M' (repeatable)."),
-        pick: Optional[str] = typer.Option(None, help="knee | max-acc | min-latency"),
-        shift: Optional[str] = ShiftOpt, latency: Optional[str] = LatencyOpt, dask: Optional[str] = DaskOpt) -> None:
+        pick: Optional[str] = typer.Option(None, help="knee | max-acc | min-latency | trade-off"),
+        shift: Optional[str] = ShiftOpt, latency: Optional[str] = LatencyOpt, dask: Optional[str] = DaskOpt,
+        mode: Optional[str] = ModeOpt) -> None:
     """Train a supernet, search it with NSGA-II, write the Pareto front and export the picked subnet."""
     from . import pipeline
 
     cfg = build_config(config, sets, out=out, data=data, space=space, seed=seed, checkpoint=checkpoint,
                        epochs=epochs, generations=generations, pop_size=pop_size, objectives=objectives,
-                       constraints=constraint, pick=pick, shift=shift, latency=latency, dask=dask)
+                       constraints=constraint, pick=pick, shift=shift, latency=latency, dask=dask, mode=mode)
     summary = pipeline.run(cfg)
     err.print(f"done in {summary['seconds'] / 60:.1f} min; results in {cfg.out}")
 
@@ -140,15 +143,15 @@ def search(checkpoint: str = typer.Option(..., help="Supernet checkpoint (shiftn
            pop_size: Optional[int] = typer.Option(None, help="NSGA-II population size."),
            objectives: Optional[str] = typer.Option(None, help="Comma-separated: error,latency,macs,params."),
            constraint: Optional[List[str]] = typer.Option(None, help="e.g. 'latency<=5ms' (repeatable)."),
-           pick: Optional[str] = typer.Option(None, help="knee | max-acc | min-latency"),
+           pick: Optional[str] = typer.Option(None, help="knee | max-acc | min-latency | trade-off"),
            shift: Optional[str] = ShiftOpt, latency: Optional[str] = LatencyOpt,
-           dask: Optional[str] = DaskOpt) -> None:
+           dask: Optional[str] = DaskOpt, mode: Optional[str] = ModeOpt) -> None:
     """Search a trained supernet with NSGA-II; writes the front, plots and the picked subnet's ONNX."""
     from . import pipeline
 
     cfg = build_config(config, sets, out=out, data=data, space=space, seed=seed, checkpoint=checkpoint,
                        generations=generations, pop_size=pop_size, objectives=objectives,
-                       constraints=constraint, pick=pick, shift=shift, latency=latency, dask=dask)
+                       constraints=constraint, pick=pick, shift=shift, latency=latency, dask=dask, mode=mode)
     pipeline.run(cfg)  # with cfg.checkpoint set, the supernet is loaded, not trained
 
 
@@ -179,7 +182,7 @@ def transfer(supernet: str = typer.Option(..., help="A supernet trained on anoth
 @app.command()
 @user_errors
 def export(run_dir: Path = typer.Argument(..., help="A run directory made by `shiftnas run` or `search`."),
-           pick: str = typer.Option("knee", help="knee | max-acc | min-latency | an architecture key from pareto.csv"),
+           pick: str = typer.Option("knee", help="knee | max-acc | min-latency | trade-off | an architecture key from pareto.csv"),
            out: Optional[Path] = typer.Option(None, help="ONNX file (default <run>/subnet_<pick>.onnx).")) -> None:
     """Export a subnet of a finished run's Pareto front to ONNX (parity-checked against PyTorch)."""
     from .export_run import export_from_run

@@ -12,6 +12,7 @@ import yaml
 
 from .errors import ConfigError
 from .engine.landmarks import LandmarkConfig
+from .engine.nat_config import NATConfig
 from .hardware.latency import LatencyConfig
 
 
@@ -62,7 +63,8 @@ class SearchConfig:
     constraints: list[str] = field(default_factory=list)   # e.g. ["latency<=5ms", "macs<=10M"]
     pop_size: int = 24
     generations: int = 8
-    pick: str = "knee"                # knee | max-acc | min-latency
+    pick: str = "knee"                # knee | max-acc | min-latency | trade-off
+    mode: str = "nsga2"               # nsga2 (plain NSGA-II through the supernet) | nat (NAT / NATv2 loop)
 
 
 SHIFT_STRATEGIES = ("none", "per_iteration", "per_candidate", "region")
@@ -123,6 +125,7 @@ class RunConfig:
     search: SearchConfig = field(default_factory=SearchConfig)
     shift: ShiftConfig = field(default_factory=ShiftConfig)
     landmarks: LandmarksConfig = field(default_factory=LandmarksConfig)
+    nat: NATConfig = field(default_factory=NATConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

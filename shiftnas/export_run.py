@@ -15,7 +15,7 @@ from .report import PICKS, pick
 
 
 def export_from_run(run_dir: str | Path, how: str = "knee", out: str | Path | None = None) -> dict[str, Any]:
-    """Pick ``how`` (knee | max-acc | min-latency | an architecture key) from ``run_dir`` and export it."""
+    """Pick ``how`` (knee | max-acc | min-latency | trade-off | an architecture key) from ``run_dir`` and export it."""
     from . import pipeline
 
     run_dir = Path(run_dir)

@@ -35,6 +35,7 @@ from .engine.latency_dataset import LatencyDataset
 from .engine.latency_source import (LatencySource, PredictedLatency, build_latency_source, check_predictions,
                                     parse_latency_mode)
 from .engine.metrics import ArchitectureMetrics
+from .engine.nat import NATSearch
 from .engine.objectives import needed_metrics, parse_constraint, resolve_objectives
 from .engine.search import NSGA2Search, SearchResult, SearchSettings
 from .engine.shifting import make_shift_strategy
@@ -81,6 +82,14 @@ def prepare(cfg: RunConfig, quiet: bool = False) -> RunContext:
         check_provider(cfg.hardware.provider)
     if cfg.hardware.dask:
         DaskMeasurer(cfg.hardware.dask).close()  # reachable, with latency workers
+    if cfg.search.mode not in ("nsga2", "nat"):
+        raise ConfigError(f"search.mode must be 'nsga2' or 'nat', got '{cfg.search.mode}'")
+    if cfg.search.mode == "nat":
+        cfg.nat.resolved()
+        if cfg.search.objectives[0] != "error":
+            raise ConfigError("--mode nat predicts accuracy: the first objective must be 'error'")
+        if cfg.shift.strategy != "none":
+            raise ConfigError("--mode nat adapts the supernet itself; it is not combined with --shift yet")
     if cfg.search.pick not in PICKS:
         raise ConfigError(f"unknown pick '{cfg.search.pick}'; choose one of: {', '.join(PICKS)}")
     if cfg.checkpoint and not str(cfg.checkpoint).startswith(("http://", "https://")) \
@@ -228,6 +237,10 @@ def search_stage(ctx: RunContext) -> tuple[SearchResult, SubnetEvaluator, Archit
     archive = Archive(ctx.run_dir / "archive.jsonl")
     if len(archive) and not ctx.quiet:
         ctx.console.print(f"resuming: {len(archive)} architectures already in the archive")
+    if cfg.search.mode == "nat":
+        result = nat_search(ctx, metrics, objectives, constraints, archive)
+        atomic_write_json(ctx.run_dir / "hypervolume.json", result.hv_history)
+        return result, evaluator, metrics
     shift = make_shift_strategy(ctx.space, evaluator, ctx.data, cfg.shift, seed=cfg.seed, checkpoint_dir=ctx.run_dir)
     search = NSGA2Search(ctx.space, metrics, objectives, constraints, archive,
                          SearchSettings(cfg.search.pop_size, cfg.search.generations, cfg.seed),
@@ -238,6 +251,22 @@ def search_stage(ctx: RunContext) -> tuple[SearchResult, SubnetEvaluator, Archit
             g, info=f"evaluated {s['evaluated']} · HV {s['hypervolume']:.4f} · supernet v{s['supernet_version']}"))
     atomic_write_json(ctx.run_dir / "hypervolume.json", result.hv_history)
     return result, evaluator, metrics
+
+
+def nat_search(ctx: RunContext, metrics: ArchitectureMetrics, objectives: list, constraints: list,
+               log: Archive) -> SearchResult:
+    """``--mode nat``: the NAT / NATv2 loop (``nat.*``); state in ``<run>/nat_state.json`` for resuming."""
+    cfg = ctx.cfg
+    search = NATSearch(ctx.space, metrics, objectives, constraints, cfg.nat, seed=cfg.seed, run_dir=ctx.run_dir,
+                       log=log)
+    label = f"{search.cfg.policy.upper()} search ({search.cfg.surrogate} surrogate)"
+    with progress_bar(label, search.cfg.iterations, ctx.console, ctx.quiet) as update:
+        def report(it: int, total: int, s: dict) -> None:
+            tau = (s.get("surrogate_quality") or {}).get("kendall_tau")
+            shown = f" · surrogate tau {tau:.2f}" if tau is not None and np.isfinite(tau) else ""
+            update(it, info=f"archive {s['archive_size']} · HV {s['hypervolume']:.4f}{shown} · "
+                            f"supernet v{s['supernet_version']}")
+        return search.run(report)
 
 
 def export_subnet(ctx: RunContext, evaluator: SubnetEvaluator, record: dict[str, Any], path: Path) -> dict[str, Any]:

@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
-from scipy import stats
 from scipy.optimize import nnls
 
 from ..errors import ShiftnasError
 from ..search_spaces import Arch, SearchSpace
+from .ranking import kendall_tau, rmse, spearman_rho
 
 CANDIDATES = ("lut", "macs", "gbm")
 TIE = 0.02  # Kendall tau differences below this are noise at these sample sizes
@@ -35,9 +35,8 @@ def prediction_errors(y_true: Sequence[float], y_pred: Sequence[float]) -> dict[
     """Kendall tau, Spearman rho, MAPE (%), RMSE (ms) and the share within +-10 %."""
     t, p = np.asarray(y_true, float), np.asarray(y_pred, float)
     rel = np.abs(p - t) / t
-    return {"kendall_tau": float(stats.kendalltau(t, p).statistic), "spearman_rho": float(stats.spearmanr(t, p).statistic),
-            "mape": float(100 * rel.mean()), "rmse_ms": float(np.sqrt(np.mean((p - t) ** 2))),
-            "within_10pct": float(100 * np.mean(rel <= 0.10))}
+    return {"kendall_tau": kendall_tau(p, t), "spearman_rho": spearman_rho(p, t), "mape": float(100 * rel.mean()),
+            "rmse_ms": rmse(p, t), "within_10pct": float(100 * np.mean(rel <= 0.10))}
 
 
 class _Model:

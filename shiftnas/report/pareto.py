@@ -14,10 +14,10 @@ from ..engine.objectives import Objective
 from ..errors import ConfigError
 from ..io import atomic_write_json, atomic_write_text
 
-PICKS = ("knee", "max-acc", "min-latency")
+PICKS = ("knee", "max-acc", "min-latency", "trade-off")
 
-COLUMNS = ["key", "val_accuracy", "test_accuracy", "latency_ms", "latency_p10_ms", "latency_measured_ms", "mmacs",
-           "mparams",
+COLUMNS = ["key", "val_accuracy", "test_accuracy", "latency_ms", "latency_p10_ms", "latency_ratio", "latency_reference",
+           "latency_measured_ms", "mmacs", "mparams",
            "supernet_version", "generation"]
 
 
@@ -28,6 +28,7 @@ def front_rows(front: list[dict[str, Any]]) -> list[dict[str, Any]]:
         m = r["metrics"]
         rows.append({"key": r["key"], "val_accuracy": m.get("accuracy"), "test_accuracy": m.get("test_accuracy"),
                      "latency_ms": m.get("latency_ms"), "latency_p10_ms": m.get("latency_p10_ms"),
+                     "latency_ratio": m.get("latency_ratio"), "latency_reference": m.get("latency_reference"),
                      "latency_measured_ms": m.get("latency_measured_ms"),
                      "mmacs": m.get("mmacs"), "mparams": m.get("mparams"),
                      "supernet_version": r["supernet_version"], "generation": r["generation"]})
@@ -53,6 +54,7 @@ def pick(front: list[dict[str, Any]], how: str, objectives: list[Objective]) -> 
     ``knee``: the compromise point, i.e. the minimum of pymoo's achievement scalarising function
     with equal weights over min-max normalised objectives. ``max-acc``: the lowest validation
     error (ties: fewer MACs). ``min-latency``: the lowest latency (MACs if latency is not measured).
+    ``trade-off``: the knee among the high trade-off points (the knee if there are none).
     """
     if not front:
         raise ValueError("the Pareto front is empty (no feasible architecture found)")
@@ -63,8 +65,30 @@ def pick(front: list[dict[str, Any]], how: str, objectives: list[Objective]) -> 
     if how == "min-latency":
         col = "latency_ms" if "latency_ms" in front[0]["metrics"] else "mmacs"
         return min(front, key=lambda r: (r["metrics"][col], r["metrics"].get("error", 0.0)))
+    normalized = _normalized(front, objectives)
+    candidates = np.arange(len(front))
+    if how == "trade-off":
+        high = high_tradeoff(front, objectives)
+        candidates = np.array(high) if high else candidates
+    weights = np.full(normalized.shape[1], 1.0 / normalized.shape[1])
+    return front[int(candidates[ASF().do(normalized[candidates], weights).argmin()])]
+
+
+def _normalized(front: list[dict[str, Any]], objectives: list[Objective]) -> np.ndarray:
     F = np.array([[r["metrics"][o.column] for o in objectives] for r in front], dtype=float)
     lo, hi = F.min(axis=0), F.max(axis=0)
-    normalized = (F - lo) / np.where(hi > lo, hi - lo, 1.0)
-    weights = np.full(F.shape[1], 1.0 / F.shape[1])
-    return front[int(ASF().do(normalized, weights).argmin())]
+    return (F - lo) / np.where(hi > lo, hi - lo, 1.0)
+
+
+def high_tradeoff(front: list[dict[str, Any]], objectives: list[Objective]) -> list[int]:
+    """Indices of the front's high trade-off points (pymoo's ``HighTradeoffPoints``, NAT's choice).
+
+    A point qualifies when the least sacrifice per unit of gain towards its neighbours is an
+    outlier in the upper tail; fronts of fewer than three points, or without outliers, have none.
+    """
+    if len(front) < 3:
+        return []
+    from pymoo.mcdm.high_tradeoff import HighTradeoffPoints
+
+    found = HighTradeoffPoints().do(_normalized(front, objectives))
+    return [] if found is None else sorted(int(i) for i in np.atleast_1d(found))

@@ -1,0 +1,293 @@
+"""``--mode nat``: the surrogate-assisted NAT / NATv2 search (methods.md §4.3-4.4).
+
+Per iteration: fit the surrogate on the archive (genome -> validation error); NSGA-II (NSGA-III
+beyond two objectives) on (predicted error, exactly computed cheap objectives), seeded with the
+archive's non-dominated genomes; pick ``K`` new candidates that keep the front evenly spread;
+evaluate them through the supernet (logging the surrogate's RMSE / r / rho / tau on them); update
+the archive (``grow`` or ``bounded``); adapt the supernet on architectures sampled from per-gene
+distributions fitted to the top of the archive, with distillation from the largest subnet;
+re-evaluate the whole archive with the adapted weights; hypervolume against a reference point
+fixed at iteration 0.
+
+Deviations, with reasons (docs/architecture.md): per-gene distributions are categorical (the genes
+are small integers; NAT fits every scipy continuous distribution and rounds), subset selection is
+greedy on NAT's uniformity criterion (deterministic, no inner GA), and the adaptation uses the
+sandwich step, whose largest subnet is the in-place teacher.
+
+State (archive, iteration, supernet) is saved atomically after every iteration; re-running resumes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from pymoo.algorithms.moo.nsga2 import NSGA2
+from pymoo.algorithms.moo.nsga3 import NSGA3
+from pymoo.core.population import Population
+from pymoo.core.problem import Problem
+from pymoo.operators.crossover.sbx import SBX
+from pymoo.operators.mutation.pm import PM
+from pymoo.optimize import minimize
+from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+from pymoo.util.ref_dirs import get_reference_directions
+
+from ..errors import ConfigError
+from ..io import atomic_torch_save, atomic_write_json
+from ..predictors.surrogate import fit_quality, make_surrogate
+from ..search_spaces import Arch, SearchSpace
+from .archive import Archive
+from .metrics import ArchitectureMetrics
+from .nat_archive import initial_archive, objective_matrix, preprocess, survive, update_archive
+from .nat_config import NATConfig
+from .objectives import Constraint, Objective
+from .search import ArchitectureSampling, GenomeRepair, SearchResult, normalized_hypervolume, pareto_records
+from .training import sandwich_step
+
+
+# ----------------------------------------------------------------------------- pieces
+
+
+def gene_distributions(genomes: np.ndarray, lo: np.ndarray, hi: np.ndarray, prior: float = 0.5) -> list[np.ndarray]:
+    """Per gene, the categorical distribution over ``lo..hi`` of ``genomes`` (add-``prior`` smoothing)."""
+    out = []
+    for j in range(len(lo)):
+        counts = np.bincount(genomes[:, j] - lo[j], minlength=hi[j] - lo[j] + 1).astype(float) + prior
+        out.append(counts / counts.sum())
+    return out
+
+
+def sample_from(dists: list[np.ndarray], lo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One genome drawn gene by gene from ``dists``."""
+    return np.array([lo[j] + rng.choice(len(p), p=p) for j, p in enumerate(dists)], dtype=int)
+
+
+def spread(values: np.ndarray) -> float:
+    """NAT's uniformity criterion of one objective: the std of the gaps between sorted values."""
+    v = np.sort(np.asarray(values, float))
+    return float(np.std(np.diff(v))) if len(v) > 2 else 0.0
+
+
+def select_subset(front_costs: np.ndarray, cand_costs: np.ndarray, k: int, fallback: np.ndarray) -> list[int]:
+    """``k`` candidate indices that keep the front evenly spread (greedy on NAT's criterion).
+
+    Criterion of a subset S: max over cost objectives j of spread(front_j U cand_j[S]) (lower is
+    better). Each step adds the candidate that lowers it most; ties go to the lower ``fallback``
+    (the predicted error). With no cost objectives, the ``k`` lowest ``fallback`` are taken.
+    """
+    n = len(cand_costs)
+    if k >= n:
+        return list(range(n))
+    if cand_costs.shape[1] == 0:
+        return [int(i) for i in np.argsort(fallback, kind="stable")[:k]]
+    chosen: list[int] = []
+    for _ in range(k):
+        best, best_val = None, None
+        for i in np.argsort(fallback, kind="stable"):
+            if i in chosen:
+                continue
+            rows = cand_costs[chosen + [int(i)]]
+            val = max(spread(np.concatenate([front_costs[:, j], rows[:, j]])) for j in range(cand_costs.shape[1]))
+            if best_val is None or val < best_val - 1e-12:
+                best, best_val = int(i), val
+        chosen.append(best)
+    return chosen
+
+
+class _AuxProblem(Problem):
+    """Genomes -> (predicted error, exact cheap objectives); cheap constraints as ``g <= 0``."""
+
+    def __init__(self, space: SearchSpace, predict: Callable[[np.ndarray], np.ndarray],
+                 costs: Callable[[Arch], dict[str, Any]], cost_columns: list[str], constraints: list[Constraint]):
+        lo, hi = space.bounds
+        super().__init__(n_var=space.n_var, n_obj=1 + len(cost_columns), n_ieq_constr=len(constraints),
+                         xl=lo.astype(float), xu=hi.astype(float))
+        self.space, self.predict, self.costs = space, predict, costs
+        self.cost_columns, self.cons = cost_columns, constraints
+
+    def _evaluate(self, X, out, *args, **kwargs):
+        genomes = np.array([self.space.encode(self.space.decode(x)) for x in X])
+        pred = self.predict(genomes)
+        metrics = [self.costs(self.space.decode(x)) for x in X]
+        out["F"] = np.column_stack([pred] + [[m[c] for m in metrics] for c in self.cost_columns])
+        if self.cons:
+            out["G"] = np.array([[c.g(m) for c in self.cons] for m in metrics])
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+IterationCallback = Callable[[int, int, dict[str, Any]], None]
+
+
+class NATSearch:
+    """The NAT / NATv2 loop over ``metrics`` (accuracy through the supernet, cheap objectives exact)."""
+
+    def __init__(self, space: SearchSpace, metrics: ArchitectureMetrics, objectives: list[Objective],
+                 constraints: list[Constraint], cfg: NATConfig, seed: int = 0, run_dir: str | Path | None = None,
+                 log: Archive | None = None) -> None:
+        if objectives[0].name != "error":
+            raise ConfigError("--mode nat predicts accuracy: the first objective must be 'error'")
+        self.space, self.metrics, self.objectives, self.constraints = space, metrics, objectives, constraints
+        self.cfg, self.seed = cfg.resolved(), seed
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.log = log if log is not None else Archive()  # every evaluation, append-only (also what a crash leaves behind)
+        self.columns = [o.column for o in objectives]
+        self.cost_columns = self.columns[1:]
+        self.aux_constraints = [c for c in constraints if c.column not in ("error", "accuracy")]
+        self.evaluator = metrics.evaluator
+        self._iteration = 0
+
+    # -- evaluation ---------------------------------------------------------------------------
+    def evaluate(self, arch: Arch) -> dict[str, Any]:
+        """A fresh record of ``arch`` under the current supernet."""
+        return self.log.add(arch, self.space.encode(arch), self.metrics.metrics(arch), self.evaluator.version,
+                            self._iteration, self.evaluator.supernet_id)
+
+    def reevaluate(self, archive: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [self.evaluate(Arch.from_dict(r["arch"])) for r in archive]
+
+    # -- state --------------------------------------------------------------------------------
+    def _state_paths(self) -> tuple[Path, Path] | None:
+        return (self.run_dir / "nat_state.json", self.run_dir / "nat_supernet.pt") if self.run_dir else None
+
+    def _save(self, archive, history, ref_point) -> None:
+        paths = self._state_paths()
+        if paths:
+            atomic_torch_save(paths[1], {"state_dict": self.evaluator.supernet.state_dict(),
+                                         "version": self.evaluator.version})
+            atomic_write_json(paths[0], {"iteration": self._iteration, "archive": archive, "history": history,
+                                         "ref_point": ref_point.tolist(), "config": asdict(self.cfg), "seed": self.seed})
+
+    def _load(self):
+        paths = self._state_paths()
+        if not paths or not paths[0].is_file() or not paths[1].is_file():
+            return None
+        import json
+
+        state = json.loads(paths[0].read_text())
+        if state["config"] != asdict(self.cfg) or state["seed"] != self.seed:
+            raise ConfigError(f"{paths[0]} was made with other nat settings; use another --out")
+        saved = torch.load(paths[1], map_location="cpu", weights_only=True)
+        self.evaluator.supernet.load_state_dict(saved["state_dict"])
+        while self.evaluator.version < saved["version"]:
+            self.evaluator.bump_version()
+        self._iteration = state["iteration"]
+        return state["archive"], state["history"], np.array(state["ref_point"])
+
+    # -- steps --------------------------------------------------------------------------------
+    def start(self, rng: np.random.Generator) -> list[dict[str, Any]]:
+        c = self.cfg
+        if c.preprocess:
+            archive = preprocess(self.space, c.archive_size, c.oversample, c.init, self.evaluate, self.columns,
+                                 rng, self.seed)
+        else:
+            archive = initial_archive(self.space, c.archive_size, c.init, self.evaluate, rng)
+        return archive
+
+    def propose(self, archive: list[dict[str, Any]], surrogate, iteration: int) -> list[Arch]:
+        """Candidates from NSGA-II/III on the surrogate, not yet in the archive, subset-selected to K."""
+        c = self.cfg
+        problem = _AuxProblem(self.space, surrogate.predict, self.metrics.cost_metrics, self.cost_columns,
+                              self.aux_constraints)
+        F = objective_matrix(archive, self.columns)
+        nd = NonDominatedSorting().do(F, only_non_dominated_front=True)
+        seeds = np.array([archive[i]["genome"] for i in nd][: c.aux_pop_size], dtype=float)
+        rng = np.random.default_rng([self.seed, iteration, 1])
+        sampled = ArchitectureSampling(self.space)._do(problem, c.aux_pop_size - len(seeds), random_state=rng) \
+            if len(seeds) < c.aux_pop_size else np.empty((0, self.space.n_var))
+        X0 = Population.new("X", np.vstack([seeds, sampled]))
+        kwargs = dict(pop_size=c.aux_pop_size, sampling=X0, crossover=SBX(prob=0.9, eta=15), mutation=PM(eta=20),
+                      repair=GenomeRepair(self.space), eliminate_duplicates=True)
+        if problem.n_obj > 2:
+            ref_dirs = get_reference_directions("energy", problem.n_obj, c.aux_pop_size, seed=42)
+            algorithm = NSGA3(ref_dirs=ref_dirs, **kwargs)
+        else:
+            algorithm = NSGA2(**kwargs)
+        res = minimize(problem, algorithm, ("n_gen", c.aux_generations), seed=self.seed + iteration, verbose=False)
+        pop = res.pop
+        known = {r["key"] for r in archive}
+        cands: dict[str, tuple[Arch, np.ndarray]] = {}
+        for x, f in zip(pop.get("X"), pop.get("F")):
+            arch = self.space.decode(x)
+            if arch.key() not in known:
+                cands.setdefault(arch.key(), (arch, f))
+        if not cands:
+            return []
+        archs = [a for a, _ in cands.values()]
+        Fc = np.array([f for _, f in cands.values()])
+        front_costs = F[nd][:, 1:]
+        chosen = select_subset(front_costs, Fc[:, 1:], c.candidates, Fc[:, 0])
+        return [archs[i] for i in chosen]
+
+    def adapt(self, archive: list[dict[str, Any]], iteration: int) -> bool:
+        """Train the supernet on subnets sampled from the top of the archive; True if it changed."""
+        c = self.cfg
+        if c.adapt_steps <= 0:
+            return False
+        top = survive(archive, min(c.top_n, len(archive)), self.columns, self.seed)
+        lo, hi = self.space.bounds
+        dists = gene_distributions(np.array([r["genome"] for r in top], dtype=int), lo, hi)
+        rng = np.random.default_rng([self.seed, iteration, 2])
+        gen = torch.Generator().manual_seed(self.seed * 1009 + iteration)
+        net = self.evaluator.supernet
+        images, labels = self.evaluator.data.train.tensors
+        optimizer = torch.optim.SGD(net.parameters(), lr=c.adapt_lr, momentum=0.9, weight_decay=3e-5)
+        net.train()
+        for _ in range(c.adapt_steps):
+            idx = torch.randint(len(labels), (c.adapt_batch_size,), generator=gen)
+            archs = [self.space.largest()] + [self.space.decode(sample_from(dists, lo, rng))
+                                              for _ in range(c.adapt_subnets)]
+            optimizer.zero_grad(set_to_none=True)
+            sandwich_step(self.space, net, images[idx], labels[idx], archs, c.kd_ratio)
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            optimizer.step()
+        net.eval()
+        self.evaluator.bump_version()
+        return True
+
+    # -- run ----------------------------------------------------------------------------------
+    def run(self, on_iteration: IterationCallback | None = None) -> SearchResult:
+        c = self.cfg
+        loaded = self._load()
+        if loaded is None:
+            archive = self.start(np.random.default_rng([self.seed, 0]))
+            ref_point = 1.01 * objective_matrix(archive, self.columns).max(axis=0)  # fixed at iteration 0
+            history = [self._stats(archive, ref_point, None, None)]
+            self._save(archive, history, ref_point)
+        else:
+            archive, history, ref_point = loaded
+        if on_iteration:
+            on_iteration(self._iteration, c.iterations, history[-1])
+        while self._iteration < c.iterations:
+            it = self._iteration + 1
+            X = np.array([r["genome"] for r in archive], dtype=float)
+            y = np.array([r["metrics"]["error"] for r in archive], dtype=float)
+            surrogate = make_surrogate(c.surrogate, self.seed).fit(X, y)
+            self._iteration = it
+            candidates = self.propose(archive, surrogate, it)
+            new = [self.evaluate(a) for a in candidates]
+            quality = None
+            if len(new) >= 2:
+                pred = surrogate.predict(np.array([r["genome"] for r in new], dtype=float))
+                quality = fit_quality(pred, np.array([r["metrics"]["error"] for r in new]))
+            archive = update_archive(archive, new, c.update, c.archive_size, self.columns, self.seed)
+            if self.adapt(archive, it):
+                archive = self.reevaluate(archive)
+            history.append(self._stats(archive, ref_point, surrogate.describe(), quality, len(new)))
+            self._save(archive, history, ref_point)
+            if on_iteration:
+                on_iteration(it, c.iterations, history[-1])
+        front = pareto_records(archive, self.objectives, self.constraints)
+        return SearchResult(self.log, archive, front, history, self.objectives)
+
+    def _stats(self, archive, ref_point, surrogate, quality, n_new: int = 0) -> dict[str, Any]:
+        F = objective_matrix(archive, self.columns)
+        return {"generation": self._iteration, "iteration": self._iteration,
+                "hypervolume": normalized_hypervolume(F, ref_point), "archive_size": len(archive),
+                "candidates": n_new, "evaluated": len(self.log), "supernet_version": self.evaluator.version,
+                "surrogate": surrogate, "surrogate_quality": quality,
+                "best_error": float(F[:, 0].min())}
