@@ -193,6 +193,24 @@ def export(run_dir: Path = typer.Argument(..., help="A run directory made by `sh
 
 @app.command()
 @user_errors
+def finetune(run_dir: Path = typer.Argument(..., help="A run directory made by `shiftnas run` or `search`."),
+             pick: str = typer.Option("knee", help="front (every subnet of the front) | knee | max-acc | "
+                                      "min-latency | trade-off | an architecture key from pareto.csv"),
+             max_epochs: int = typer.Option(30, help="Phase 1: most epochs (the cosine schedule's length)."),
+             patience: int = typer.Option(5, help="Phase 1: stop when the val loss has not improved this long."),
+             lr: float = typer.Option(0.01, help="SGD learning rate."),
+             seed: int = typer.Option(0, help="Seed of the batch order.")) -> None:
+    """Fine-tune chosen subnets in two phases (epochs found on train/val, then train+val); export to ONNX."""
+    from .engine.finetune import FinetuneRecipe
+    from .finetune_run import finetune_from_run
+
+    if max_epochs < 1 or patience < 1 or lr <= 0:
+        raise ShiftnasError("--max-epochs and --patience must be >= 1 and --lr > 0")
+    finetune_from_run(run_dir, pick, FinetuneRecipe(max_epochs=max_epochs, patience=patience, lr=lr), seed=seed)
+
+
+@app.command()
+@user_errors
 def profile(model: Optional[Path] = typer.Argument(None, help="An ONNX model file (or use --space for a dataset)."),
             space: Optional[str] = typer.Option(None, "--space", help="Profile a search space on this device: "
                                                 "sample, export and measure --samples architectures."),

@@ -42,6 +42,11 @@ def assert_one_line_error(result, needle: str) -> None:
     (["run", "--latency", "predicted:missing.json"], "latency dataset not found"),
     (["run", "--dask", "tcp://127.0.0.1:1"], "cannot reach the Dask scheduler at tcp://127.0.0.1:1"),
     (["profile"], "give either an ONNX model or --space"),
+    (["run", "--mode", "evolve"], "search.mode must be 'nsga2' or 'nat'"),
+    (["run", "--mode", "nat", "--set", "nat.surrogate=forest"], "nat.surrogate must be one of"),
+    (["run", "--mode", "nat", "--objectives", "macs,error"], "first objective must be 'error'"),
+    (["run", "--mode", "nat", "--shift", "region"], "not combined with --shift"),
+    (["finetune", "no_such_run"], "not a finished run"),
     (["profile", "--space", "compact-mbv3"], "--space needs --out"),
     (["profile", "--space", "nope", "--out", "d.json"], "unknown search space 'nope'"),
     (["profile", "--space", "compact-mbv3", "--out", "d.json", "--references", "7"], "must be 0, 1, 2 or 3"),
@@ -61,7 +66,7 @@ def test_console_script_prints_no_traceback(tmp_path):
     assert "Traceback" not in proc.stderr and proc.stderr.strip().startswith("error: unknown search space")
 
 
-@pytest.mark.parametrize("command", ["run", "resume", "train", "search", "export", "profile", "spaces"])
+@pytest.mark.parametrize("command", ["run", "resume", "train", "search", "export", "profile", "spaces", "finetune"])
 def test_help(command):
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
@@ -128,3 +133,33 @@ def test_end_to_end_run_export_and_profile(tmp_path):
         assert "already trained" in result.output
         assert (out / "archive.jsonl").read_text().count("\n") == archive_lines
     assert json.loads((out / "summary.json").read_text())["picked"]["key"] == summary["picked"]["key"]
+
+
+def test_nat_mode_then_finetune(tmp_path):
+    out = tmp_path / "nat"
+    args = ["run", "--mode", "nat", "--out", str(out), "--data", "digits", "--epochs", "1", "--objectives", "error,macs",
+            "--pick", "trade-off", "--set", "space.resolutions=[16,20]", "--set", "train.batch_size=128",
+            "--set", "train.warmup_steps=3", "--set", "threads=1", "--set", "eval.calib_size=200",
+            "--set", "nat.archive_size=8", "--set", "nat.oversample=2", "--set", "nat.candidates=3",
+            "--set", "nat.iterations=2", "--set", "nat.aux_pop_size=10", "--set", "nat.aux_generations=3",
+            "--set", "nat.adapt_steps=2", "--set", "nat.top_n=4"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    for name in ("nat_state.json", "nat_supernet.pt", "pareto.csv", "hypervolume.json", "subnet_trade-off.onnx"):
+        assert (out / name).is_file(), name
+    history = json.loads((out / "hypervolume.json").read_text())
+    assert [h["iteration"] for h in history] == [0, 1, 2] and history[1]["surrogate"]["name"] == "lgbm"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["picked"]["parity_max_abs_diff"] <= 1e-4
+
+    result = runner.invoke(app, ["finetune", str(out), "--pick", "knee", "--max-epochs", "2", "--patience", "1"])
+    assert result.exit_code == 0, result.output
+    done = json.loads((out / "finetune.json").read_text())["subnets"]
+    assert len(done) == 1 and done[0]["parity_max_abs_diff"] <= 1e-4
+    assert 0 <= done[0]["test_accuracy_after"] <= 100 and done[0]["best_epoch"] <= 2
+    assert (out / f"finetuned_{done[0]['key']}.onnx").is_file() and "fine-tuned subnets" in result.output
+    # re-running does not fine-tune again
+    mtime = (out / "finetune.json").stat().st_mtime_ns
+    assert runner.invoke(app, ["finetune", str(out), "--pick", "knee", "--max-epochs", "2", "--patience", "1"]).exit_code == 0
+    assert (out / "finetune.json").stat().st_mtime_ns == mtime
+    assert_one_line_error(runner.invoke(app, ["finetune", str(out), "--pick", "nope"]), "neither front")

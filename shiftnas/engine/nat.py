@@ -286,8 +286,9 @@ class NATSearch:
 
     def _stats(self, archive, ref_point, surrogate, quality, n_new: int = 0) -> dict[str, Any]:
         F = objective_matrix(archive, self.columns)
+        nd = NonDominatedSorting().do(F, only_non_dominated_front=True)
         return {"generation": self._iteration, "iteration": self._iteration,
                 "hypervolume": normalized_hypervolume(F, ref_point), "archive_size": len(archive),
                 "candidates": n_new, "evaluated": len(self.log), "supernet_version": self.evaluator.version,
                 "surrogate": surrogate, "surrogate_quality": quality,
-                "best_error": float(F[:, 0].min())}
+                "best_error": float(F[:, 0].min()), "front": F[nd].tolist()}

@@ -51,7 +51,7 @@ def fresh_subnet(space: SearchSpace, arch: Arch, num_classes: int, seed: int) ->
         return space.extract(supernet, arch)
 
 
-def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
+def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
                  labels: torch.Tensor, recipe: StandaloneRecipe, seed: int, epoch: int,
                  total_steps: int) -> None:
     """One epoch of SGD over ``images`` (already at the architecture's resolution)."""
@@ -89,7 +89,7 @@ def train_standalone(space: SearchSpace, arch: Arch, data: DataSplits, recipe: S
     total_steps = math.ceil(len(labels) / recipe.batch_size) * recipe.epochs
     model.train()
     for epoch in range(recipe.epochs):
-        _train_epoch(model, optimizer, images, labels, recipe, seed, epoch, total_steps)
+        train_epoch(model, optimizer, images, labels, recipe, seed, epoch, total_steps)
     model.eval()
     val = accuracy(model, *data.val.tensors, arch.resolution)
     test = accuracy(model, *data.test.tensors, arch.resolution)

@@ -1,0 +1,116 @@
+"""Two-phase fine-tuning of a chosen subnet (NATv2 post-processing, methods.md §4.4 and B4).
+
+Phase 1 trains the extracted subnet on the train split and validates every epoch: the best
+number of epochs is the one with the highest validation accuracy; training stops early when the
+validation loss has not improved for ``patience`` epochs. Phase 2 re-extracts the subnet (fresh
+supernet weights) and trains it on train + val for exactly that many epochs, with the same
+schedule, no early stopping and no monitoring. The test split is read once, at the very end, for
+the report (NATv2's code watched the test loss in phase 2; B4).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..data import DataSplits
+from .batching import resize
+from .evaluation import accuracy
+from .standalone import train_epoch
+from .training import make_optimizer
+
+
+@dataclass
+class FinetuneRecipe:
+    """SGD with momentum and a cosine schedule over ``max_epochs`` (NATv2: 150 epochs, patience 30)."""
+
+    max_epochs: int = 30
+    patience: int = 5
+    batch_size: int = 64
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_steps: int = 0
+    grad_clip: float = 5.0
+
+
+@torch.no_grad()
+def _loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 250) -> float:
+    model.eval()
+    total = 0.0
+    for start in range(0, len(labels), batch_size):
+        total += F.cross_entropy(model(images[start:start + batch_size]), labels[start:start + batch_size],
+                                 reduction="sum").item()
+    return total / max(1, len(labels))
+
+
+def _train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: FinetuneRecipe, epochs: int,
+           seed: int, after_epoch: Callable[[int], bool] | None = None) -> int:
+    """Train ``epochs`` epochs (schedule over ``recipe.max_epochs``); ``after_epoch`` may stop early."""
+    optimizer = make_optimizer(model, recipe)  # type: ignore[arg-type]  (duck-typed config)
+    total_steps = math.ceil(len(labels) / recipe.batch_size) * recipe.max_epochs
+    done = 0
+    for epoch in range(epochs):
+        model.train()
+        train_epoch(model, optimizer, images, labels, recipe, seed, epoch, total_steps)  # type: ignore[arg-type]
+        done = epoch + 1
+        if after_epoch is not None and after_epoch(done):
+            break
+    return done
+
+
+def finetune(make_subnet: Callable[[], nn.Module], resolution: int, data: DataSplits, recipe: FinetuneRecipe,
+             seed: int = 0, progress: Callable[[str, int, dict], None] | None = None) -> dict[str, Any]:
+    """Fine-tune the subnet ``make_subnet()`` returns; test accuracy before and after, read at the end.
+
+    ``make_subnet`` must return a fresh copy each call (phase 2 starts again from the supernet's weights).
+    """
+    report = progress or (lambda phase, epoch, info: None)
+    train_x, train_y = resize(data.train.tensors[0], resolution), data.train.tensors[1]
+    val_x, val_y = resize(data.val.tensors[0], resolution), data.val.tensors[1]
+    before = make_subnet()
+    initial = copy.deepcopy(before)
+    val_before = accuracy(initial, val_x, val_y, resolution)
+
+    curve: list[dict[str, float]] = []
+    initial_loss = _loss(initial, val_x, val_y)
+    best = {"epoch": 0, "val_accuracy": val_before, "val_loss": initial_loss}
+    best_loss, since = initial_loss, 0
+
+    def after_epoch(epoch: int) -> bool:
+        nonlocal best_loss, since
+        point = {"epoch": epoch, "val_accuracy": accuracy(before, val_x, val_y, resolution),
+                 "val_loss": _loss(before, val_x, val_y)}
+        curve.append(point)
+        if point["val_accuracy"] > best["val_accuracy"]:
+            best.update(point)
+        if point["val_loss"] < best_loss - 1e-6:
+            best_loss, since = point["val_loss"], 0
+        else:
+            since += 1
+        report("phase 1", epoch, point)
+        return since >= recipe.patience
+
+    phase1_epochs = _train(before, train_x, train_y, recipe, recipe.max_epochs, seed, after_epoch)
+    epochs = int(best["epoch"])
+    final = make_subnet()
+    if epochs > 0:
+        both_x, both_y = torch.cat([train_x, val_x]), torch.cat([train_y, val_y])
+        _train(final, both_x, both_y, recipe, epochs, seed)
+    final.eval()
+    report("phase 2", epochs, {})
+    # the test split is read here, once, for the report
+    test_x, test_y = data.test.tensors
+    result = {"best_epoch": epochs, "phase1_epochs": phase1_epochs, "val_accuracy_before": val_before,
+              "val_loss_before": initial_loss,
+              "val_accuracy_best": best["val_accuracy"], "curve": curve,
+              "test_accuracy_before": accuracy(initial, test_x, test_y, resolution),
+              "test_accuracy_after": accuracy(final, test_x, test_y, resolution), "recipe": asdict(recipe)}
+    result["model"] = final
+    return result
