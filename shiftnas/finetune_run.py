@@ -62,6 +62,13 @@ def finetune_from_run(run_dir: str | Path, how: str, recipe: FinetuneRecipe, see
                                    "parity_max_abs_diff": parity.max_abs_diff}
             atomic_write_json(path, {"recipe": recipe.__dict__, "seed": seed, "subnets": list(done.values())})
     results = [done[r["key"]] for r in records]
+    summary_path = run_dir / "summary.json"
+    if summary_path.is_file():  # the run's report gains the fine-tuned results
+        summary = json.loads(summary_path.read_text())
+        summary["finetuned"] = {r["key"]: {k: r[k] for k in ("test_accuracy_before", "test_accuracy_after",
+                                                            "best_epoch", "mparams", "mmacs", "latency_ms", "onnx")}
+                                for r in done.values()}
+        atomic_write_json(summary_path, summary)
     Console().print(finetune_table(results))
     return results
 
