@@ -107,7 +107,7 @@ def run_seed(seed: int, epochs: int) -> dict:
     for how in ("knee", "max-acc"):
         record = pick(result.front, how, objectives)
         arch = Arch.from_dict(record["arch"])
-        res = finetune(lambda: evaluator.subnet(arch), arch.resolution, data, FinetuneRecipe(max_epochs=10, patience=3),
+        res = finetune(lambda: evaluator.subnet(arch), arch.resolution, data, FinetuneRecipe(epochs=10, patience=3),
                        seed=seed)
         res.pop("model")
         out["finetune"][how] = {"key": record["key"], **{k: res[k] for k in ("best_epoch", "test_accuracy_before",

@@ -206,7 +206,7 @@ def finetune(run_dir: Path = typer.Argument(..., help="A run directory made by `
 
     if max_epochs < 1 or patience < 1 or lr <= 0:
         raise ShiftnasError("--max-epochs and --patience must be >= 1 and --lr > 0")
-    finetune_from_run(run_dir, pick, FinetuneRecipe(max_epochs=max_epochs, patience=patience, lr=lr), seed=seed)
+    finetune_from_run(run_dir, pick, FinetuneRecipe(epochs=max_epochs, patience=patience, lr=lr), seed=seed)
 
 
 @app.command()

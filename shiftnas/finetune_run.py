@@ -47,7 +47,7 @@ def finetune_from_run(run_dir: str | Path, how: str, recipe: FinetuneRecipe, see
         for record in todo:
             arch = Arch.from_dict(record["arch"])
             shape = tuple(ctx.space.input_size(arch))
-            with progress_bar(f"fine-tuning {record['key'][:32]}", recipe.max_epochs, console) as update:
+            with progress_bar(f"fine-tuning {record['key'][:32]}", recipe.epochs, console) as update:
                 res = finetune(lambda: evaluator.subnet(arch), arch.resolution, ctx.data, recipe, seed,
                                progress=lambda phase, epoch, info: update(epoch, info=phase))
             model = res.pop("model")

@@ -40,7 +40,7 @@ def test_two_phases_and_the_test_split_is_read_only_at_the_end(trained_supernet,
         built.append(len(watched.events))
         return evaluator.subnet(arch)
 
-    recipe = FinetuneRecipe(max_epochs=4, patience=2, lr=0.02)
+    recipe = FinetuneRecipe(epochs=4, patience=2, lr=0.02)
     result = finetune(make_subnet, arch.resolution, watched, recipe, seed=0,
                       progress=lambda phase, epoch, info: watched.events.append(f"{phase}:{epoch}"))
     events = watched.events
@@ -48,12 +48,12 @@ def test_two_phases_and_the_test_split_is_read_only_at_the_end(trained_supernet,
     assert any(e.startswith("phase 2") for e in events[:-1])
     assert len(built) == 2  # phase 2 starts again from the supernet's weights
     curve = result["curve"]
-    assert 1 <= result["phase1_epochs"] == len(curve) <= recipe.max_epochs
+    assert 1 <= result["phase1_epochs"] == len(curve) <= recipe.epochs
     best = max([result["val_accuracy_before"]] + [p["val_accuracy"] for p in curve])
     assert result["val_accuracy_best"] == best
     improving = [p["epoch"] for p in curve if p["val_accuracy"] == best and p["val_accuracy"] > result["val_accuracy_before"]]
     assert result["best_epoch"] == (improving[0] if improving else 0)
-    if result["phase1_epochs"] < recipe.max_epochs:  # stopped early: the loss did not improve for `patience` epochs
+    if result["phase1_epochs"] < recipe.epochs:  # stopped early: the loss did not improve for `patience` epochs
         losses = [p["val_loss"] for p in curve]
         before = [result["val_loss_before"]] + losses[:-recipe.patience]
         assert min(losses[-recipe.patience:]) >= min(before) - 1e-6
@@ -71,7 +71,7 @@ def test_finetune_is_deterministic(trained_supernet, compact_space, digits, eval
     net, _, _ = trained_supernet
     evaluator = SubnetEvaluator(compact_space, net, digits, eval_config)
     arch = compact_space.smallest()
-    recipe = FinetuneRecipe(max_epochs=2, patience=2)
+    recipe = FinetuneRecipe(epochs=2, patience=2)
     a = finetune(lambda: evaluator.subnet(arch), arch.resolution, digits, recipe, seed=3)
     b = finetune(lambda: evaluator.subnet(arch), arch.resolution, digits, recipe, seed=3)
     assert a["curve"] == b["curve"] and a["test_accuracy_after"] == b["test_accuracy_after"]

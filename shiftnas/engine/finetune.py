@@ -22,22 +22,20 @@ import torch.nn.functional as F
 from ..data import DataSplits
 from .batching import resize
 from .evaluation import accuracy
-from .standalone import train_epoch
+from .standalone import StandaloneRecipe, train_epoch
 from .training import make_optimizer
 
 
 @dataclass
-class FinetuneRecipe:
-    """SGD with momentum and a cosine schedule over ``max_epochs`` (NATv2: 150 epochs, patience 30)."""
+class FinetuneRecipe(StandaloneRecipe):
+    """The stand-alone recipe with phase 1's limits: ``epochs`` is the most phase 1 trains and the
+    cosine schedule's length (NATv2: 150 epochs, patience 30, SGD lr 1e-4 from ImageNet weights)."""
 
-    max_epochs: int = 30
+    epochs: int = 30
     patience: int = 5
-    batch_size: int = 64
     lr: float = 0.01
-    momentum: float = 0.9
     weight_decay: float = 5e-4
     warmup_steps: int = 0
-    grad_clip: float = 5.0
 
 
 @torch.no_grad()
@@ -52,9 +50,9 @@ def _loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_si
 
 def _train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: FinetuneRecipe, epochs: int,
            seed: int, after_epoch: Callable[[int], bool] | None = None) -> int:
-    """Train ``epochs`` epochs (schedule over ``recipe.max_epochs``); ``after_epoch`` may stop early."""
+    """Train ``epochs`` epochs (schedule over ``recipe.epochs``); ``after_epoch`` may stop early."""
     optimizer = make_optimizer(model, recipe)  # type: ignore[arg-type]  (duck-typed config)
-    total_steps = math.ceil(len(labels) / recipe.batch_size) * recipe.max_epochs
+    total_steps = math.ceil(len(labels) / recipe.batch_size) * recipe.epochs
     done = 0
     for epoch in range(epochs):
         model.train()
@@ -97,7 +95,7 @@ def finetune(make_subnet: Callable[[], nn.Module], resolution: int, data: DataSp
         report("phase 1", epoch, point)
         return since >= recipe.patience
 
-    phase1_epochs = _train(before, train_x, train_y, recipe, recipe.max_epochs, seed, after_epoch)
+    phase1_epochs = _train(before, train_x, train_y, recipe, recipe.epochs, seed, after_epoch)
     epochs = int(best["epoch"])
     final = make_subnet()
     if epochs > 0:
