@@ -217,12 +217,16 @@ def make_landmark_regularizer(ctx: RunContext) -> LandmarkRegularizer | None:
     return regularizer
 
 
+def latency_config(cfg: RunConfig) -> LatencyConfig:
+    """The measurement settings part of ``cfg.hardware``."""
+    return LatencyConfig(**{f.name: getattr(cfg.hardware, f.name) for f in fields(LatencyConfig)})
+
+
 def make_latency_source(ctx: RunContext) -> LatencySource:
     """Measured (here or on ``hardware.dask`` workers) or predicted latency, as ``cfg.hardware`` says."""
     h = ctx.cfg.hardware
-    lcfg = LatencyConfig(**{f.name: getattr(h, f.name) for f in fields(LatencyConfig)})
-    return build_latency_source(ctx.space, ctx.supernet, lcfg, h.latency, h.cache or ctx.run_dir / "latency.sqlite",
-                                h.dask)
+    return build_latency_source(ctx.space, ctx.supernet, latency_config(ctx.cfg), h.latency,
+                                h.cache or ctx.run_dir / "latency.sqlite", h.dask)
 
 
 def search_stage(ctx: RunContext) -> tuple[SearchResult, SubnetEvaluator, ArchitectureMetrics]:
@@ -293,8 +297,7 @@ def finalize(ctx: RunContext, result: SearchResult, evaluator: SubnetEvaluator, 
     latency_check = None
     if isinstance(latency, PredictedLatency):
         h = ctx.cfg.hardware
-        lcfg = LatencyConfig(**{f.name: getattr(h, f.name) for f in fields(LatencyConfig)})
-        latency_check = check_predictions(latency, result.front, ctx.space, ctx.supernet, lcfg,
+        latency_check = check_predictions(latency, result.front, ctx.space, ctx.supernet, latency_config(ctx.cfg),
                                           h.cache or ctx.run_dir / "latency.sqlite", h.dask)
         latency_check["dataset"] = latency.source
     chosen = pick(result.front, pick_how, result.objectives)
