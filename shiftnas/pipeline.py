@@ -38,7 +38,7 @@ from .engine.metrics import ArchitectureMetrics
 from .engine.nat import NATSearch
 from .engine.objectives import needed_metrics, parse_constraint, resolve_objectives
 from .engine.search import NSGA2Search, SearchResult, SearchSettings
-from .engine.shifting import make_shift_strategy
+from .engine.shifting import ShiftStrategy, make_shift_strategy
 from .engine.training import finished_training, train_supernet, training_identity
 from .errors import CheckpointError, ConfigError, ShiftnasError
 from .hardware import LatencyConfig, assert_parity, export_onnx, hardware_fingerprint
@@ -88,8 +88,6 @@ def prepare(cfg: RunConfig, quiet: bool = False) -> RunContext:
         cfg.nat.resolved()
         if cfg.search.objectives[0] != "error":
             raise ConfigError("--mode nat predicts accuracy: the first objective must be 'error'")
-        if cfg.shift.strategy != "none":
-            raise ConfigError("--mode nat adapts the supernet itself; it is not combined with --shift yet")
     if cfg.search.pick not in PICKS:
         raise ConfigError(f"unknown pick '{cfg.search.pick}'; choose one of: {', '.join(PICKS)}")
     if cfg.checkpoint and not str(cfg.checkpoint).startswith(("http://", "https://")) \
@@ -241,11 +239,11 @@ def search_stage(ctx: RunContext) -> tuple[SearchResult, SubnetEvaluator, Archit
     archive = Archive(ctx.run_dir / "archive.jsonl")
     if len(archive) and not ctx.quiet:
         ctx.console.print(f"resuming: {len(archive)} architectures already in the archive")
+    shift = make_shift_strategy(ctx.space, evaluator, ctx.data, cfg.shift, seed=cfg.seed, checkpoint_dir=ctx.run_dir)
     if cfg.search.mode == "nat":
-        result = nat_search(ctx, metrics, objectives, constraints, archive)
+        result = nat_search(ctx, metrics, objectives, constraints, archive, shift)
         atomic_write_json(ctx.run_dir / "hypervolume.json", result.hv_history)
         return result, evaluator, metrics
-    shift = make_shift_strategy(ctx.space, evaluator, ctx.data, cfg.shift, seed=cfg.seed, checkpoint_dir=ctx.run_dir)
     search = NSGA2Search(ctx.space, metrics, objectives, constraints, archive,
                          SearchSettings(cfg.search.pop_size, cfg.search.generations, cfg.seed),
                          shift=shift, reevaluate=cfg.shift.reevaluate)
@@ -258,12 +256,13 @@ def search_stage(ctx: RunContext) -> tuple[SearchResult, SubnetEvaluator, Archit
 
 
 def nat_search(ctx: RunContext, metrics: ArchitectureMetrics, objectives: list, constraints: list,
-               log: Archive) -> SearchResult:
+               log: Archive, shift: ShiftStrategy) -> SearchResult:
     """``--mode nat``: the NAT / NATv2 loop (``nat.*``); state in ``<run>/nat_state.json`` for resuming."""
     cfg = ctx.cfg
     search = NATSearch(ctx.space, metrics, objectives, constraints, cfg.nat, seed=cfg.seed, run_dir=ctx.run_dir,
-                       log=log)
-    label = f"{search.cfg.policy.upper()} search ({search.cfg.surrogate} surrogate)"
+                       log=log, shift=shift)
+    label = f"{search.cfg.policy.upper()} search ({search.cfg.surrogate} surrogate)" + \
+        ("" if cfg.shift.strategy == "none" else f" + shifting ({cfg.shift.strategy})")
     with progress_bar(label, search.cfg.iterations, ctx.console, ctx.quiet) as update:
         def report(it: int, total: int, s: dict) -> None:
             tau = (s.get("surrogate_quality") or {}).get("kendall_tau")

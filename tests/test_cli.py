@@ -45,7 +45,6 @@ def assert_one_line_error(result, needle: str) -> None:
     (["run", "--mode", "evolve"], "search.mode must be 'nsga2' or 'nat'"),
     (["run", "--mode", "nat", "--set", "nat.surrogate=forest"], "nat.surrogate must be one of"),
     (["run", "--mode", "nat", "--objectives", "macs,error"], "first objective must be 'error'"),
-    (["run", "--mode", "nat", "--shift", "region"], "not combined with --shift"),
     (["finetune", "no_such_run"], "not a finished run"),
     (["profile", "--space", "compact-mbv3"], "--space needs --out"),
     (["profile", "--space", "nope", "--out", "d.json"], "unknown search space 'nope'"),
@@ -142,13 +141,15 @@ def test_nat_mode_then_finetune(tmp_path):
             "--set", "train.warmup_steps=3", "--set", "threads=1", "--set", "eval.calib_size=200",
             "--set", "nat.archive_size=8", "--set", "nat.oversample=2", "--set", "nat.candidates=3",
             "--set", "nat.iterations=2", "--set", "nat.aux_pop_size=10", "--set", "nat.aux_generations=3",
-            "--set", "nat.adapt_steps=2", "--set", "nat.top_n=4"]
+            "--set", "nat.adapt_steps=2", "--set", "nat.top_n=4", "--shift", "per_iteration"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     for name in ("nat_state.json", "nat_supernet.pt", "pareto.csv", "hypervolume.json", "subnet_trade-off.onnx"):
         assert (out / name).is_file(), name
     history = json.loads((out / "hypervolume.json").read_text())
     assert [h["iteration"] for h in history] == [0, 1, 2] and history[1]["surrogate"]["name"] == "lgbm"
+    assert history[-1]["supernet_version"] == 4  # every iteration: one shifting update, one adaptation
+    assert (out / "supernet_v3.pt").is_file()  # the shifting update's checkpoint
     summary = json.loads((out / "summary.json").read_text())
     assert summary["picked"]["parity_max_abs_diff"] <= 1e-4
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from shiftnas.config import ShiftConfig
 from shiftnas.engine.archive import Archive
 from shiftnas.engine.evaluation import SubnetEvaluator
 from shiftnas.engine.metrics import ArchitectureMetrics
@@ -17,6 +18,8 @@ from shiftnas.engine.nat_archive import (initial_architectures, preprocess, samp
                                          update_archive)
 from shiftnas.engine.nat_config import NATConfig
 from shiftnas.engine.objectives import needed_metrics, resolve_objectives
+from shiftnas.engine.shifting import make_shift_strategy
+from shiftnas.engine.training import lr_at
 from shiftnas.errors import ConfigError
 from shiftnas.predictors.surrogate import AdaptiveSwitching, cv_kendall, fit_quality, make_surrogate
 from shiftnas.report import pick
@@ -216,3 +219,78 @@ def test_high_tradeoff_pick():
     assert 2 in high
     assert pick(front, "trade-off", objs)["key"] == "c"
     assert high_tradeoff(front[:2], objs) == []
+
+
+def _shift(space, metrics, digits, strategy, **kw):
+    cfg = ShiftConfig(strategy=strategy, keep_checkpoints=False, **kw)
+    return make_shift_strategy(space, metrics.evaluator, digits, cfg, seed=0)
+
+
+def test_adaptation_is_one_cosine_schedule_over_the_search(nat_parts):
+    space, metrics, objs = nat_parts
+    cfg = NATConfig(policy="natv2", **{**SMALL, "adapt_warmup_steps": 1})
+    search = NATSearch(space, metrics, objs, [], cfg, seed=0)
+    search.run()
+    total = cfg.iterations * cfg.adapt_steps
+    assert search.optimizer.param_groups[0]["lr"] == pytest.approx(lr_at(total - 1, total, cfg.adapt_lr, 1))
+    assert search.optimizer.state  # momentum buffers carried across iterations, not a fresh optimizer each time
+
+
+@pytest.mark.parametrize("strategy,kw,versions_per_iteration", [
+    ("per_iteration", {}, 2),                       # one shifting update + one adaptation
+    ("per_iteration", {"shift_on": "nondominated"}, 2),
+    ("region", {"region_steps": 2}, 2),
+    ("per_candidate", {"candidate_steps": 1}, None),  # one update per candidate + one adaptation
+])
+def test_nat_loop_with_shifting(nat_parts, digits, strategy, kw, versions_per_iteration):
+    space, metrics, objs = nat_parts
+    shift = _shift(space, metrics, digits, strategy, **kw)
+    result = NATSearch(space, metrics, objs, [], NATConfig(policy="natv2", **SMALL), seed=0, shift=shift).run()
+    history = result.hv_history
+    assert shift.updates >= SMALL["iterations"] and shift.passes > 0
+    final = metrics.evaluator.version
+    expected = (versions_per_iteration * SMALL["iterations"] if versions_per_iteration
+                else SMALL["iterations"] + sum(h["candidates"] for h in history))
+    assert final == history[-1]["supernet_version"] == expected
+    # fair re-evaluation: the archive (hence the front) is scored by the final weights only
+    assert all(r["supernet_version"] == final for r in result.records)
+    if strategy == "per_candidate":
+        # the weights moved while the candidates were scored: archive and candidates are re-scored with the last
+        # candidate's version before the update compares them (then the adaptation follows, one version later)
+        for h in history[1:]:
+            logged = [r for r in result.archive if r["generation"] == h["iteration"]]
+            compared = sorted({r["supernet_version"] for r in logged})[-2]
+            assert sum(r["supernet_version"] == compared for r in logged) >= SMALL["archive_size"] + h["candidates"]
+
+
+def test_nat_resume_after_a_crash_is_identical(trained_supernet, compact_space, digits, eval_config, tmp_path):
+    def parts():
+        objs = resolve_objectives(OBJS)
+        evaluator = SubnetEvaluator(compact_space, copy.deepcopy(trained_supernet[0]), digits, eval_config)
+        metrics = ArchitectureMetrics(evaluator, None, needed_metrics(objs, []))
+        return metrics, objs, _shift(compact_space, metrics, digits, "per_iteration")
+
+    cfg = NATConfig(policy="natv2", **SMALL)
+    metrics, objs, shift = parts()
+    whole = NATSearch(compact_space, metrics, objs, [], cfg, seed=0, shift=shift).run()
+    whole_weights = [p.detach().clone() for p in metrics.evaluator.supernet.parameters()]
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_first(it, total, stats):
+        if it == 1:
+            raise Crash
+
+    metrics, objs, shift = parts()
+    with pytest.raises(Crash):
+        NATSearch(compact_space, metrics, objs, [], cfg, seed=0, run_dir=tmp_path, shift=shift).run(crash_after_first)
+    metrics, objs, shift = parts()  # a new process: fresh weights, the state on disk
+    resumed = NATSearch(compact_space, metrics, objs, [], cfg, seed=0, run_dir=tmp_path, shift=shift).run()
+    assert [(r["key"], r["metrics"]["error"]) for r in resumed.records] == \
+        [(r["key"], r["metrics"]["error"]) for r in whole.records]
+    assert [h["hypervolume"] for h in resumed.hv_history] == [h["hypervolume"] for h in whole.hv_history]
+    assert all(torch.equal(a, b) for a, b in zip(whole_weights, metrics.evaluator.supernet.parameters()))
+    other = _shift(compact_space, metrics, digits, "region")
+    with pytest.raises(ConfigError, match="other shift settings"):
+        NATSearch(compact_space, metrics, objs, [], cfg, seed=0, run_dir=tmp_path, shift=other).run()

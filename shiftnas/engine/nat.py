@@ -9,6 +9,17 @@ distributions fitted to the top of the archive, with distillation from the large
 re-evaluate the whole archive with the adapted weights; hypervolume against a reference point
 fixed at iteration 0.
 
+The adaptation is one SGD run spread over the whole search, as NAT's: momentum carries over between
+iterations and the learning rate follows one warm-up + cosine schedule over ``iterations x
+adapt_steps`` steps, so the last iterations change the weights least.
+
+A shift strategy (``--shift``, methods.md §2-3) can run beside the adaptation: ``per_candidate``
+steps before each candidate is scored (archive and candidates are then re-scored with one version
+before the update compares them); ``per_iteration`` trains on the iteration's candidates (or the
+archive's non-dominated members with ``shift_on=nondominated``) and ``region`` on paths sampled
+from the archive, both after the archive update. Any change of the weights is followed by the
+re-evaluation of the whole archive.
+
 Deviations, with reasons (docs/architecture.md): per-gene distributions are categorical (the genes
 are small integers; NAT fits every scipy continuous distribution and rounds), subset selection is
 greedy on NAT's uniformity criterion (deterministic, no inner GA), and the adaptation uses the
@@ -45,7 +56,8 @@ from .nat_archive import initial_archive, objective_matrix, preprocess, survive,
 from .nat_config import NATConfig
 from .objectives import Constraint, Objective
 from .search import ArchitectureSampling, GenomeRepair, SearchResult, normalized_hypervolume, pareto_records
-from .training import sandwich_step
+from .shifting import NoShift, ShiftStrategy
+from .training import lr_at, sandwich_step
 
 
 # ----------------------------------------------------------------------------- pieces
@@ -128,7 +140,7 @@ class NATSearch:
 
     def __init__(self, space: SearchSpace, metrics: ArchitectureMetrics, objectives: list[Objective],
                  constraints: list[Constraint], cfg: NATConfig, seed: int = 0, run_dir: str | Path | None = None,
-                 log: Archive | None = None) -> None:
+                 log: Archive | None = None, shift: ShiftStrategy | None = None) -> None:
         if objectives[0].name != "error":
             raise ConfigError("--mode nat predicts accuracy: the first objective must be 'error'")
         self.space, self.metrics, self.objectives, self.constraints = space, metrics, objectives, constraints
@@ -139,6 +151,10 @@ class NATSearch:
         self.cost_columns = self.columns[1:]
         self.aux_constraints = [c for c in constraints if c.column not in ("error", "accuracy")]
         self.evaluator = metrics.evaluator
+        self.shift = shift or NoShift()
+        c = self.cfg
+        self.optimizer = torch.optim.SGD(self.evaluator.supernet.parameters(), lr=c.adapt_lr, momentum=0.9,
+                                         weight_decay=c.adapt_weight_decay)
         self._iteration = 0
 
     # -- evaluation ---------------------------------------------------------------------------
@@ -158,9 +174,11 @@ class NATSearch:
         paths = self._state_paths()
         if paths:
             atomic_torch_save(paths[1], {"state_dict": self.evaluator.supernet.state_dict(),
-                                         "version": self.evaluator.version})
+                                         "version": self.evaluator.version, "optimizer": self.optimizer.state_dict(),
+                                         "shift": self.shift.state_dict()})
             atomic_write_json(paths[0], {"iteration": self._iteration, "archive": archive, "history": history,
-                                         "ref_point": ref_point.tolist(), "config": asdict(self.cfg), "seed": self.seed})
+                                         "ref_point": ref_point.tolist(), "config": asdict(self.cfg), "seed": self.seed,
+                                         "shift": self.shift.describe()})
 
     def _load(self):
         paths = self._state_paths()
@@ -171,8 +189,12 @@ class NATSearch:
         state = json.loads(paths[0].read_text())
         if state["config"] != asdict(self.cfg) or state["seed"] != self.seed:
             raise ConfigError(f"{paths[0]} was made with other nat settings; use another --out")
+        if state.get("shift", {"strategy": "none"}) != self.shift.describe():
+            raise ConfigError(f"{paths[0]} was made with other shift settings; use another --out")
         saved = torch.load(paths[1], map_location="cpu", weights_only=True)
         self.evaluator.supernet.load_state_dict(saved["state_dict"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.shift.load_state_dict(saved["shift"])
         while self.evaluator.version < saved["version"]:
             self.evaluator.bump_version()
         self._iteration = state["iteration"]
@@ -224,7 +246,11 @@ class NATSearch:
         return [archs[i] for i in chosen]
 
     def adapt(self, archive: list[dict[str, Any]], iteration: int) -> bool:
-        """Train the supernet on subnets sampled from the top of the archive; True if it changed."""
+        """Train the supernet on subnets sampled from the top of the archive; True if it changed.
+
+        Iteration ``iteration`` (1-based) takes steps ``(iteration - 1) x adapt_steps ...`` of the
+        search-long warm-up + cosine schedule.
+        """
         c = self.cfg
         if c.adapt_steps <= 0:
             return False
@@ -235,16 +261,19 @@ class NATSearch:
         gen = torch.Generator().manual_seed(self.seed * 1009 + iteration)
         net = self.evaluator.supernet
         images, labels = self.evaluator.data.train.tensors
-        optimizer = torch.optim.SGD(net.parameters(), lr=c.adapt_lr, momentum=0.9, weight_decay=3e-5)
+        total = c.iterations * c.adapt_steps
         net.train()
-        for _ in range(c.adapt_steps):
+        for i in range(c.adapt_steps):
+            step = (iteration - 1) * c.adapt_steps + i
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr_at(step, total, c.adapt_lr, c.adapt_warmup_steps)
             idx = torch.randint(len(labels), (c.adapt_batch_size,), generator=gen)
             archs = [self.space.largest()] + [self.space.decode(sample_from(dists, lo, rng))
                                               for _ in range(c.adapt_subnets)]
-            optimizer.zero_grad(set_to_none=True)
+            self.optimizer.zero_grad(set_to_none=True)
             sandwich_step(self.space, net, images[idx], labels[idx], archs, c.kd_ratio)
             torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-            optimizer.step()
+            self.optimizer.step()
         net.eval()
         self.evaluator.bump_version()
         return True
@@ -269,13 +298,21 @@ class NATSearch:
             surrogate = make_surrogate(c.surrogate, self.seed).fit(X, y)
             self._iteration = it
             candidates = self.propose(archive, surrogate, it)
-            new = [self.evaluate(a) for a in candidates]
+            version_before = self.evaluator.version
+            new = []
+            for arch in candidates:
+                self.shift.before_candidate(arch)
+                new.append(self.evaluate(arch))
+            if self.evaluator.version != version_before:  # per_candidate shifting: compare with one version
+                archive, new = self.reevaluate(archive), self.reevaluate(new)
             quality = None
             if len(new) >= 2:
                 pred = surrogate.predict(np.array([r["genome"] for r in new], dtype=float))
                 quality = fit_quality(pred, np.array([r["metrics"]["error"] for r in new]))
             archive = update_archive(archive, new, c.update, c.archive_size, self.columns, self.seed)
-            if self.adapt(archive, it):
+            shifted = self.shift.end_generation(candidates, self._nondominated(archive),
+                                                np.array([r["genome"] for r in archive], dtype=int))
+            if self.adapt(archive, it) or shifted:
                 archive = self.reevaluate(archive)
             history.append(self._stats(archive, ref_point, surrogate.describe(), quality, len(new)))
             self._save(archive, history, ref_point)
@@ -283,6 +320,10 @@ class NATSearch:
                 on_iteration(it, c.iterations, history[-1])
         front = pareto_records(archive, self.objectives, self.constraints)
         return SearchResult(self.log, archive, front, history, self.objectives)
+
+    def _nondominated(self, archive: list[dict[str, Any]]) -> list[Arch]:
+        nd = NonDominatedSorting().do(objective_matrix(archive, self.columns), only_non_dominated_front=True)
+        return [Arch.from_dict(archive[i]["arch"]) for i in nd]
 
     def _stats(self, archive, ref_point, surrogate, quality, n_new: int = 0) -> dict[str, Any]:
         F = objective_matrix(archive, self.columns)

@@ -29,7 +29,9 @@ class NATConfig:
     aux_generations: int = 15
     adapt_steps: int = 20             # supernet SGD steps per iteration (0: no adaptation)
     adapt_subnets: int = 4            # subnets per step besides the largest (the teacher)
-    adapt_lr: float = 0.005
+    adapt_lr: float = 0.005           # peak of the search-long warm-up + cosine schedule
+    adapt_warmup_steps: int = 5
+    adapt_weight_decay: float = 3e-5
     adapt_batch_size: int = 64
     kd_ratio: float = 1.0
 
@@ -53,6 +55,8 @@ class NATConfig:
                      "oversample"):
             if getattr(out, name) < 1:
                 raise ConfigError(f"nat.{name} must be >= 1, got {getattr(out, name)}")
+        if out.adapt_steps < 0 or out.adapt_warmup_steps < 0:
+            raise ConfigError("nat.adapt_steps and nat.adapt_warmup_steps must be >= 0")
         if out.archive_size < 4:
             raise ConfigError(f"nat.archive_size must be >= 4, got {out.archive_size}")
         return out

@@ -25,6 +25,7 @@ which version produced each value. With ``keep_checkpoints`` each version is sav
 from __future__ import annotations
 
 import abc
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,17 @@ class ShiftStrategy(abc.ABC):
         """
         return False
 
+    def describe(self) -> dict:
+        """The strategy and its settings (a resumed search must be continued with the same)."""
+        return {"strategy": "none"}
+
+    def state_dict(self) -> dict:
+        """What a resumed search needs to continue exactly (optimizer, batch stream, counters)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`."""
+
 
 class NoShift(ShiftStrategy):
     """The supernet is left bit-identical."""
@@ -82,6 +94,21 @@ class _Trainer(ShiftStrategy):
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.updates = 0
         self.passes = 0   # forward/backward passes of one path over one batch (the compute spent shifting)
+
+    def describe(self) -> dict:
+        return asdict(self.cfg)
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "generator": self._gen.get_state(),
+                "rng": self.rng.bit_generator.state, "order": self._order.clone(),
+                "updates": self.updates, "passes": self.passes}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self._gen.set_state(state["generator"])
+        self.rng.bit_generator.state = state["rng"]
+        self._order = state["order"].clone()
+        self.updates, self.passes = state["updates"], state["passes"]
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         if len(self._order) < self.cfg.batch_size:

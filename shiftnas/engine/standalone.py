@@ -62,7 +62,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: torc
             continue
         step = epoch * steps_per_epoch + i
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, total_steps, recipe)  # type: ignore[arg-type]  (duck-typed config)
+            group["lr"] = lr_at(step, total_steps, recipe.lr, recipe.warmup_steps)
         optimizer.zero_grad(set_to_none=True)
         loss = F.cross_entropy(model(images[idx]), labels[idx])
         if not torch.isfinite(loss):

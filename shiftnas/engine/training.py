@@ -68,12 +68,12 @@ def make_optimizer(supernet: nn.Module, cfg: TrainConfig) -> torch.optim.Optimiz
                            lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
 
 
-def lr_at(step: int, total_steps: int, cfg: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay to zero."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
-    return 0.5 * cfg.lr * (1 + math.cos(math.pi * min(1.0, progress)))
+def lr_at(step: int, total_steps: int, lr: float, warmup_steps: int) -> float:
+    """Learning rate of ``step`` (0-based) of ``total_steps``: linear warm-up, then cosine decay to zero."""
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * lr * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 ProgressFn = Callable[[int, int, float], None]  # (step, total_steps, loss)
@@ -139,7 +139,7 @@ def train_supernet(space: SearchSpace, supernet: nn.Module, data: DataSplits, cf
         for i, idx in enumerate(iterate_batches(len(labels), cfg.batch_size, shuffle)):
             step = epoch * steps_per_epoch + i
             for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, total_steps, cfg)
+                group["lr"] = lr_at(step, total_steps, cfg.lr, cfg.warmup_steps)
             optimizer.zero_grad(set_to_none=True)
             loss = sandwich_step(space, supernet, images[idx], labels[idx],
                                  sandwich_archs(space, rng, cfg.n_random), cfg.kd_ratio)
