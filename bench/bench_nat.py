@@ -8,6 +8,10 @@ loop runs with error + MMACs as objectives:
   natv2 - preprocess     ... without pre-processing
   natv2 - bounded        ... with a growing archive
   natv2 - predictor      ... with the RBF ensemble
+  natv2 + shift          NATv2 with Supernet Shifting (per_iteration) beside the adaptation
+The supernet is trained for 12 epochs: after 4 (the first version of this benchmark) it was so
+undertrained that random subnets scored 15-22 % error against 11 % for the smallest network, the
+front was that single network, and the hypervolume only tracked the adaptation's training.
 Hypervolume per iteration is recomputed for every run of a seed against one common reference point
 (1.01 x the worst error / MMACs any of the seed's runs saw), so the variants are comparable.
 Surrogates: every family's 10-fold cross-validated tau / rho / RMSE on each seed's final NATv2
@@ -30,8 +34,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shiftnas.config import EvalConfig, TrainConfig
+from shiftnas.config import EvalConfig, ShiftConfig, TrainConfig
 from shiftnas.data import load_dataset
+from shiftnas.engine.archive import Archive
 from shiftnas.engine.evaluation import SubnetEvaluator
 from shiftnas.engine.finetune import FinetuneRecipe, finetune
 from shiftnas.engine.metrics import ArchitectureMetrics
@@ -39,14 +44,19 @@ from shiftnas.engine.nat import NATSearch
 from shiftnas.engine.nat_config import NATConfig
 from shiftnas.engine.objectives import needed_metrics, resolve_objectives
 from shiftnas.engine.search import normalized_hypervolume
+from shiftnas.engine.shifting import make_shift_strategy
 from shiftnas.engine.training import train_supernet
 from shiftnas.predictors.surrogate import fit_quality, make_surrogate
 from shiftnas.report import pick
 from shiftnas.search_spaces import Arch, get_space
 
 RESULTS = Path(__file__).parent / "results"
+WORK = Path("runs/bench_nat")  # checkpoints and per-variant NAT states: an interrupted benchmark resumes
 SCALE = dict(archive_size=20, oversample=10, candidates=5, iterations=6, top_n=10, aux_pop_size=30,
              aux_generations=10, adapt_steps=10)
+FINETUNE = dict(epochs=10, patience=3)
+SMOKE = dict(archive_size=6, oversample=2, candidates=2, iterations=2, top_n=4, aux_pop_size=8, aux_generations=2,
+             adapt_steps=2)
 VARIANTS = {
     "nat": dict(policy="nat"),
     "natv2": dict(policy="natv2"),
@@ -54,14 +64,27 @@ VARIANTS = {
     "natv2 - preprocess": dict(policy="natv2", preprocess=False),
     "natv2 - bounded": dict(policy="natv2", update="grow"),
     "natv2 - predictor": dict(policy="natv2", surrogate="rbf"),
+    "natv2 + shift": dict(policy="natv2"),
 }
+SHIFTED = {"natv2 + shift": ShiftConfig(strategy="per_iteration", keep_checkpoints=False)}
+
+
+def timed(marker: Path, work):
+    """``(work(), seconds it took)``, the seconds remembered in ``marker``: work an earlier process finished
+    resumes from its own checkpoint in no time, and keeps the first run's time."""
+    t0 = time.time()
+    value = work()
+    if not marker.is_file():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"{time.time() - t0:.1f}")
+    return value, float(marker.read_text())
 
 
 def cv_quality(name: str, X: np.ndarray, y: np.ndarray, seed: int) -> dict[str, float]:
     from sklearn.model_selection import KFold
 
     pred = np.empty_like(y)
-    for train, test in KFold(10, shuffle=True, random_state=seed).split(X):
+    for train, test in KFold(min(10, len(X)), shuffle=True, random_state=seed).split(X):
         pred[test] = make_surrogate(name, seed).fit(X[train], y[train]).predict(X[test])
     return fit_quality(pred, y)
 
@@ -71,26 +94,27 @@ def run_seed(seed: int, epochs: int) -> dict:
     data = load_dataset("digits", seed=seed, image_size=24)
     space = get_space("compact-mbv3", resolutions=[16, 20, 24])
     net = space.build_supernet(data.num_classes)
-    t0 = time.time()
-    workdir = Path("runs/bench_nat")
+    workdir = WORK / f"seed{seed}"
     workdir.mkdir(parents=True, exist_ok=True)
-    train_supernet(space, net, data, TrainConfig(epochs=epochs, batch_size=64), workdir / f"supernet_{seed}.pt",
-                   seed=seed)
+    _, train_seconds = timed(workdir / "supernet.seconds", lambda: train_supernet(
+        space, net, data, TrainConfig(epochs=epochs, batch_size=64), workdir / "supernet.pt", seed=seed))
     net.eval()
-    out = {"seed": seed, "train_seconds": time.time() - t0, "runs": {}}
+    out = {"seed": seed, "epochs": epochs, "train_seconds": train_seconds, "runs": {}}
     objectives = resolve_objectives(["error", "macs"])
     finals = {}
     for name, overrides in VARIANTS.items():
         sn = copy.deepcopy(net)
         evaluator = SubnetEvaluator(space, sn, data, EvalConfig(), seed=seed)
         metrics = ArchitectureMetrics(evaluator, None, needed_metrics(objectives, []))
-        t0 = time.time()
-        search = NATSearch(space, metrics, objectives, [], NATConfig(**{**SCALE, **overrides}), seed=seed)
-        result = search.run()
+        shift = make_shift_strategy(space, evaluator, data, SHIFTED[name], seed=seed) if name in SHIFTED else None
+        run_dir = workdir / name.replace(" ", "")
+        search = NATSearch(space, metrics, objectives, [], NATConfig(**{**SCALE, **overrides}), seed=seed,
+                           run_dir=run_dir, log=Archive(run_dir / "archive.jsonl"), shift=shift)
+        result, seconds = timed(run_dir / "search.seconds", search.run)
         finals[name] = (result, evaluator)
-        out["runs"][name] = {"history": result.hv_history, "seconds": time.time() - t0,
+        out["runs"][name] = {"history": result.hv_history, "seconds": seconds,
                              "evaluations": len(result.archive), "front_size": len(result.front)}
-        print(f"seed {seed} {name}: {time.time() - t0:.0f} s, best error {result.hv_history[-1]['best_error']:.2f}",
+        print(f"seed {seed} {name}: {seconds:.0f} s, best error {result.hv_history[-1]['best_error']:.2f}",
               flush=True)
     # one reference point per seed for every run's hypervolume
     worst = np.max([np.max(h["front"], axis=0) for r in out["runs"].values() for h in r["history"]], axis=0)
@@ -107,7 +131,7 @@ def run_seed(seed: int, epochs: int) -> dict:
     for how in ("knee", "max-acc"):
         record = pick(result.front, how, objectives)
         arch = Arch.from_dict(record["arch"])
-        res = finetune(lambda: evaluator.subnet(arch), arch.resolution, data, FinetuneRecipe(epochs=10, patience=3),
+        res = finetune(lambda: evaluator.subnet(arch), arch.resolution, data, FinetuneRecipe(**FINETUNE),
                        seed=seed)
         res.pop("model")
         out["finetune"][how] = {"key": record["key"], **{k: res[k] for k in ("best_epoch", "test_accuracy_before",
@@ -125,7 +149,8 @@ def ms(values) -> str:
 def summarise(per_seed: list[dict]) -> str:
     seeds = [s["seed"] for s in per_seed]
     lines = ["# NAT vs NATv2 on digits (compact-mbv3, error + MMACs)", "",
-             f"Seeds {seeds}; mean ± std over seeds. Generated by `bench/bench_nat.py` (scale: {SCALE}).", "",
+             f"Seeds {seeds}; mean ± std over seeds. Generated by `bench/bench_nat.py` (supernet trained "
+             f"{per_seed[0].get('epochs')} epochs; scale: {SCALE}).", "",
              "## Normalised hypervolume per iteration (common reference point per seed; higher is better)", ""]
     iters = len(per_seed[0]["runs"]["natv2"]["hv"])
     lines += ["| variant | " + " | ".join(f"it {i}" for i in range(iters)) + " | evaluations | seconds |",
@@ -159,11 +184,18 @@ def summarise(per_seed: list[dict]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--smoke", metavar="DIR", help="a minute-long run of every step at a tiny scale, written to DIR")
     args = ap.parse_args()
+    global RESULTS, WORK
+    if args.smoke:
+        RESULTS, WORK = Path(args.smoke) / "results", Path(args.smoke) / "work"
+        SCALE.update(SMOKE)
+        FINETUNE.update(epochs=1, patience=1)
+        args.epochs = 1
     torch.set_num_threads(args.threads)
-    RESULTS.mkdir(exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     for seed in (int(s) for s in args.seeds.split(",")):
         (RESULTS / f"nat_seed{seed}.json").write_text(json.dumps(run_seed(seed, args.epochs), indent=1))
     per_seed = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("nat_seed*.json"))]

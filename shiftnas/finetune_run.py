@@ -2,7 +2,8 @@
 
 Each subnet is extracted from the weights that scored the front, fine-tuned (phase 1 finds the
 epochs on train/val, phase 2 retrains on train+val), exported to ONNX with parity checked, and
-reported with test accuracy before/after, params, MACs and latency. ``<run>/finetune.json`` is
+reported with test accuracy before/after, params, MACs and latency (the run's value; measured
+here with the run's ONNX Runtime settings when the run had no latency objective). ``<run>/finetune.json`` is
 rewritten after every subnet, so an interrupted command resumes with the next one.
 """
 
@@ -18,7 +19,7 @@ from rich.table import Table
 
 from .engine.finetune import FinetuneRecipe, finetune
 from .export_run import load_run, run_front, select_records
-from .hardware import assert_parity, count_macs, count_params, export_onnx
+from .hardware import LatencyProfiler, assert_parity, count_macs, count_params, export_onnx
 from .io import atomic_write_json
 from .search_spaces import Arch
 
@@ -28,7 +29,7 @@ RESULTS = "finetune.json"
 def finetune_from_run(run_dir: str | Path, how: str, recipe: FinetuneRecipe, seed: int = 0,
                       console: Console | None = None) -> list[dict[str, Any]]:
     """Fine-tune the records ``how`` selects; returns (and writes) one result per subnet."""
-    from .pipeline import progress_bar
+    from .pipeline import latency_config, progress_bar
 
     run_dir = Path(run_dir)
     console = console or Console(stderr=True)
@@ -56,9 +57,13 @@ def finetune_from_run(run_dir: str | Path, how: str, recipe: FinetuneRecipe, see
             parity = assert_parity(model, onnx_path, (1, *shape))
             torch.save({"arch": record["arch"], "net_config": model.config, "state_dict": model.state_dict()},
                        onnx_path.with_suffix(".pt"))
+            latency, source = record["metrics"].get("latency_ms"), "run"
+            if latency is None:
+                latency, source = LatencyProfiler(latency_config(cfg)).profile(record["key"], model, shape).median_ms, \
+                    "measured by finetune"
             done[record["key"]] = {"key": record["key"], "arch": record["arch"], **res,
                                    "mparams": count_params(model) / 1e6, "mmacs": count_macs(model, shape) / 1e6,
-                                   "latency_ms": record["metrics"].get("latency_ms"), "onnx": str(onnx_path),
+                                   "latency_ms": latency, "latency_source": source, "onnx": str(onnx_path),
                                    "parity_max_abs_diff": parity.max_abs_diff}
             atomic_write_json(path, {"recipe": recipe.__dict__, "seed": seed, "subnets": list(done.values())})
     results = [done[r["key"]] for r in records]

@@ -119,6 +119,19 @@ def test_surrogates_fit_and_predict(genome_data, name):
     assert np.allclose(pred, again)  # deterministic per seed
 
 
+def test_rbf_ensemble_fits_genes_that_are_constant_or_collinear(genome_data):
+    # a converged archive: gene 2 copies gene 1 and gene 3 is 2 x gene 1 (scipy's linear tail is singular there)
+    X, y = genome_data
+    X = X.copy()
+    X[:, 2] = X[:, 1]
+    X[:, 3] = 2 * X[:, 1]
+    X[:, 4] = 7.0
+    model = make_surrogate("rbf", seed=0)
+    model.fit(X[:45], y[:45])
+    assert np.all(np.isfinite(model.predict(X[45:])))
+    assert not any({2, 3} <= set(cols) or {1, 2} <= set(cols) for cols, _ in model.models)
+
+
 def test_adaptive_switching_picks_the_best_cv_tau(genome_data):
     X, y = genome_data
     model = AdaptiveSwitching(seed=0).fit(X, y)

@@ -86,6 +86,22 @@ class LGBMEnsemble(Surrogate):
             return np.mean([m.predict(X) for m in self.models], axis=0)
 
 
+def _independent_columns(X: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """The columns of ``cols`` that keep ``[1, X[:, kept]]`` of full column rank (in order).
+
+    The linear tail of an RBF interpolant is unsolvable when its genes are constant or collinear on
+    the data (a converged archive often has genes that move together); such genes are dropped.
+    """
+    kept: list[int] = []
+    basis = np.ones((len(X), 1))
+    for c in cols:
+        trial = np.column_stack([basis, X[:, c]])
+        if np.linalg.matrix_rank(trial) == trial.shape[1]:
+            kept.append(int(c))
+            basis = trial
+    return np.array(kept, dtype=int)
+
+
 class RBFEnsemble(Surrogate):
     name = "rbf"
 
@@ -104,9 +120,10 @@ class RBFEnsemble(Surrogate):
         for _ in range(self.n_models):
             # a linear tail in d genes needs d + 1 points: subsets stay below the archive size
             size = int(rng.integers(1, max(1, min(len(varying), len(y) - 1)) + 1))
-            cols = np.sort(rng.choice(varying, size=size, replace=False))
+            cols = _independent_columns(X, np.sort(rng.choice(varying, size=size, replace=False)))
             # a tiny smoothing keeps the system solvable when a gene subset repeats points
-            interp = RBFInterpolator(X[:, cols], y, kernel="cubic", degree=1 if len(y) > size else 0, smoothing=1e-6)
+            interp = RBFInterpolator(X[:, cols], y, kernel="cubic", degree=1 if len(y) > len(cols) else 0,
+                                     smoothing=1e-6)
             self.models.append((cols, interp))
         return self
 
