@@ -307,3 +307,11 @@ def test_nat_resume_after_a_crash_is_identical(trained_supernet, compact_space, 
     other = _shift(compact_space, metrics, digits, "region")
     with pytest.raises(ConfigError, match="other shift settings"):
         NATSearch(compact_space, metrics, objs, [], cfg, seed=0, run_dir=tmp_path, shift=other).run()
+    # a supernet trained anew (other weights) must not silently continue the old lineage's state
+    metrics, objs, shift = parts()
+    with torch.no_grad():
+        next(metrics.evaluator.supernet.parameters()).add_(1.0)
+    metrics = ArchitectureMetrics(SubnetEvaluator(compact_space, metrics.evaluator.supernet, digits, eval_config),
+                                  None, metrics.needed)
+    with pytest.raises(ConfigError, match="another supernet"):
+        NATSearch(compact_space, metrics, objs, [], cfg, seed=0, run_dir=tmp_path, shift=shift).run()

@@ -178,7 +178,7 @@ class NATSearch:
                                          "shift": self.shift.state_dict()})
             atomic_write_json(paths[0], {"iteration": self._iteration, "archive": archive, "history": history,
                                          "ref_point": ref_point.tolist(), "config": asdict(self.cfg), "seed": self.seed,
-                                         "shift": self.shift.describe()})
+                                         "shift": self.shift.describe(), "supernet_id": self.evaluator.supernet_id})
 
     def _load(self):
         paths = self._state_paths()
@@ -191,6 +191,8 @@ class NATSearch:
             raise ConfigError(f"{paths[0]} was made with other nat settings; use another --out")
         if state.get("shift", {"strategy": "none"}) != self.shift.describe():
             raise ConfigError(f"{paths[0]} was made with other shift settings; use another --out")
+        if state.get("supernet_id") != self.evaluator.supernet_id:
+            raise ConfigError(f"{paths[0]} was made from another supernet (its weights differ); use another --out")
         saved = torch.load(paths[1], map_location="cpu", weights_only=True)
         self.evaluator.supernet.load_state_dict(saved["state_dict"])
         self.optimizer.load_state_dict(saved["optimizer"])
