@@ -88,6 +88,9 @@ def prepare(cfg: RunConfig, quiet: bool = False) -> RunContext:
         cfg.nat.resolved()
         if cfg.search.objectives[0] != "error":
             raise ConfigError("--mode nat predicts accuracy: the first objective must be 'error'")
+        if not cfg.shift.reevaluate:
+            raise ConfigError("--mode nat always re-scores its archive after the supernet changes; "
+                              "shift.reevaluate=false applies to --mode nsga2 only")
     if cfg.search.pick not in PICKS:
         raise ConfigError(f"unknown pick '{cfg.search.pick}'; choose one of: {', '.join(PICKS)}")
     if cfg.checkpoint and not str(cfg.checkpoint).startswith(("http://", "https://")) \

@@ -45,6 +45,7 @@ def assert_one_line_error(result, needle: str) -> None:
     (["run", "--mode", "evolve"], "search.mode must be 'nsga2' or 'nat'"),
     (["run", "--mode", "nat", "--set", "nat.surrogate=forest"], "nat.surrogate must be one of"),
     (["run", "--mode", "nat", "--objectives", "macs,error"], "first objective must be 'error'"),
+    (["run", "--mode", "nat", "--set", "shift.reevaluate=false"], "shift.reevaluate=false applies to --mode nsga2"),
     (["finetune", "no_such_run"], "not a finished run"),
     (["profile", "--space", "compact-mbv3"], "--space needs --out"),
     (["profile", "--space", "nope", "--out", "d.json"], "unknown search space 'nope'"),
