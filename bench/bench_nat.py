@@ -120,7 +120,7 @@ def run_seed(seed: int, epochs: int, dataset: str) -> dict:
         result, seconds = timed(run_dir / "search.seconds", search.run)
         finals[name] = (result, evaluator)
         out["runs"][name] = {"history": result.hv_history, "seconds": seconds,
-                             "evaluations": len(result.archive), "front_size": len(result.front)}
+                             "evaluations": result.hv_history[-1]["evaluated"], "front_size": len(result.front)}
         print(f"seed {seed} {name}: {seconds:.0f} s, best error {result.hv_history[-1]['best_error']:.2f}",
               flush=True)
     # one reference point per seed for every run's hypervolume

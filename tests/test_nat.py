@@ -276,7 +276,24 @@ def test_nat_loop_with_shifting(nat_parts, digits, strategy, kw, versions_per_it
             assert sum(r["supernet_version"] == compared for r in logged) >= SMALL["archive_size"] + h["candidates"]
 
 
-def test_nat_resume_after_a_crash_is_identical(trained_supernet, compact_space, digits, eval_config, tmp_path):
+class _Crash(Exception):
+    pass
+
+
+class _CrashingNAT(NATSearch):
+    """A search whose process dies at its ``crash_at``-th evaluation (the middle of an iteration)."""
+
+    crash_at = 0
+
+    def evaluate(self, arch):
+        if self._evaluations + 1 == self.crash_at:
+            raise _Crash
+        return super().evaluate(arch)
+
+
+@pytest.mark.parametrize("where", ["between iterations", "inside an iteration"])
+def test_nat_resume_after_a_crash_is_identical(where, trained_supernet, compact_space, digits, eval_config,
+                                               tmp_path):
     def parts():
         objs = resolve_objectives(OBJS)
         evaluator = SubnetEvaluator(compact_space, copy.deepcopy(trained_supernet[0]), digits, eval_config)
@@ -288,22 +305,29 @@ def test_nat_resume_after_a_crash_is_identical(trained_supernet, compact_space, 
     whole = NATSearch(compact_space, metrics, objs, [], cfg, seed=0, shift=shift).run()
     whole_weights = [p.detach().clone() for p in metrics.evaluator.supernet.parameters()]
 
-    class Crash(Exception):
-        pass
-
     def crash_after_first(it, total, stats):
         if it == 1:
-            raise Crash
+            raise _Crash
 
     metrics, objs, shift = parts()
-    with pytest.raises(Crash):
-        NATSearch(compact_space, metrics, objs, [], cfg, seed=0, run_dir=tmp_path, shift=shift).run(crash_after_first)
+    log = Archive(tmp_path / "archive.jsonl")
+    crashing = _CrashingNAT(compact_space, metrics, objs, [], cfg, seed=0, run_dir=tmp_path, log=log, shift=shift)
+    # the second evaluation of the new candidates of iteration 2
+    crashing.crash_at = whole.hv_history[1]["evaluated"] + 2 if where == "inside an iteration" else 0
+    with pytest.raises(_Crash):
+        crashing.run(crash_after_first if where == "between iterations" else None)
+    logged = len(log)
     metrics, objs, shift = parts()  # a new process: fresh weights, the state on disk
-    resumed = NATSearch(compact_space, metrics, objs, [], cfg, seed=0, run_dir=tmp_path, shift=shift).run()
+    resumed = NATSearch(compact_space, metrics, objs, [], cfg, seed=0, run_dir=tmp_path,
+                        log=Archive(tmp_path / "archive.jsonl"), shift=shift).run()
     assert [(r["key"], r["metrics"]["error"]) for r in resumed.records] == \
         [(r["key"], r["metrics"]["error"]) for r in whole.records]
-    assert [h["hypervolume"] for h in resumed.hv_history] == [h["hypervolume"] for h in whole.hv_history]
+    assert resumed.hv_history == whole.hv_history  # hypervolumes, fronts, surrogate quality, evaluation counts
     assert all(torch.equal(a, b) for a, b in zip(whole_weights, metrics.evaluator.supernet.parameters()))
+    # the log keeps what the crashed process did: the work of its unfinished iteration appears twice
+    redone = 1 if where == "inside an iteration" else 0
+    assert len(resumed.archive) == whole.hv_history[-1]["evaluated"] + redone
+    assert logged == whole.hv_history[1]["evaluated"] + redone
     other = _shift(compact_space, metrics, digits, "region")
     with pytest.raises(ConfigError, match="other shift settings"):
         NATSearch(compact_space, metrics, objs, [], cfg, seed=0, run_dir=tmp_path, shift=other).run()

@@ -156,10 +156,12 @@ class NATSearch:
         self.optimizer = torch.optim.SGD(self.evaluator.supernet.parameters(), lr=c.adapt_lr, momentum=0.9,
                                          weight_decay=c.adapt_weight_decay)
         self._iteration = 0
+        self._evaluations = 0  # of this search, resumed runs included (the log also keeps what a crash redid)
 
     # -- evaluation ---------------------------------------------------------------------------
     def evaluate(self, arch: Arch) -> dict[str, Any]:
         """A fresh record of ``arch`` under the current supernet."""
+        self._evaluations += 1
         return self.log.add(arch, self.space.encode(arch), self.metrics.metrics(arch), self.evaluator.version,
                             self._iteration, self.evaluator.supernet_id)
 
@@ -176,7 +178,8 @@ class NATSearch:
             atomic_torch_save(paths[1], {"state_dict": self.evaluator.supernet.state_dict(),
                                          "version": self.evaluator.version, "optimizer": self.optimizer.state_dict(),
                                          "shift": self.shift.state_dict()})
-            atomic_write_json(paths[0], {"iteration": self._iteration, "archive": archive, "history": history,
+            atomic_write_json(paths[0], {"iteration": self._iteration, "evaluations": self._evaluations,
+                                         "archive": archive, "history": history,
                                          "ref_point": ref_point.tolist(), "config": asdict(self.cfg), "seed": self.seed,
                                          "shift": self.shift.describe(), "supernet_id": self.evaluator.supernet_id})
 
@@ -199,7 +202,7 @@ class NATSearch:
         self.shift.load_state_dict(saved["shift"])
         while self.evaluator.version < saved["version"]:
             self.evaluator.bump_version()
-        self._iteration = state["iteration"]
+        self._iteration, self._evaluations = state["iteration"], state["evaluations"]
         return state["archive"], state["history"], np.array(state["ref_point"])
 
     # -- steps --------------------------------------------------------------------------------
@@ -332,6 +335,6 @@ class NATSearch:
         nd = NonDominatedSorting().do(F, only_non_dominated_front=True)
         return {"generation": self._iteration, "iteration": self._iteration,
                 "hypervolume": normalized_hypervolume(F, ref_point), "archive_size": len(archive),
-                "candidates": n_new, "evaluated": len(self.log), "supernet_version": self.evaluator.version,
+                "candidates": n_new, "evaluated": self._evaluations, "supernet_version": self.evaluator.version,
                 "surrogate": surrogate, "surrogate_quality": quality,
                 "best_error": float(F[:, 0].min()), "front": F[nd].tolist()}
