@@ -281,7 +281,7 @@ class _Crash(Exception):
 
 
 class _CrashingNAT(NATSearch):
-    """A search whose process dies at its ``crash_at``-th evaluation (the middle of an iteration)."""
+    """A search whose process dies at its ``crash_at``-th evaluation."""
 
     crash_at = 0
 
@@ -305,17 +305,14 @@ def test_nat_resume_after_a_crash_is_identical(where, trained_supernet, compact_
     whole = NATSearch(compact_space, metrics, objs, [], cfg, seed=0, shift=shift).run()
     whole_weights = [p.detach().clone() for p in metrics.evaluator.supernet.parameters()]
 
-    def crash_after_first(it, total, stats):
-        if it == 1:
-            raise _Crash
-
     metrics, objs, shift = parts()
     log = Archive(tmp_path / "archive.jsonl")
     crashing = _CrashingNAT(compact_space, metrics, objs, [], cfg, seed=0, run_dir=tmp_path, log=log, shift=shift)
-    # the second evaluation of the new candidates of iteration 2
-    crashing.crash_at = whole.hv_history[1]["evaluated"] + 2 if where == "inside an iteration" else 0
+    # the first evaluation of iteration 2 (right after iteration 1 was saved), or its second one
+    redone = 1 if where == "inside an iteration" else 0
+    crashing.crash_at = whole.hv_history[1]["evaluated"] + 1 + redone
     with pytest.raises(_Crash):
-        crashing.run(crash_after_first if where == "between iterations" else None)
+        crashing.run()
     logged = len(log)
     metrics, objs, shift = parts()  # a new process: fresh weights, the state on disk
     resumed = NATSearch(compact_space, metrics, objs, [], cfg, seed=0, run_dir=tmp_path,
@@ -325,7 +322,6 @@ def test_nat_resume_after_a_crash_is_identical(where, trained_supernet, compact_
     assert resumed.hv_history == whole.hv_history  # hypervolumes, fronts, surrogate quality, evaluation counts
     assert all(torch.equal(a, b) for a, b in zip(whole_weights, metrics.evaluator.supernet.parameters()))
     # the log keeps what the crashed process did: the work of its unfinished iteration appears twice
-    redone = 1 if where == "inside an iteration" else 0
     assert len(resumed.archive) == whole.hv_history[-1]["evaluated"] + redone
     assert logged == whole.hv_history[1]["evaluated"] + redone
     other = _shift(compact_space, metrics, digits, "region")
