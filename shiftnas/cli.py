@@ -41,7 +41,7 @@ def user_errors(fn: Callable) -> Callable:
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file (see configs/default.yaml).")
 SetOpt = typer.Option(None, "--set", help="Override a config value, e.g. --set train.epochs=3 (repeatable).")
 OutOpt = typer.Option(None, "--out", "-o", help="Run directory (default runs/default).")
-DataOpt = typer.Option(None, "--data", help="mnist5k | digits | cifar10 | cifar100 | imagefolder:PATH")
+DataOpt = typer.Option(None, "--data", help="mnist5k | digits | fashion-mnist | cifar10 | cifar100 | imagefolder:PATH")
 SpaceOpt = typer.Option(None, "--space", help="Search space: compact-mbv3 | ofa-mbv3")
 SeedOpt = typer.Option(None, "--seed", help="Random seed.")
 LatencyOpt = typer.Option(None, "--latency", help="measured (ONNX Runtime here) | predicted:DEVICE.json "
@@ -255,37 +255,72 @@ def profile(model: Optional[Path] = typer.Argument(None, help="An ONNX model fil
 
 @app.command()
 @user_errors
-def groundtruth(out: Path = typer.Option(Path("groundtruth/compact-mbv3_digits.jsonl"), "--out", "-o",
+def groundtruth(out: Path = typer.Option(Path("groundtruth/compact-mbv3_fashion.jsonl"), "--out", "-o",
                                          help="Append-only JSONL table (a .meta.json and a .csv are written beside it)."),
-                data: str = typer.Option("digits", "--data", help="Data set the architectures are trained on."),
+                data: str = typer.Option("fashion-mnist", "--data", help="Data set the architectures are trained on."),
                 space: str = typer.Option("compact-mbv3", "--space", help="Search space to sample."),
-                samples: int = typer.Option(200, help="Architectures (the smallest and largest included)."),
+                samples: int = typer.Option(100, help="Architectures (the smallest and largest included)."),
+                sampling: str = typer.Option("stratified", help="stratified (evenly over MACs) | uniform."),
+                best: Optional[int] = typer.Option(None, help="Instead of sampling: the BEST architectures of "
+                                                   "the existing table (e.g. a third seed for the top 20)."),
                 seeds: str = typer.Option("0,1", help="Comma-separated training seeds per architecture."),
                 epochs: int = typer.Option(8, help="Stand-alone training epochs (the fixed recipe)."),
                 lr: float = typer.Option(0.05, help="Stand-alone learning rate."),
                 sample_seed: int = typer.Option(0, help="Seed of the architecture sample."),
                 threads: int = typer.Option(1, help="torch threads (with --workers 1)."),
                 workers: int = typer.Option(1, help="Architectures trained at once, one process and one thread each."),
+                report: Optional[Path] = typer.Option(None, "--report", help="Instead of building: the reliability "
+                                                      "of this table (noise ceiling, proxies), written beside it."),
                 sets: Optional[List[str]] = SetOpt) -> None:
     """Train a sample of architectures stand-alone with a fixed recipe: the ground truth for ranking (resumable)."""
+    if report is not None:
+        _groundtruth_report(report)
+        return
     import torch
 
     from . import pipeline
-    from .engine.groundtruth import build_groundtruth, sample_architectures
+    from .engine.groundtruth import (GroundTruthTable, best_architectures, build_groundtruth,
+                                     sample_architectures, sample_stratified)
     from .engine.standalone import StandaloneRecipe
 
+    if sampling not in ("stratified", "uniform"):
+        raise ShiftnasError(f"--sampling must be 'stratified' or 'uniform', got '{sampling}'")
+    seed_list = [int(x) for x in seeds.split(",") if x.strip()]
     cfg = build_config(None, list(sets or []), data=data, space=space)
     torch.set_num_threads(threads)
     sp = pipeline.build_space(cfg)
-    ds = pipeline.load_dataset(cfg.data.dataset, root=cfg.data.root, seed=cfg.data.seed)
-    seed_list = [int(x) for x in seeds.split(",") if x.strip()]
-    archs = sample_architectures(sp, samples, sample_seed)
+    ds = pipeline.load_data(cfg)
+    if best is not None:
+        if not out.is_file():
+            raise ShiftnasError(f"--best needs an existing table: {out} not found")
+        archs = best_architectures(GroundTruthTable(out), best)
+    elif sampling == "stratified":
+        archs = sample_stratified(sp, samples, sample_seed, num_classes=ds.num_classes)
+    else:
+        archs = sample_architectures(sp, samples, sample_seed)
     recipe = StandaloneRecipe(epochs=epochs, lr=lr)
     with pipeline.progress_bar("stand-alone training", len(archs) * len(seed_list)) as update:
         table = build_groundtruth(sp, ds, archs, recipe, seed_list, out, workers=workers,
                                   progress=lambda done, total, rec: update(done, info=rec["key"][:40]))
     csv_path = table.write_csv(out.with_suffix(".csv"))
     err.print(f"{len(table.rows())} architectures in {out} (summary: {csv_path})")
+
+
+def _groundtruth_report(path: Path) -> None:
+    """Print the reliability of the table at ``path`` and write it to ``PATH.reliability.{json,md}``."""
+    from .engine.groundtruth import GroundTruthTable
+    from .engine.reliability import reliability_report, report_markdown
+    from .io import atomic_write_json, atomic_write_text
+
+    if not path.is_file():
+        raise ShiftnasError(f"ground-truth table not found: {path}")
+    table = GroundTruthTable(path)
+    metrics = ["test_accuracy"] + (["test_loss"] if all("test_loss" in r for r in table.records) else [])
+    reports = [reliability_report(table, m) for m in metrics]
+    text = report_markdown(table, reports)
+    atomic_write_json(path.with_suffix(".reliability.json"), {"table": path.name, "reports": reports})
+    atomic_write_text(path.with_suffix(".reliability.md"), text)
+    typer.echo(text)
 
 
 @app.command()
@@ -299,7 +334,7 @@ def rank(supernet: str = typer.Option(..., help="Supernet checkpoint (shiftnas f
 
     from . import pipeline
     from .engine.checkpoint import load_supernet_weights, read_checkpoint
-    from .engine.groundtruth import GroundTruthTable
+    from .engine.groundtruth import GroundTruthTable, data_overrides
     from .engine.landmarks import landmark_keys
     from .engine.ranking_eval import rank_supernet
     from .io import atomic_write_json
@@ -308,10 +343,10 @@ def rank(supernet: str = typer.Option(..., help="Supernet checkpoint (shiftnas f
         raise ShiftnasError(f"ground-truth table not found: {table}")
     gt = GroundTruthTable(table)
     state = read_checkpoint(supernet)
-    base = [f"data.dataset={gt.meta['data']['name']}"] + space_overrides(state)
+    base = data_overrides(gt.meta) + space_overrides(state)
     cfg = build_config(None, base + list(sets or []))
     sp = pipeline.build_space(cfg)
-    ds = pipeline.load_dataset(cfg.data.dataset, root=cfg.data.root, seed=cfg.data.seed)
+    ds = pipeline.load_data(cfg)
     net = sp.build_supernet(ds.num_classes)
     load_supernet_weights(net, state["state_dict"])
     landmarks = landmark_keys(state.get("training") or {})

@@ -18,9 +18,11 @@ from .hardware.latency import LatencyConfig
 
 @dataclass
 class DataConfig:
-    dataset: str = "mnist5k"          # mnist5k | digits | cifar10 | cifar100 | imagefolder:PATH
-    root: str | None = None           # where cifar10/cifar100 live on disk
+    dataset: str = "mnist5k"          # mnist5k | digits | fashion-mnist | cifar10 | cifar100 | imagefolder:PATH
+    root: str | None = None           # where fashion-mnist/cifar10/cifar100 live on disk
     seed: int = 0                     # seed of the train/val/test split
+    train_size: int | None = None     # a stratified subset of the training pool as train (the rest: held out)
+    download: bool = False            # let torchvision download fashion-mnist/cifar10/cifar100
 
 
 @dataclass

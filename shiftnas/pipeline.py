@@ -99,7 +99,7 @@ def prepare(cfg: RunConfig, quiet: bool = False) -> RunContext:
     space = build_space(cfg)
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
-    data = load_dataset(cfg.data.dataset, root=cfg.data.root, seed=cfg.data.seed)
+    data = load_data(cfg)
     run_dir = Path(cfg.out)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
@@ -109,6 +109,12 @@ def prepare(cfg: RunConfig, quiet: bool = False) -> RunContext:
         ctx.console.print(f"[bold]shiftnas[/] {data.summary()}; space {space.name} "
                           f"({getattr(space, 'size', lambda: 0)():.3g} architectures); run dir {run_dir}")
     return ctx
+
+
+def load_data(cfg: RunConfig) -> DataSplits:
+    """The data set of ``cfg.data`` (name, root, split seed, train subset, download permission)."""
+    d = cfg.data
+    return load_dataset(d.dataset, root=d.root, seed=d.seed, train_size=d.train_size, download=d.download)
 
 
 @contextmanager

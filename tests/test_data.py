@@ -41,7 +41,7 @@ def mnist() -> DataSplits:
 
 
 def test_available_datasets() -> None:
-    assert available_datasets() == ["mnist5k", "digits", "cifar10", "cifar100", "imagefolder:PATH"]
+    assert available_datasets() == ["mnist5k", "digits", "fashion-mnist", "cifar10", "cifar100", "imagefolder:PATH"]
 
 
 def test_mnist5k_shapes_sizes_and_summary(mnist: DataSplits) -> None:
@@ -151,13 +151,124 @@ def test_cifar100_from_real_format_files(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_cifar_missing_or_corrupted_raises_data_error(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="CIFAR-10 not found under .*'cifar-10-batches-py'.*download=True"):
+    with pytest.raises(DataError, match="CIFAR-10 not found under .*'cifar-10-batches-py'.*data.download=true"):
         load_dataset("cifar10", root=str(tmp_path / "nowhere"))
     (tmp_path / "cifar-100-python").mkdir()
     (tmp_path / "cifar-100-python" / "train").write_bytes(b"not a pickle")
     with pytest.raises(DataError, match="CIFAR-100 is incomplete or corrupted") as err:
         load_dataset("cifar100", root=str(tmp_path))
     assert "\n" not in str(err.value)
+
+
+# --- Fashion-MNIST: IDX files in the real format ------------------------------------------------------
+
+
+def _idx(array: np.ndarray) -> bytes:
+    """``array`` (uint8, 1-D labels or N×H×W images) in the IDX format: magic, dimensions, data."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def _write_fashion(folder: Path, per_class: int = 20, test_per_class: int = 3, gz: bool = False) -> dict:
+    """A tiny Fashion-MNIST (10 classes) as the four official IDX files, optionally gzipped."""
+    import gzip
+
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    for prefix, n in (("train", 10 * per_class), ("t10k", 10 * test_per_class)):
+        arrays[prefix] = (rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.permutation(np.arange(n) % 10))
+        for kind, array in zip(("images-idx3-ubyte", "labels-idx1-ubyte"), arrays[prefix]):
+            data = _idx(array)
+            name = f"{prefix}-{kind}"
+            if gz:
+                (folder / f"{name}.gz").write_bytes(gzip.compress(data))
+            else:
+                (folder / name).write_bytes(data)
+    return arrays
+
+
+@pytest.fixture
+def no_debian_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the Debian location at an empty folder, as on a machine without the package."""
+    from shiftnas.data import fashion
+
+    empty = tmp_path / "no-debian"
+    monkeypatch.setattr(fashion, "DEBIAN_DIR", empty)
+    monkeypatch.setattr(fashion, "DEFAULT_ROOT", str(tmp_path / "cache"))
+    return empty
+
+
+def test_fashion_mnist_from_torchvision_layout(tmp_path: Path, no_debian_copy: Path) -> None:
+    arrays = _write_fashion(tmp_path / "FashionMNIST" / "raw")
+    d = load_dataset("fashion-mnist", root=str(tmp_path), seed=1)
+    _assert_well_formed(d, 28, 10)
+    assert (len(d.train), len(d.val), len(d.test)) == (180, 20, 30)  # val: 10 % of the official train pool
+    assert torch.bincount(d.val.tensors[1], minlength=10).tolist() == [2] * 10
+    assert not _image_hashes(d.train) & _image_hashes(d.val)
+    # the test split is the official test file, in order, normalised with the train statistics
+    images, labels = arrays["t10k"]
+    mean, std = torch.tensor(d.mean).view(1, 3, 1, 1), torch.tensor(d.std).view(1, 3, 1, 1)
+    pixels = torch.from_numpy(images).float().div(255).unsqueeze(1).expand(-1, 3, -1, -1)
+    assert torch.allclose(d.test.tensors[0] * std + mean, pixels, atol=1e-5)
+    assert d.test.tensors[1].tolist() == labels.tolist()
+    _assert_equal_splits(d, load_dataset("fashion-mnist", root=str(tmp_path), seed=1))
+
+
+def test_fashion_mnist_gz_files_are_decompressed_into_torchvision_layout(tmp_path: Path,
+                                                                         no_debian_copy: Path) -> None:
+    _write_fashion(no_debian_copy, gz=True)  # where the Debian package puts the original .gz files
+    root = tmp_path / "data"
+    d = load_dataset("fashion-mnist", root=str(root))
+    assert (len(d.train), len(d.val), len(d.test)) == (180, 20, 30)
+    raw = root / "FashionMNIST" / "raw"
+    assert sorted(p.name for p in raw.iterdir()) == sorted(
+        f"{p}-{k}" for p in ("t10k", "train") for k in ("images-idx3-ubyte", "labels-idx1-ubyte"))
+    _assert_equal_splits(d, load_dataset("fashion-mnist", root=str(root)))  # now read from root directly
+
+
+def test_fashion_mnist_train_size_keeps_a_stratified_subset_and_holds_out_the_rest(tmp_path: Path,
+                                                                                   no_debian_copy: Path) -> None:
+    _write_fashion(tmp_path / "FashionMNIST" / "raw", per_class=30)
+    full = load_dataset("fashion-mnist", root=str(tmp_path))
+    d = load_dataset("fashion-mnist", root=str(tmp_path), train_size=100)
+    assert (len(d.train), len(d.holdout), len(d.val), len(d.test)) == (100, 170, 30, 30)
+    assert torch.bincount(d.train.tensors[1], minlength=10).tolist() == [10] * 10
+    train, held, val = (_image_hashes(s) for s in (d.train, d.holdout, d.val))
+    assert not train & held and not (train | held) & val
+    assert train | held == _image_hashes(full.train)  # the pool is split, nothing lost
+    assert d.summary() == "fashion-mnist: 100 train / 30 val / 30 test / 170 held out, 10 classes, 28 px"
+    _assert_equal_splits(d, load_dataset("fashion-mnist", root=str(tmp_path), train_size=100))
+    with pytest.raises(ConfigError, match="data.train_size=999 must lie in 1..270"):
+        load_dataset("fashion-mnist", root=str(tmp_path), train_size=999)
+
+
+def test_fashion_mnist_missing_or_corrupted_is_one_line(tmp_path: Path, no_debian_copy: Path) -> None:
+    with pytest.raises(DataError) as err:
+        load_dataset("fashion-mnist", root=str(tmp_path / "nowhere"))
+    message = str(err.value)
+    assert "\n" not in message and "apt-get install dataset-fashion-mnist" in message
+    assert "--set data.download=true" in message
+    raw = tmp_path / "bad" / "FashionMNIST" / "raw"
+    _write_fashion(raw)
+    (raw / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03truncated")
+    with pytest.raises(DataError, match="cannot read Fashion-MNIST train files") as err:
+        load_dataset("fashion-mnist", root=str(tmp_path / "bad"))
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="data.download applies to"):
+        load_dataset("digits", download=True)
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz").is_file(),
+                    reason="the Debian package dataset-fashion-mnist is not installed (make test installs it)")
+def test_fashion_mnist_from_the_debian_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shiftnas.data import fashion
+
+    monkeypatch.setattr(fashion, "DEFAULT_ROOT", str(tmp_path / "cache"))
+    d = load_dataset("fashion-mnist", root=str(tmp_path / "empty"), train_size=5000)
+    assert (len(d.train), len(d.val), len(d.test), len(d.holdout)) == (5000, 6000, 10000, 49000)
+    assert torch.bincount(d.test.tensors[1], minlength=10).tolist() == [1000] * 10  # the official test set
+    assert (tmp_path / "empty" / "FashionMNIST" / "raw" / "t10k-labels-idx1-ubyte").is_file()
 
 
 # --- image folders -----------------------------------------------------------------------------------
@@ -208,7 +319,8 @@ def test_imagefolder_errors(tmp_path: Path) -> None:
 
 
 def test_unknown_dataset_raises_data_error() -> None:
-    expected = "unknown dataset 'foo'; choose one of: mnist5k, digits, cifar10, cifar100, imagefolder:PATH"
+    expected = ("unknown dataset 'foo'; choose one of: mnist5k, digits, fashion-mnist, cifar10, cifar100, "
+                "imagefolder:PATH")
     with pytest.raises(DataError) as err:
         load_dataset("foo")
     assert str(err.value) == expected

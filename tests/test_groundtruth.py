@@ -214,18 +214,20 @@ def test_groundtruth_and_rank_commands(trained_supernet, tmp_path):
     _, ckpt, _ = trained_supernet  # compact-mbv3 at [16, 20] on digits
     table = tmp_path / "gt.jsonl"
     report = tmp_path / "rank.json"
-    args = ["groundtruth", "--out", str(table), "--samples", "6", "--seeds", "0", "--epochs", "1",
-            "--set", "space.resolutions=[16,20]"]
+    args = ["groundtruth", "--out", str(table), "--data", "digits", "--samples", "6", "--seeds", "0", "--epochs", "1",
+            "--sampling", "uniform", "--set", "space.resolutions=[16,20]", "--set", "data.train_size=1000"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert table.with_suffix(".csv").is_file() and len(table.read_text().splitlines()) == 6
     assert runner.invoke(app, args).exit_code == 0  # resumes: nothing new to train
     assert len(table.read_text().splitlines()) == 6
+    original_keys = {json.loads(line)["key"] for line in table.read_text().splitlines()}
 
     # a supernet trained with 3 landmarks from the table: rank leaves those 3 out
     run = tmp_path / "lm"
     result = runner.invoke(app, ["train", "--data", "digits", "--out", str(run), "--epochs", "1",
                                  "--set", "space.resolutions=[16,20]", "--set", "train.batch_size=128",
+                                 "--set", "data.train_size=1000",
                                  "--set", "threads=1", "--set", f"landmarks.table={table}",
                                  "--set", "landmarks.num=3", "--set", "landmarks.warmup_fraction=0"])
     assert result.exit_code == 0, result.output
@@ -247,6 +249,7 @@ def test_groundtruth_and_rank_commands(trained_supernet, tmp_path):
     # multi-round: after epoch 1 the supernet's current best joins the landmarks (trained, appended to the table)
     rounds = ["train", "--data", "digits", "--out", str(tmp_path / "rounds"), "--epochs", "2",
               "--set", "space.resolutions=[16,20]", "--set", "train.batch_size=128", "--set", "threads=1",
+              "--set", "data.train_size=1000",
               "--set", f"landmarks.table={table}", "--set", "landmarks.num=3", "--set", "landmarks.warmup_fraction=0",
               "--set", "landmarks.rounds=2", "--set", "landmarks.per_round=1", "--set", "landmarks.round_pop_size=4",
               "--set", "landmarks.round_generations=1"]
@@ -256,11 +259,13 @@ def test_groundtruth_and_rank_commands(trained_supernet, tmp_path):
     assert result.exit_code == 0, result.output
     marks = json.loads((tmp_path / "rounds" / "landmarks.json").read_text())
     assert sorted(m["round"] for m in marks) == [0, 0, 0, 1]
-    assert len(table.read_text().splitlines()) == 7
+    added = [m["key"] for m in marks if m["round"] == 1]
+    trained = [k for k in added if k not in original_keys]  # a table architecture is looked up, not trained
+    assert len(table.read_text().splitlines()) == 6 + len(trained)
     result = runner.invoke(app, ["rank", "--supernet", str(tmp_path / "rounds" / "supernet.pt"), "--table", str(table),
                                  "--out", str(report)])
     assert result.exit_code == 0, result.output
-    assert json.loads(report.read_text())["n"] == 3  # 7 in the table, 4 landmarks left out
+    assert json.loads(report.read_text())["n"] == 6 + len(trained) - 4  # the 4 landmarks left out
 
 
 def test_parallel_build_matches_the_sequential_one(space16, data16, table_path, tmp_path):

@@ -21,13 +21,17 @@ from shiftnas.engine.landmarks import (Landmark, LandmarkConfig, LandmarkRegular
                                        round_boundaries, sample_pairs, select_landmarks)
 from shiftnas.engine.standalone import StandaloneRecipe
 from shiftnas.engine.training import finished_training, train_supernet, training_identity
+from shiftnas.errors import ShiftnasError
 from shiftnas.search_spaces import get_space
 
 
 def subset(data: DataSplits, n_train: int, n_val: int) -> DataSplits:
+    """The first ``n_train`` training images as train, the next ``n_val`` as holdout, ``n_val`` of val."""
     (x, y), (xv, yv) = data.train.tensors, data.val.tensors
+    held = slice(n_train, n_train + n_val)
     return DataSplits(data.name, TensorDataset(x[:n_train], y[:n_train]), TensorDataset(xv[:n_val], yv[:n_val]),
-                      data.test, data.num_classes, data.image_size, data.mean, data.std)
+                      data.test, data.num_classes, data.image_size, data.mean, data.std,
+                      holdout=TensorDataset(x[held], y[held]))
 
 
 def distinct_archs(space, n: int, seed: int = 0) -> list:
@@ -137,7 +141,7 @@ def test_landmarks_are_excluded_and_added_without_duplicates(compact_space, land
 # ---- the regulariser on a real supernet ----------------------------------------------------------
 
 def test_step_computes_the_weighted_hinge_on_the_held_out_batch(compact_space, digits, landmarks):
-    data = subset(digits, 64, 32)  # the held-out batch is then the whole val subset
+    data = subset(digits, 64, 32)  # the held-out batch is then the whole holdout
     worse, better = landmarks[0], landmarks[3]
     cfg = LandmarkConfig(coef=4.0, warmup_fraction=0.5, batch_size=32)
     reg = LandmarkRegularizer([worse, better], data, cfg)
@@ -150,7 +154,7 @@ def test_step_computes_the_weighted_hinge_on_the_held_out_batch(compact_space, d
     assert len(calls) == 2
     grads = [p.grad for p in net.parameters() if p.grad is not None]
     assert grads  # backward ran
-    x, y = data.val.tensors
+    x, y = data.holdout.tensors
     check = copy.deepcopy(net)
     with torch.no_grad():
         losses = []
@@ -206,7 +210,26 @@ def test_round_boundaries_split_the_regularised_epochs():
         round_boundaries(6, LandmarkConfig(rounds=0))
 
 
+def test_the_landmark_batch_comes_from_held_out_training_images_not_from_val(landmarks):
+    data = load_dataset("digits", seed=0, image_size=16, train_size=800)  # the pool's other 458 held out
+
+    def hashes(images: torch.Tensor) -> set[bytes]:
+        return {x.numpy().tobytes() for x in images}
+
+    reg = LandmarkRegularizer(landmarks[:2], data, LandmarkConfig())  # default: batch_source=holdout
+    assert len(reg.images) == 458 and hashes(reg.images) == hashes(data.holdout.tensors[0])
+    assert not hashes(reg.images) & hashes(data.val.tensors[0])  # not the split the search scores on
+    assert not hashes(reg.images) & hashes(data.train.tensors[0])  # nor what the supernet trains on
+    leaky = LandmarkRegularizer(landmarks[:2], data, LandmarkConfig(batch_source="val"))
+    assert torch.equal(leaky.images, data.val.tensors[0])
+    with pytest.raises(ShiftnasError, match="batch_source=holdout needs training images held out.*data.train_size"):
+        LandmarkRegularizer(landmarks[:2], load_dataset("digits", seed=0, image_size=16), LandmarkConfig())
+    with pytest.raises(ShiftnasError, match="landmarks.batch_source must be one of"):
+        LandmarkRegularizer(landmarks[:2], data, LandmarkConfig(batch_source="test"))
+
+
 def test_grow_keeps_the_identity_and_load_rounds_restores_the_set(compact_space, digits, landmarks):
+    digits = subset(digits, 64, 32)
     reg = LandmarkRegularizer(landmarks[:2], digits, LandmarkConfig())
     ident = reg.identity()
     added = reg.grow([Landmark(landmarks[2].arch, 75.0), Landmark(landmarks[0].arch, 1.0),

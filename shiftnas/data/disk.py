@@ -1,4 +1,4 @@
-"""Data sets read from local disk (never downloaded): ``cifar10``, ``cifar100`` and ``imagefolder:PATH``."""
+"""Data sets read from local disk: ``cifar10``, ``cifar100`` (torchvision may download them) and ``imagefolder:PATH``."""
 
 from __future__ import annotations
 
@@ -23,19 +23,21 @@ def _cifar(
     seed: int,
     val_fraction: float,
     image_size: int | None,
+    download: bool,
 ) -> DataSplits:
     """Official test set as test; a seeded stratified ``val_fraction`` of the official train set as val."""
     root_dir = Path(root or DEFAULT_ROOT).expanduser()
     try:
-        train = cls(str(root_dir), train=True, download=False)
+        train = cls(str(root_dir), train=True, download=download)
         test = cls(str(root_dir), train=False, download=False)
-    except RuntimeError:  # torchvision: "Dataset not found or corrupted" (its files fail the MD5 check)
+    except (RuntimeError, OSError) as err:  # torchvision: "Dataset not found or corrupted"; a failed download
+        if download:
+            raise DataError(f"cannot download {title} into {root_dir}: {' '.join(str(err).split())}") from None
         folder = root_dir / cls.base_folder
         problem = "is incomplete or corrupted (MD5 check failed)" if folder.is_dir() else "not found"
         raise DataError(
             f"{title} {problem} under {root_dir}: expected the extracted '{cls.base_folder}' folder "
-            f"(download it with torchvision.datasets.{cls.__name__}(root, download=True) "
-            "on a machine with internet)"
+            "(online, --set data.download=true lets torchvision download it)"
         ) from None
 
     def images(data: np.ndarray) -> torch.Tensor:  # uint8 N×H×W×C -> float N×C×H×W in [0, 1]
@@ -55,9 +57,10 @@ def cifar10(
     val_fraction: float = 0.1,
     test_fraction: float = 0.2,
     image_size: int | None = None,
+    download: bool = False,
 ) -> DataSplits:
     """CIFAR-10 from ``root`` (default ``~/.cache/shiftnas/data``); ``test_fraction`` is unused (official test)."""
-    return _cifar(datasets.CIFAR10, "cifar10", "CIFAR-10", 10, root, seed, val_fraction, image_size)
+    return _cifar(datasets.CIFAR10, "cifar10", "CIFAR-10", 10, root, seed, val_fraction, image_size, download)
 
 
 def cifar100(
@@ -67,9 +70,10 @@ def cifar100(
     val_fraction: float = 0.1,
     test_fraction: float = 0.2,
     image_size: int | None = None,
+    download: bool = False,
 ) -> DataSplits:
     """CIFAR-100 (fine labels) from ``root``; ``test_fraction`` is unused (official test set)."""
-    return _cifar(datasets.CIFAR100, "cifar100", "CIFAR-100", 100, root, seed, val_fraction, image_size)
+    return _cifar(datasets.CIFAR100, "cifar100", "CIFAR-100", 100, root, seed, val_fraction, image_size, download)
 
 
 def _read_folder(path: Path, size: int) -> tuple[torch.Tensor, np.ndarray, list[str]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -27,11 +27,13 @@ class DataSplits:
     image_size: int  # H (= W) of the stored tensors
     mean: tuple[float, float, float]  # per-channel normalisation applied to every split
     std: tuple[float, float, float]
+    holdout: TensorDataset | None = None  # train-pool images left out of train (``data.train_size``)
 
     def summary(self) -> str:
         """One line, e.g. ``mnist5k: 3500 train / 500 val / 1000 test, 10 classes, 28 px``."""
+        held = f" / {len(self.holdout)} held out" if self.holdout is not None and len(self.holdout) else ""
         return (
-            f"{self.name}: {len(self.train)} train / {len(self.val)} val / {len(self.test)} test, "
+            f"{self.name}: {len(self.train)} train / {len(self.val)} val / {len(self.test)} test{held}, "
             f"{self.num_classes} classes, {self.image_size} px"
         )
 
@@ -57,6 +59,24 @@ def carve(labels: np.ndarray, count: int, seed: int, name: str) -> tuple[np.ndar
         reason = " ".join(str(err).split())
         message = f"{name}: cannot carve {count} of {len(labels)} images stratified by class: {reason}"
         raise DataError(message) from None
+
+
+def limit_train(data: DataSplits, train_size: int | None, seed: int) -> DataSplits:
+    """Keep a seeded, stratified ``train_size`` of ``data.train`` as train; the rest becomes ``holdout``.
+
+    Normalisation stays that of the whole train pool, so the subset and the holdout share it.
+    ``None`` (or the whole pool) keeps every training image and leaves ``holdout`` empty.
+    """
+    images, labels = data.train.tensors
+    if train_size is None or train_size == len(labels):
+        return data
+    if not isinstance(train_size, int) or not 0 < train_size < len(labels):
+        raise ConfigError(f"data.train_size={train_size} must lie in 1..{len(labels)} "
+                          f"(the training pool of {data.name} after val and test)")
+    held, kept = carve(labels.numpy(), train_size, seed, data.name)
+    kept, held = np.sort(kept), np.sort(held)  # keep the pool's order inside each part
+    subset = TensorDataset(images[kept], labels[kept])
+    return replace(data, train=subset, holdout=TensorDataset(images[held], labels[held]))
 
 
 def split_three_ways(

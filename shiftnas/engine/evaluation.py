@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ..config import EvalConfig
 from ..data import DataSplits
@@ -39,15 +40,24 @@ def recalibrate_bn(model: nn.Module, images: torch.Tensor, batch_size: int = 100
 
 
 @torch.no_grad()
+def accuracy_and_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, resolution: int,
+                      batch_size: int = 100) -> tuple[float, float]:
+    """(top-1 accuracy in percent, mean cross-entropy) of ``model`` in eval mode."""
+    model.eval()
+    correct, loss = 0, 0.0
+    for start in range(0, len(labels), batch_size):
+        x, y = resize(images[start:start + batch_size], resolution), labels[start:start + batch_size]
+        logits = model(x)
+        correct += (logits.argmax(1) == y).sum().item()
+        loss += F.cross_entropy(logits, y, reduction="sum").item()
+    n = max(1, len(labels))
+    return 100.0 * correct / n, loss / n
+
+
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, resolution: int,
              batch_size: int = 100) -> float:
     """Top-1 accuracy in percent."""
-    model.eval()
-    correct = 0
-    for start in range(0, len(labels), batch_size):
-        x = resize(images[start:start + batch_size], resolution)
-        correct += (model(x).argmax(1) == labels[start:start + batch_size]).sum().item()
-    return 100.0 * correct / max(1, len(labels))
+    return accuracy_and_loss(model, images, labels, resolution, batch_size)[0]
 
 
 @dataclass

@@ -4,9 +4,11 @@ On disk a table is two files:
 
 * ``PATH`` (JSONL, append-only): one record per trained (architecture, seed)::
 
-      {"key", "arch", "seed", "val_accuracy", "test_accuracy", "seconds", "macs", "params"}
+      {"key", "arch", "seed", "val_accuracy", "test_accuracy", "val_loss", "test_loss", "seconds",
+       "macs", "params"}
 
-  ``arch`` is ``Arch.to_dict()``; accuracies in percent; ``macs``/``params`` are those of the
+  ``arch`` is ``Arch.to_dict()``; accuracies in percent, losses mean cross-entropy (tables made
+  before losses were recorded lack them); ``macs``/``params`` are those of the
   extracted subnet (``count_macs`` at batch 1, ``count_params``), identical for every seed.
 * ``PATH.with_suffix('.meta.json')``: what the records were made with: ``space``
   (``space.describe()``), ``data`` (summary, name, hash of the split labels), ``recipe`` and
@@ -24,7 +26,7 @@ import hashlib
 import io
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,13 +71,36 @@ def sample_architectures(space: SearchSpace, n: int, seed: int) -> list[Arch]:
     return list(archs.values())
 
 
+def sample_stratified(space: SearchSpace, n: int, seed: int, pool_factor: int = 20,
+                      num_classes: int = 10) -> list[Arch]:
+    """``n`` distinct architectures spread evenly over MACs: the smallest, the largest, and one
+    random architecture from each of ``n - 2`` equal-count MACs bins of a uniform random pool of
+    ``pool_factor * n`` architectures (so the sample covers the range a search explores)."""
+    pool = sample_architectures(space, max(n, pool_factor * n), seed)
+    ends, rest = pool[:2], pool[2:]
+    supernet = space.build_supernet(num_classes)
+    macs = np.array([count_macs(space.extract(supernet, a), space.input_size(a)) for a in rest])
+    bins = np.array_split(np.argsort(macs, kind="stable"), n - 2)
+    rng = np.random.default_rng(seed + 1)
+    return ends + [rest[int(rng.choice(b))] for b in bins if len(b)]
+
+
+def best_architectures(table: GroundTruthTable, k: int) -> list[Arch]:
+    """The ``k`` architectures of ``table`` with the highest mean test accuracy over their seeds."""
+    rows = sorted(table.rows(), key=lambda r: (-r["mean_test_accuracy"], r["key"]))
+    return [r["arch"] for r in rows[:k]]
+
+
 # ----------------------------------------------------------------------------- metadata
 
 def data_identity(data: DataSplits) -> dict[str, Any]:
     """The data set and its exact split (a hash of each split's labels; independent of image size)."""
     labels = {name: hashlib.sha1(getattr(data, name).tensors[1].numpy().tobytes()).hexdigest()
               for name in ("train", "val", "test")}
-    return {"name": data.name, "summary": data.summary(), "labels_sha1": labels}
+    identity = {"name": data.name, "summary": data.summary(), "labels_sha1": labels}
+    if data.holdout is not None and len(data.holdout):
+        identity["train_size"] = len(data.train)  # a subset of the pool: `data.train_size` rebuilds it
+    return identity
 
 
 def table_identity(space: SearchSpace, data: DataSplits, recipe: StandaloneRecipe) -> dict[str, Any]:
@@ -110,6 +135,15 @@ def _drop_partial_line(path: Path) -> None:
     if data and not data.endswith(b"\n"):
         with open(path, "r+b") as f:
             f.truncate(data.rfind(b"\n") + 1)
+
+
+def data_overrides(meta: dict[str, Any]) -> list[str]:
+    """``--set`` overrides that load the data split a table was made with (name, train subset)."""
+    data = meta.get("data") or {}
+    out = [f"data.dataset={data['name']}"] if data.get("name") else []
+    if data.get("train_size"):
+        out.append(f"data.train_size={data['train_size']}")
+    return out
 
 
 # ----------------------------------------------------------------------------- building
@@ -164,6 +198,7 @@ def _train_all(space: SearchSpace, data: DataSplits, recipe: StandaloneRecipe, t
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")  # fork after OpenMP has started can deadlock
+    data = replace(data, holdout=None)  # workers train on train and score val/test only: send no more
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
                              initargs=(space.describe(), data, recipe)) as pool:
         futures = {pool.submit(_train_in_worker, arch.to_dict(), int(seed)): (seed, arch) for seed, arch in todo}

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 from ..data import DataSplits
+from ..errors import ConfigError
 from ..search_spaces import Arch, SearchSpace
 from .batching import resize
 
@@ -43,7 +44,7 @@ class LandmarkConfig:
     warmup_fraction: float = 0.5       # T_w = floor(fraction · epochs): no ranking loss before it
     pairs_per_step: int = 1            # landmark pairs per training step
     pair_sampling: str = "code"        # code: a~U{0..M-2}, b~U{a+1..M-1} | uniform_pairs (C2)
-    use_validation_batch: bool = True  # regulariser batch from the val split, else from train (C3)
+    batch_source: str = "holdout"      # regulariser batch (C3): holdout (train pool, not trained on) | val | train
     loss: str = "relu"                 # φ: relu (mae_relu) | softplus
     softplus_beta: float = 5.0         # β of φ = softplus (the code's mae_softplus_beta5)
     batch_size: int = 64               # images in the regulariser batch
@@ -51,6 +52,28 @@ class LandmarkConfig:
     per_round: int = 5                 # current-best architectures added as landmarks after each round
     round_pop_size: int = 16           # NSGA-II that finds the current best: population
     round_generations: int = 4         # ... and generations
+
+
+BATCH_SOURCES = ("holdout", "val", "train")
+
+
+def regularizer_batch_source(data: DataSplits, source: str) -> TensorDataset:
+    """The split the landmark loss draws its batches from.
+
+    ``holdout`` (default): training-pool images the supernet is not trained on (``data.train_size``
+    below the pool), so the regulariser sees neither the val split the search scores on nor the
+    training batches. ``val`` is the landmark code's choice and leaks the search's own split.
+    """
+    if source not in BATCH_SOURCES:
+        raise ConfigError(f"landmarks.batch_source must be one of {', '.join(BATCH_SOURCES)}, got '{source}'")
+    if source == "holdout":
+        if data.holdout is None or len(data.holdout) == 0:
+            raise ConfigError(
+                f"landmarks.batch_source=holdout needs training images held out of train: set "
+                f"data.train_size below the {len(data.train)} of {data.name}'s training pool "
+                "(or landmarks.batch_source=val, which draws on the split the search scores on)")
+        return data.holdout
+    return data.val if source == "val" else data.train
 
 
 def sort_landmarks(landmarks: Sequence[Landmark]) -> list[Landmark]:
@@ -194,8 +217,7 @@ class LandmarkRegularizer:
         # validate the options early rather than at the first step after warm-up
         pairwise_hinge(torch.zeros(()), torch.zeros(()), self.cfg.loss, self.cfg.softplus_beta)
         sample_pairs(2, 1, self.cfg.pair_sampling, np.random.default_rng(0))
-        held_out: TensorDataset = data.val if self.cfg.use_validation_batch else data.train
-        self.images, self.labels = held_out.tensors
+        self.images, self.labels = regularizer_batch_source(data, self.cfg.batch_source).tensors
         self.seed = seed
         self.epoch: int | None = None
         self.rng = np.random.default_rng(0)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from ..data import DataSplits
 from ..search_spaces import Arch, SearchSpace
 from .batching import iterate_batches, resize
-from .evaluation import accuracy
+from .evaluation import accuracy_and_loss
 from .training import lr_at, make_optimizer
 
 
@@ -77,9 +77,10 @@ def train_standalone(space: SearchSpace, arch: Arch, data: DataSplits, recipe: S
                      seed: int) -> dict[str, float]:
     """Train a fresh network of ``arch`` alone on ``data.train``; deterministic for a given ``seed``.
 
-    Returns ``{'val_accuracy', 'test_accuracy', 'seconds'}`` (accuracies in percent, BN running
-    statistics from training, no recalibration). ``test_accuracy`` is the ground truth that
-    supernet rankings are compared against; ``val_accuracy`` is reported for reference only.
+    Returns ``{'val_accuracy', 'test_accuracy', 'val_loss', 'test_loss', 'seconds'}`` (accuracies in
+    percent, mean cross-entropy; BN running statistics from training, no recalibration).
+    ``test_accuracy`` is the ground truth that supernet rankings are compared against (``test_loss``
+    its continuous, less granular companion); the val numbers are reported for reference only.
     """
     model = fresh_subnet(space, arch, data.num_classes, seed)
     start = time.perf_counter()
@@ -91,6 +92,7 @@ def train_standalone(space: SearchSpace, arch: Arch, data: DataSplits, recipe: S
     for epoch in range(recipe.epochs):
         train_epoch(model, optimizer, images, labels, recipe, seed, epoch, total_steps)
     model.eval()
-    val = accuracy(model, *data.val.tensors, arch.resolution)
-    test = accuracy(model, *data.test.tensors, arch.resolution)
-    return {"val_accuracy": val, "test_accuracy": test, "seconds": time.perf_counter() - start}
+    val, val_loss = accuracy_and_loss(model, *data.val.tensors, arch.resolution)
+    test, test_loss = accuracy_and_loss(model, *data.test.tensors, arch.resolution)
+    return {"val_accuracy": val, "test_accuracy": test, "val_loss": val_loss, "test_loss": test_loss,
+            "seconds": time.perf_counter() - start}
