@@ -266,6 +266,7 @@ def groundtruth(out: Path = typer.Option(Path("groundtruth/compact-mbv3_fashion.
                 seeds: str = typer.Option("0,1", help="Comma-separated training seeds per architecture."),
                 epochs: int = typer.Option(8, help="Stand-alone training epochs (the fixed recipe)."),
                 lr: float = typer.Option(0.05, help="Stand-alone learning rate."),
+                batch_size: int = typer.Option(64, help="Stand-alone batch size."),
                 sample_seed: int = typer.Option(0, help="Seed of the architecture sample."),
                 threads: int = typer.Option(1, help="torch threads (with --workers 1)."),
                 workers: int = typer.Option(1, help="Architectures trained at once, one process and one thread each."),
@@ -298,7 +299,7 @@ def groundtruth(out: Path = typer.Option(Path("groundtruth/compact-mbv3_fashion.
         archs = sample_stratified(sp, samples, sample_seed, num_classes=ds.num_classes)
     else:
         archs = sample_architectures(sp, samples, sample_seed)
-    recipe = StandaloneRecipe(epochs=epochs, lr=lr)
+    recipe = StandaloneRecipe(epochs=epochs, lr=lr, batch_size=batch_size)
     with pipeline.progress_bar("stand-alone training", len(archs) * len(seed_list)) as update:
         table = build_groundtruth(sp, ds, archs, recipe, seed_list, out, workers=workers,
                                   progress=lambda done, total, rec: update(done, info=rec["key"][:40]))
