@@ -28,10 +28,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shiftnas.engine.latency_dataset import (LatencyDataset, build_latency_dataset, reference_models,
-                                             stratified_sample)
-from shiftnas.engine.latency_source import PredictedLatency
-from shiftnas.hardware import LatencyConfig, count_macs, export_onnx, measure_latency
+from shiftnas.config import LatencyConfig
+from shiftnas.engine.evaluation.latency import PredictedLatency
+from shiftnas.engine.evaluation.latency_dataset import (
+    LatencyDataset,
+    build_latency_dataset,
+    reference_models,
+    stratified_sample,
+)
+from shiftnas.hardware import count_macs, export_onnx, measure_latency
 from shiftnas.predictors.latency import CANDIDATES, fit_latency_predictor, prediction_errors, predictor_from_dataset
 from shiftnas.search_spaces import get_space
 
@@ -54,7 +59,7 @@ def stability(space_name: str, n_subnets: int, repeats: int, threads: int, base:
     models = [(a, export_onnx(space.extract(net, a), (1, *space.input_size(a))), space.input_size(a)) for a in archs]
     naive, median, ratio = ([[] for _ in archs] for _ in range(3))
     for _ in range(repeats):
-        for i, (arch, onnx_bytes, chw) in enumerate(models):
+        for i, (_arch, onnx_bytes, chw) in enumerate(models):
             r = measure_latency(onnx_bytes, chw, cfg, refs)
             naive[i].append(r.block_medians_ms[0])
             median[i].append(r.median_ms)

@@ -24,13 +24,13 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from shiftnas.config import EvalConfig, TrainConfig
+from shiftnas.config import EvalConfig, LatencyConfig, TrainConfig
 from shiftnas.data import load_dataset
-from shiftnas.engine.batching import resize
 from shiftnas.engine.checkpoint import load_supernet_weights, read_checkpoint
-from shiftnas.engine.evaluation import SubnetEvaluator, accuracy
-from shiftnas.engine.training import train_supernet
-from shiftnas.hardware import LatencyConfig, deployable, export_onnx, hardware_fingerprint, make_session
+from shiftnas.engine.evaluation.subnet import SubnetEvaluator, accuracy
+from shiftnas.engine.tensors import resize
+from shiftnas.engine.training.supernet import train_supernet
+from shiftnas.hardware import deployable, export_onnx, hardware_fingerprint, make_session
 from shiftnas.search_spaces import get_space
 
 RESULTS = Path(__file__).parent / "results"

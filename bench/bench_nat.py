@@ -39,18 +39,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shiftnas.config import EvalConfig, ShiftConfig, TrainConfig
+from shiftnas.config import EvalConfig, FinetuneRecipe, NATConfig, ShiftConfig, TrainConfig
 from shiftnas.data import load_dataset
-from shiftnas.engine.archive import Archive
-from shiftnas.engine.evaluation import SubnetEvaluator
-from shiftnas.engine.finetune import FinetuneRecipe, finetune
-from shiftnas.engine.metrics import ArchitectureMetrics
-from shiftnas.engine.nat import NATSearch
-from shiftnas.engine.nat_config import NATConfig
-from shiftnas.engine.objectives import needed_metrics, resolve_objectives
-from shiftnas.engine.search import normalized_hypervolume
-from shiftnas.engine.shifting import make_shift_strategy
-from shiftnas.engine.training import train_supernet
+from shiftnas.engine.evaluation.metrics import ArchitectureMetrics
+from shiftnas.engine.evaluation.objectives import needed_metrics, resolve_objectives
+from shiftnas.engine.evaluation.subnet import SubnetEvaluator
+from shiftnas.engine.search.archive import Archive
+from shiftnas.engine.search.base import SearchFiles, SearchProblem, normalized_hypervolume
+from shiftnas.engine.search.nat import NATSearch
+from shiftnas.engine.search.shifting import NoShift, make_shift_strategy
+from shiftnas.engine.training.finetune import finetune
+from shiftnas.engine.training.supernet import train_supernet
 from shiftnas.predictors.surrogate import fit_quality, make_surrogate
 from shiftnas.report import pick
 from shiftnas.search_spaces import Arch, get_space
@@ -115,8 +114,10 @@ def run_seed(seed: int, epochs: int, dataset: str) -> dict:
         metrics = ArchitectureMetrics(evaluator, None, needed_metrics(objectives, []))
         shift = make_shift_strategy(space, evaluator, data, SHIFTED[name], seed=seed) if name in SHIFTED else None
         run_dir = workdir / name.replace(" ", "")
-        search = NATSearch(space, metrics, objectives, [], NATConfig(**{**SCALE, **overrides}), seed=seed,
-                           run_dir=run_dir, log=Archive(run_dir / "archive.jsonl"), shift=shift)
+        problem = SearchProblem(space, metrics, objectives, [], Archive(run_dir / "archive.jsonl"), seed=seed,
+                                shift=shift or NoShift(),
+                                files=SearchFiles(run_dir / "nat_state.json", run_dir / "nat_supernet.pt"))
+        search = NATSearch(problem, NATConfig(**{**SCALE, **overrides}))
         result, seconds = timed(run_dir / "search.seconds", search.run)
         finals[name] = (result, evaluator)
         out["runs"][name] = {"history": result.hv_history, "seconds": seconds,

@@ -32,21 +32,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shiftnas.config import EvalConfig, ShiftConfig, TrainConfig
+from shiftnas.config import EvalConfig, LandmarkConfig, ShiftConfig, TrainConfig
 from shiftnas.data import load_dataset
-from shiftnas.engine.archive import Archive
-from shiftnas.engine.evaluation import SubnetEvaluator
-from shiftnas.engine.groundtruth import GroundTruthTable, meta_path
-from shiftnas.engine.landmark_rounds import LandmarkGrowth, search_current_best, table_ground_truth
-from shiftnas.engine.landmarks import LandmarkConfig, LandmarkRegularizer, select_landmarks
-from shiftnas.engine.metrics import ArchitectureMetrics
-from shiftnas.engine.objectives import needed_metrics, resolve_objectives
-from shiftnas.engine.ranking_eval import rank_supernet
-from shiftnas.engine.search import NSGA2Search, SearchSettings
-from shiftnas.engine.shifting import make_shift_strategy
-from shiftnas.predictors.ranking import ranking_report
-from shiftnas.engine.training import train_supernet
+from shiftnas.engine.evaluation.metrics import ArchitectureMetrics
+from shiftnas.engine.evaluation.objectives import needed_metrics, resolve_objectives
+from shiftnas.engine.evaluation.subnet import SubnetEvaluator
+from shiftnas.engine.groundtruth.ranking import rank_supernet
+from shiftnas.engine.groundtruth.table import GroundTruthTable, meta_path, table_ground_truth
+from shiftnas.engine.search.archive import Archive
+from shiftnas.engine.search.base import SearchProblem
+from shiftnas.engine.search.nsga2 import NSGA2Search, current_best_proposer
+from shiftnas.engine.search.shifting import make_shift_strategy
+from shiftnas.engine.training.landmarks import LandmarkGrowth, LandmarkRegularizer, select_landmarks
+from shiftnas.engine.training.supernet import train_supernet
 from shiftnas.io import atomic_write_json, atomic_write_text
+from shiftnas.predictors.ranking import ranking_report
 from shiftnas.search_spaces import Arch, get_space
 
 RESULTS = Path(__file__).parent / "results"
@@ -60,8 +60,9 @@ def search(space, net, data, eval_cfg, strategy: str, args, seed: int):
     objectives = resolve_objectives(["error", "macs"])
     evaluator = SubnetEvaluator(space, net, data, eval_cfg, seed=seed)
     shift = make_shift_strategy(space, evaluator, data, ShiftConfig(strategy, keep_checkpoints=False), seed=seed)
-    result = NSGA2Search(space, ArchitectureMetrics(evaluator, None, needed_metrics(objectives, [])), objectives,
-                         [], Archive(), SearchSettings(args.pop_size, args.generations, seed), shift=shift).run()
+    problem = SearchProblem(space, ArchitectureMetrics(evaluator, None, needed_metrics(objectives, [])), objectives,
+                            [], Archive(), seed=seed, shift=shift)
+    result = NSGA2Search(problem, args.pop_size, args.generations).run()
     best = min(result.front, key=lambda r: (r["metrics"]["error"], r["metrics"]["mmacs"]))
     return Arch.from_dict(best["arch"]), 100.0 - best["metrics"]["error"], shift.passes
 
@@ -135,7 +136,7 @@ def main() -> None:
             growth = None
             if rounds > 1:
                 growth = LandmarkGrowth(space, net, regularizer, train_cfg.epochs,
-                                        search_current_best(space, data, eval_cfg, args.pop_size, 4, seed), truth)
+                                        current_best_proposer(space, data, eval_cfg, args.pop_size, 4, seed), truth)
             train_supernet(space, net, data, train_cfg, workdir / f"{variant}_{seed}.pt", seed=seed,
                            regularizer=regularizer, after_epoch=growth)
             per[variant] = {"landmarks": len(regularizer.landmarks)}
@@ -187,7 +188,7 @@ def write_markdown(out: dict, results: Path) -> None:
                      + f" | {cell(picked) if picked else '-'} | {round(statistics.mean(passes)) if passes else '-'} |")
     rel = out.get("groundtruth_seed0_vs_seed1")
     if rel:
-        lines.append(f"| *ground truth: seed 0 vs seed 1* | " + " | ".join(
+        lines.append("| *ground truth: seed 0 vs seed 1* | " + " | ".join(
             f"{rel[k]:.3f}" if k in rel else "-" for k in KEYS) + f" | ({int(rel['n'])} architectures) | |")
     atomic_write_text(results / "ranking.md", "\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -29,14 +29,15 @@ import torch
 
 from shiftnas.config import EvalConfig, ShiftConfig, TrainConfig
 from shiftnas.data import load_dataset
-from shiftnas.engine.archive import Archive
 from shiftnas.engine.checkpoint import reset_classifier
-from shiftnas.engine.evaluation import SubnetEvaluator
-from shiftnas.engine.metrics import ArchitectureMetrics
-from shiftnas.engine.objectives import needed_metrics, resolve_objectives
-from shiftnas.engine.search import NSGA2Search, SearchSettings
-from shiftnas.engine.shifting import make_shift_strategy
-from shiftnas.engine.training import train_supernet
+from shiftnas.engine.evaluation.metrics import ArchitectureMetrics
+from shiftnas.engine.evaluation.objectives import needed_metrics, resolve_objectives
+from shiftnas.engine.evaluation.subnet import SubnetEvaluator
+from shiftnas.engine.search.archive import Archive
+from shiftnas.engine.search.base import SearchProblem
+from shiftnas.engine.search.nsga2 import NSGA2Search
+from shiftnas.engine.search.shifting import make_shift_strategy
+from shiftnas.engine.training.supernet import train_supernet
 from shiftnas.search_spaces import Arch, get_space
 
 RESULTS = Path(__file__).parent / "results"
@@ -47,8 +48,9 @@ def search(space, net, data, shift_cfg, args, seed):
     evaluator = SubnetEvaluator(space, net, data, EvalConfig(), seed=seed)
     shift = make_shift_strategy(space, evaluator, data, shift_cfg, seed=seed)
     t0 = time.time()
-    result = NSGA2Search(space, ArchitectureMetrics(evaluator, None, needed_metrics(objectives, [])), objectives,
-                         [], Archive(), SearchSettings(args.pop_size, args.generations, seed), shift=shift).run()
+    problem = SearchProblem(space, ArchitectureMetrics(evaluator, None, needed_metrics(objectives, [])), objectives,
+                            [], Archive(), seed=seed, shift=shift)
+    result = NSGA2Search(problem, args.pop_size, args.generations).run()
     pick = min(result.front, key=lambda r: (r["metrics"]["error"], r["metrics"]["mmacs"]))
     test = {r["key"]: evaluator.score(Arch.from_dict(r["arch"]), "test").accuracy for r in result.front}
     return {"picked": pick["key"], "picked_test_accuracy": test[pick["key"]], "best_front_test_accuracy": max(test.values()),

@@ -13,6 +13,8 @@ from rich.console import Console
 from .config import RunConfig, load_config
 from .errors import ShiftnasError
 
+# Everything heavy (torch, the engine) is imported inside the commands, so `shiftnas --help` is quick.
+
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Multi-objective, hardware-aware NAS over OFA-style elastic supernets.")
 err = Console(stderr=True)
@@ -54,15 +56,6 @@ ShiftOpt = typer.Option(None, "--shift", help="Train the supernet during the sea
                         "per_candidate | region (options under --set shift.KEY=...).")
 
 
-def space_overrides(checkpoint: dict) -> list[str]:
-    """``space.*`` overrides that rebuild the space a shiftnas checkpoint was trained in."""
-    described = checkpoint.get("space") or {}
-    out = [f"space.name={described['name']}"] if described.get("name") else []
-    if described.get("resolutions"):
-        out.append(f"space.resolutions={described['resolutions']}")
-    return out
-
-
 def build_config(config: Optional[Path], sets: Optional[List[str]], **options) -> RunConfig:
     """Config file, then --set overrides, then the explicit options (the most specific wins)."""
     names = {"shift": "shift.strategy", "out": "out", "seed": "seed", "checkpoint": "checkpoint", "data": "data.dataset",
@@ -97,12 +90,12 @@ def run(config: Optional[Path] = ConfigOpt, sets: Optional[List[str]] = SetOpt, 
         shift: Optional[str] = ShiftOpt, latency: Optional[str] = LatencyOpt, dask: Optional[str] = DaskOpt,
         mode: Optional[str] = ModeOpt) -> None:
     """Train a supernet, search it with NSGA-II, write the Pareto front and export the picked subnet."""
-    from . import pipeline
+    from .pipeline.run import run as run_pipeline
 
     cfg = build_config(config, sets, out=out, data=data, space=space, seed=seed, checkpoint=checkpoint,
                        epochs=epochs, generations=generations, pop_size=pop_size, objectives=objectives,
                        constraints=constraint, pick=pick, shift=shift, latency=latency, dask=dask, mode=mode)
-    summary = pipeline.run(cfg)
+    summary = run_pipeline(cfg)
     err.print(f"done in {summary['seconds'] / 60:.1f} min; results in {cfg.out}")
 
 
@@ -110,12 +103,11 @@ def run(config: Optional[Path] = ConfigOpt, sets: Optional[List[str]] = SetOpt, 
 @user_errors
 def resume(run_dir: Path = typer.Argument(..., help="The run directory of an interrupted `shiftnas run`.")) -> None:
     """Continue an interrupted run with its saved config (same as re-running the original command)."""
-    from . import pipeline
+    from .pipeline.run import run as run_pipeline
+    from .pipeline.rundir import RunDir
 
-    if not (run_dir / "config.yaml").is_file():
-        raise ShiftnasError(f"{run_dir} is not a shiftnas run directory (config.yaml is missing)")
-    cfg = load_config(run_dir / "config.yaml", [f"out={run_dir}"])
-    summary = pipeline.run(cfg)
+    cfg = RunDir(run_dir).load_config()
+    summary = run_pipeline(cfg)
     err.print(f"done in {summary['seconds'] / 60:.1f} min; results in {cfg.out}")
 
 
@@ -125,13 +117,13 @@ def train(config: Optional[Path] = ConfigOpt, sets: Optional[List[str]] = SetOpt
           data: Optional[str] = DataOpt, space: Optional[str] = SpaceOpt, seed: Optional[int] = SeedOpt,
           epochs: Optional[int] = typer.Option(None, help="Supernet training epochs.")) -> None:
     """Train an elastic supernet (sandwich rule + in-place distillation); writes <out>/supernet.pt."""
-    from . import pipeline
+    from .pipeline.context import prepare
+    from .pipeline.run import train_stage
 
     cfg = build_config(config, sets, out=out, data=data, space=space, seed=seed, epochs=epochs)
-    ctx = pipeline.prepare(cfg)
-    pipeline.write_manifest(ctx)
-    pipeline.train_stage(ctx)
-    err.print(f"supernet: {ctx.run_dir / pipeline.SUPERNET_FILE}")
+    ctx = prepare(cfg)
+    train_stage(ctx)
+    err.print(f"supernet: {ctx.rundir.supernet}")
 
 
 @app.command()
@@ -147,12 +139,12 @@ def search(checkpoint: str = typer.Option(..., help="Supernet checkpoint (shiftn
            shift: Optional[str] = ShiftOpt, latency: Optional[str] = LatencyOpt,
            dask: Optional[str] = DaskOpt, mode: Optional[str] = ModeOpt) -> None:
     """Search a trained supernet with NSGA-II; writes the front, plots and the picked subnet's ONNX."""
-    from . import pipeline
+    from .pipeline.run import run as run_pipeline
 
     cfg = build_config(config, sets, out=out, data=data, space=space, seed=seed, checkpoint=checkpoint,
                        generations=generations, pop_size=pop_size, objectives=objectives,
                        constraints=constraint, pick=pick, shift=shift, latency=latency, dask=dask, mode=mode)
-    pipeline.run(cfg)  # with cfg.checkpoint set, the supernet is loaded, not trained
+    run_pipeline(cfg)  # with cfg.checkpoint set, the supernet is loaded, not trained
 
 
 @app.command()
@@ -168,24 +160,26 @@ def transfer(supernet: str = typer.Option(..., help="A supernet trained on anoth
              objectives: Optional[str] = typer.Option(None, help="Comma-separated: error,latency,macs,params."),
              constraint: Optional[List[str]] = typer.Option(None, help="e.g. 'latency<=5ms' (repeatable).")) -> None:
     """Transfer a supernet to a new data set: reset its classifier and train it through the shifting search."""
-    from . import pipeline
     from .engine.checkpoint import read_checkpoint
+    from .pipeline.run import run as run_pipeline
+    from .pipeline.groundtruth import space_overrides
 
     base = ["reset_classifier=true", f"shift.trainable={train}", "shift.lr=0.05", "shift.steps=10"]
     base += space_overrides(read_checkpoint(supernet))
     cfg = build_config(config, base + list(sets or []), out=out or "runs/transfer", data=data, seed=seed,
                        checkpoint=supernet, generations=generations, pop_size=pop_size, objectives=objectives,
                        constraints=constraint, shift=shift)
-    pipeline.run(cfg)  # with cfg.checkpoint set, the supernet is loaded, not trained
+    run_pipeline(cfg)  # with cfg.checkpoint set, the supernet is loaded, not trained
 
 
 @app.command()
 @user_errors
 def export(run_dir: Path = typer.Argument(..., help="A run directory made by `shiftnas run` or `search`."),
-           pick: str = typer.Option("knee", help="knee | max-acc | min-latency | trade-off | an architecture key from pareto.csv"),
+           pick: str = typer.Option("knee", help="knee | max-acc | min-latency | trade-off | an architecture key "
+                                    "from pareto.csv"),
            out: Optional[Path] = typer.Option(None, help="ONNX file (default <run>/subnet_<pick>.onnx).")) -> None:
     """Export a subnet of a finished run's Pareto front to ONNX (parity-checked against PyTorch)."""
-    from .export_run import export_from_run
+    from .pipeline.export import export_from_run
 
     info = export_from_run(run_dir, pick, out)
     err.print(f"{info['key']} -> {info['onnx']} (parity max abs diff {info['parity_max_abs_diff']:.2e})")
@@ -196,17 +190,19 @@ def export(run_dir: Path = typer.Argument(..., help="A run directory made by `sh
 def finetune(run_dir: Path = typer.Argument(..., help="A run directory made by `shiftnas run` or `search`."),
              pick: str = typer.Option("knee", help="front (every subnet of the front) | knee | max-acc | "
                                       "min-latency | trade-off | an architecture key from pareto.csv"),
-             max_epochs: int = typer.Option(30, help="Phase 1: most epochs (the cosine schedule's length)."),
-             patience: int = typer.Option(5, help="Phase 1: stop when the val loss has not improved this long."),
-             lr: float = typer.Option(0.01, help="SGD learning rate."),
+             max_epochs: Optional[int] = typer.Option(None, help="Phase 1: most epochs (the cosine schedule's "
+                                                      "length; default 30)."),
+             patience: Optional[int] = typer.Option(None, help="Phase 1: stop when the val loss has not improved "
+                                                    "this long (default 5)."),
+             lr: Optional[float] = typer.Option(None, help="SGD learning rate (default 0.01)."),
              seed: int = typer.Option(0, help="Seed of the batch order.")) -> None:
     """Fine-tune chosen subnets in two phases (epochs found on train/val, then train+val); export to ONNX."""
-    from .engine.finetune import FinetuneRecipe
-    from .finetune_run import finetune_from_run
+    from .config import FinetuneRecipe
+    from .pipeline.finetune import finetune_from_run
 
-    if max_epochs < 1 or patience < 1 or lr <= 0:
-        raise ShiftnasError("--max-epochs and --patience must be >= 1 and --lr > 0")
-    finetune_from_run(run_dir, pick, FinetuneRecipe(epochs=max_epochs, patience=patience, lr=lr), seed=seed)
+    given = {"epochs": max_epochs, "patience": patience, "lr": lr}
+    recipe = FinetuneRecipe(**{k: v for k, v in given.items() if v is not None})
+    finetune_from_run(run_dir, pick, recipe, seed=seed)
 
 
 @app.command()
@@ -222,41 +218,50 @@ def profile(model: Optional[Path] = typer.Argument(None, help="An ONNX model fil
             seed: int = typer.Option(0, help="With --space: seed of the architecture sample."),
             dask: Optional[str] = typer.Option(None, help="With --space: measure on the Dask workers of this "
                                                "scheduler (started with --resources latency=1)."),
-            threads: int = typer.Option(1, help="ONNX Runtime intra-op threads."),
-            batch_size: int = typer.Option(1, help="Batch size of the timed input."),
-            repeats: int = typer.Option(3, help="Timed blocks, each in a fresh session."),
-            runs: int = typer.Option(50, help="Timed runs per block."),
-            warmup: int = typer.Option(10, help="Warm-up runs per block."),
-            references: int = typer.Option(3, help="With --space: reference subnets interleaved with each "
-                                           "candidate (0-3)."),
-            provider: str = typer.Option("CPUExecutionProvider", help="CPUExecutionProvider | "
-                                         "CUDAExecutionProvider | TensorrtExecutionProvider."),
+            threads: Optional[int] = typer.Option(None, help="ONNX Runtime intra-op threads (default 1)."),
+            batch_size: Optional[int] = typer.Option(None, help="Batch size of the timed input (default 1)."),
+            repeats: Optional[int] = typer.Option(None, help="Timed blocks, each in a fresh session (default 3)."),
+            runs: Optional[int] = typer.Option(None, help="Timed runs per block (default 30)."),
+            warmup: Optional[int] = typer.Option(None, help="Warm-up runs per block (default 10)."),
+            references: Optional[int] = typer.Option(None, help="With --space: reference subnets interleaved "
+                                                     "with each candidate (0-3, default 3)."),
+            provider: Optional[str] = typer.Option(None, help="CPUExecutionProvider (default) | "
+                                                   "CUDAExecutionProvider | TensorrtExecutionProvider."),
             nodes: bool = typer.Option(True, help="For a model: also show ONNX Runtime's per-node profile."),
             plot: Optional[Path] = typer.Option(None, help="For a model: per-node bar chart PNG "
                                                 "(default <model>.profile.png).")) -> None:
     """Latency on this machine: of one ONNX model (with a per-node profile), or of a space (a dataset)."""
-    from .hardware.latency import LatencyConfig
+    from .config import LatencyConfig, build
 
-    cfg = LatencyConfig(intra_threads=threads, warmup=warmup, repeats=repeats, runs=runs, batch_size=batch_size,
-                        provider=provider, references=references)
+    given = {"intra_threads": threads, "warmup": warmup, "repeats": repeats, "runs": runs, "batch_size": batch_size,
+             "provider": provider, "references": references}
+    cfg = build(LatencyConfig, {k: v for k, v in given.items() if v is not None}, "")
     if (model is None) == (space is None):
         raise ShiftnasError("give either an ONNX model or --space SPACE --out DEVICE.json")
     if model is not None:
-        from .profile_model import profile_onnx_file
+        from .pipeline.profile import profile_onnx_file
 
         profile_onnx_file(model, cfg, nodes=nodes, plot=plot)
         return
     if out is None:
         raise ShiftnasError("--space needs --out DEVICE.json (where the latency dataset is written)")
-    from .profile_space import profile_space
+    from .pipeline.profile import profile_space
 
     profile_space(space, out, samples, cfg, resolutions=resolutions, seed=seed, dask=dask)
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ShiftnasError(f"{option} must be comma-separated integers, got '{text}'") from None
 
 
 @app.command()
 @user_errors
 def groundtruth(out: Path = typer.Option(Path("groundtruth/compact-mbv3_fashion.jsonl"), "--out", "-o",
-                                         help="Append-only JSONL table (a .meta.json and a .csv are written beside it)."),
+                                         help="Append-only JSONL table (a .meta.json and a .csv are written "
+                                         "beside it)."),
                 data: str = typer.Option("fashion-mnist", "--data", help="Data set the architectures are trained on."),
                 space: str = typer.Option("compact-mbv3", "--space", help="Search space to sample."),
                 samples: int = typer.Option(100, help="Architectures (the smallest and largest included)."),
@@ -264,9 +269,9 @@ def groundtruth(out: Path = typer.Option(Path("groundtruth/compact-mbv3_fashion.
                 best: Optional[int] = typer.Option(None, help="Instead of sampling: the BEST architectures of "
                                                    "the existing table (e.g. a third seed for the top 20)."),
                 seeds: str = typer.Option("0,1", help="Comma-separated training seeds per architecture."),
-                epochs: int = typer.Option(8, help="Stand-alone training epochs (the fixed recipe)."),
-                lr: float = typer.Option(0.05, help="Stand-alone learning rate."),
-                batch_size: int = typer.Option(64, help="Stand-alone batch size."),
+                epochs: Optional[int] = typer.Option(None, help="Stand-alone training epochs (the fixed recipe)."),
+                lr: Optional[float] = typer.Option(None, help="Stand-alone learning rate."),
+                batch_size: Optional[int] = typer.Option(None, help="Stand-alone batch size."),
                 sample_seed: int = typer.Option(0, help="Seed of the architecture sample."),
                 threads: int = typer.Option(1, help="torch threads (with --workers 1)."),
                 workers: int = typer.Option(1, help="Architectures trained at once, one process and one thread each."),
@@ -275,53 +280,18 @@ def groundtruth(out: Path = typer.Option(Path("groundtruth/compact-mbv3_fashion.
                 sets: Optional[List[str]] = SetOpt) -> None:
     """Train a sample of architectures stand-alone with a fixed recipe: the ground truth for ranking (resumable)."""
     if report is not None:
-        _groundtruth_report(report)
+        from .pipeline.groundtruth import write_reliability
+
+        typer.echo(write_reliability(report))
         return
-    import torch
+    from .config import StandaloneRecipe
+    from .pipeline.groundtruth import build_table
 
-    from . import pipeline
-    from .engine.groundtruth import (GroundTruthTable, best_architectures, build_groundtruth,
-                                     sample_architectures, sample_stratified)
-    from .engine.standalone import StandaloneRecipe
-
-    if sampling not in ("stratified", "uniform"):
-        raise ShiftnasError(f"--sampling must be 'stratified' or 'uniform', got '{sampling}'")
-    seed_list = [int(x) for x in seeds.split(",") if x.strip()]
-    cfg = build_config(None, list(sets or []), data=data, space=space)
-    torch.set_num_threads(threads)
-    sp = pipeline.build_space(cfg)
-    ds = pipeline.load_data(cfg)
-    if best is not None:
-        if not out.is_file():
-            raise ShiftnasError(f"--best needs an existing table: {out} not found")
-        archs = best_architectures(GroundTruthTable(out), best)
-    elif sampling == "stratified":
-        archs = sample_stratified(sp, samples, sample_seed, num_classes=ds.num_classes)
-    else:
-        archs = sample_architectures(sp, samples, sample_seed)
-    recipe = StandaloneRecipe(epochs=epochs, lr=lr, batch_size=batch_size)
-    with pipeline.progress_bar("stand-alone training", len(archs) * len(seed_list)) as update:
-        table = build_groundtruth(sp, ds, archs, recipe, seed_list, out, workers=workers,
-                                  progress=lambda done, total, rec: update(done, info=rec["key"][:40]))
-    csv_path = table.write_csv(out.with_suffix(".csv"))
-    err.print(f"{len(table.rows())} architectures in {out} (summary: {csv_path})")
-
-
-def _groundtruth_report(path: Path) -> None:
-    """Print the reliability of the table at ``path`` and write it to ``PATH.reliability.{json,md}``."""
-    from .engine.groundtruth import GroundTruthTable
-    from .engine.reliability import reliability_report, report_markdown
-    from .io import atomic_write_json, atomic_write_text
-
-    if not path.is_file():
-        raise ShiftnasError(f"ground-truth table not found: {path}")
-    table = GroundTruthTable(path)
-    metrics = ["test_accuracy"] + (["test_loss"] if all("test_loss" in r for r in table.records) else [])
-    reports = [reliability_report(table, m) for m in metrics]
-    text = report_markdown(table, reports)
-    atomic_write_json(path.with_suffix(".reliability.json"), {"table": path.name, "reports": reports})
-    atomic_write_text(path.with_suffix(".reliability.md"), text)
-    typer.echo(text)
+    cfg = build_config(None, list(sets or []) + [f"threads={threads}"], data=data, space=space)
+    given = {"epochs": epochs, "lr": lr, "batch_size": batch_size}
+    recipe = StandaloneRecipe(**{k: v for k, v in given.items() if v is not None})
+    build_table(cfg, out, recipe, _int_list(seeds, "--seeds"), samples, sampling=sampling, best=best,
+                sample_seed=sample_seed, workers=workers)
 
 
 @app.command()
@@ -331,35 +301,9 @@ def rank(supernet: str = typer.Option(..., help="Supernet checkpoint (shiftnas f
          out: Optional[Path] = typer.Option(None, help="Write the report (and per-architecture scores) as JSON."),
          sets: Optional[List[str]] = SetOpt) -> None:
     """How well a supernet ranks architectures against stand-alone ground truth (Kendall tau, P@k, ...)."""
-    from rich.table import Table
+    from .pipeline.groundtruth import rank_against_table
 
-    from . import pipeline
-    from .engine.checkpoint import load_supernet_weights, read_checkpoint
-    from .engine.groundtruth import GroundTruthTable, data_overrides
-    from .engine.landmarks import landmark_keys
-    from .engine.ranking_eval import rank_supernet
-    from .io import atomic_write_json
-
-    if not table.is_file():
-        raise ShiftnasError(f"ground-truth table not found: {table}")
-    gt = GroundTruthTable(table)
-    state = read_checkpoint(supernet)
-    base = data_overrides(gt.meta) + space_overrides(state)
-    cfg = build_config(None, base + list(sets or []))
-    sp = pipeline.build_space(cfg)
-    ds = pipeline.load_data(cfg)
-    net = sp.build_supernet(ds.num_classes)
-    load_supernet_weights(net, state["state_dict"])
-    landmarks = landmark_keys(state.get("training") or {})
-    result = rank_supernet(sp, net.eval(), ds, gt, cfg.eval, exclude=landmarks)  # landmarks are not scored
-    view = Table(title=f"{Path(supernet).name} vs {table.name}: {result['n']} architectures")
-    view.add_column("metric")
-    view.add_column("value", justify="right")
-    for key, value in result["report"].items():
-        view.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
-    Console().print(view)
-    if out:
-        atomic_write_json(out, result)
+    rank_against_table(supernet, table, out, list(sets or []))
 
 
 @app.command()

@@ -67,6 +67,17 @@ def append_jsonl(path: Path | str, record: dict) -> None:
         os.fsync(f.fileno())
 
 
+def drop_torn_line(path: Path | str) -> None:
+    """Cut a truncated last line (a crash mid-append) so the next append starts on a fresh line."""
+    path = Path(path)
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
+
+
 def read_jsonl(path: Path | str) -> list[dict]:
     """Read an append-only JSONL file; a truncated last line (crash mid-write) is ignored."""
     path = Path(path)

@@ -7,7 +7,7 @@ import torch
 
 from shiftnas.config import EvalConfig, TrainConfig
 from shiftnas.data import load_dataset
-from shiftnas.engine.training import train_supernet
+from shiftnas.engine.training.supernet import train_supernet
 from shiftnas.search_spaces import get_space
 
 

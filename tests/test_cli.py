@@ -32,7 +32,12 @@ def assert_one_line_error(result, needle: str) -> None:
     (["run", "--objectives", "error,speed"], "unknown objective 'speed'"),
     (["run", "--pick", "best"], "unknown pick 'best'"),
     (["run", "--set", "train.epoch=3"], "unknown config key 'train.epoch'"),
-    (["run", "--set", "train.epochs=many"], "expects int"),
+    (["run", "--set", "train.epochs=many"], "config key 'train.epochs' expects an integer, got 'many'"),
+    (["run", "--set", "train.epochs=2.7"], "config key 'train.epochs' expects an integer, got 2.7"),
+    (["run", "--pop-size", "0"], "config key 'search.pop_size' must be >= 2, got 0"),
+    (["run", "--generations", "-1"], "config key 'search.generations' must be >= 1, got -1"),
+    (["run", "--set", "shift.reevaluate=maybe"], "config key 'shift.reevaluate' expects true or false, got 'maybe'"),
+    (["groundtruth", "--seeds", "a,b"], "--seeds must be comma-separated integers"),
     (["run", "--config", "missing.yaml"], "config file not found"),
     (["search", "--checkpoint", "missing.pt"], "checkpoint not found"),
     (["export", "no_such_run"], "not a finished run"),
@@ -42,14 +47,14 @@ def assert_one_line_error(result, needle: str) -> None:
     (["run", "--latency", "predicted:missing.json"], "latency dataset not found"),
     (["run", "--dask", "tcp://127.0.0.1:1"], "cannot reach the Dask scheduler at tcp://127.0.0.1:1"),
     (["profile"], "give either an ONNX model or --space"),
-    (["run", "--mode", "evolve"], "search.mode must be 'nsga2' or 'nat'"),
-    (["run", "--mode", "nat", "--set", "nat.surrogate=forest"], "nat.surrogate must be one of"),
+    (["run", "--mode", "evolve"], "unknown search mode 'evolve'; choose one of:"),
+    (["run", "--mode", "nat", "--set", "nat.surrogate=forest"], "unknown surrogate 'forest'"),
     (["run", "--mode", "nat", "--objectives", "macs,error"], "first objective must be 'error'"),
     (["run", "--mode", "nat", "--set", "shift.reevaluate=false"], "shift.reevaluate=false applies to --mode nsga2"),
     (["finetune", "no_such_run"], "not a finished run"),
     (["profile", "--space", "compact-mbv3"], "--space needs --out"),
     (["profile", "--space", "nope", "--out", "d.json"], "unknown search space 'nope'"),
-    (["profile", "--space", "compact-mbv3", "--out", "d.json", "--references", "7"], "must be 0, 1, 2 or 3"),
+    (["profile", "--space", "compact-mbv3", "--out", "d.json", "--references", "7"], "references' must be <= 3, got 7"),
     (["profile", "--space", "compact-mbv3", "--out", "d.json", "--provider", "CUDAExecutionProvider"],
      "CUDAExecutionProvider is not available"),
 ])
@@ -125,13 +130,24 @@ def test_end_to_end_run_export_and_profile(tmp_path):
     rows = list(csv.DictReader((tmp_path / "pred" / "pareto.csv").open()))
     assert all(float(r["latency_measured_ms"]) > 0 and float(r["latency_ms"]) > 0 for r in rows)
 
-    # re-running the finished command (or `resume`) is a no-op replay: nothing is retrained or re-evaluated
+    # a command that fails touches no file of the run it is aimed at (here: a checkpoint of another space)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    failed = runner.invoke(app, ["search", "--checkpoint", str(out / "supernet.pt"), "--out", str(out),
+                                 "--space", "ofa-mbv3", "--data", "digits"])
+    assert_one_line_error(failed, "checkpoint does not match the search space's supernet")
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+    # re-running the finished command (or `resume`) is a no-op replay: nothing is retrained or re-evaluated,
+    # and a torn last line (a crash mid-append) is cut instead of having the next record appended onto it
     archive_lines = (out / "archive.jsonl").read_text().count("\n")
+    with (out / "archive.jsonl").open("a") as f:
+        f.write('{"key": "r16-k3')
     for again in (args, ["resume", str(out)]):
         result = runner.invoke(app, again)
         assert result.exit_code == 0, result.output
         assert "already trained" in result.output
         assert (out / "archive.jsonl").read_text().count("\n") == archive_lines
+        assert all(json.loads(line) for line in (out / "archive.jsonl").read_text().splitlines())  # torn line cut
     assert json.loads((out / "summary.json").read_text())["picked"]["key"] == summary["picked"]["key"]
 
 

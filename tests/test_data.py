@@ -41,7 +41,7 @@ def mnist() -> DataSplits:
 
 
 def test_available_datasets() -> None:
-    assert available_datasets() == ["mnist5k", "digits", "fashion-mnist", "cifar10", "cifar100", "imagefolder:PATH"]
+    assert available_datasets() == ["mnist5k", "digits", "cifar10", "cifar100", "imagefolder:PATH", "fashion-mnist"]
 
 
 def test_mnist5k_shapes_sizes_and_summary(mnist: DataSplits) -> None:
@@ -316,11 +316,14 @@ def test_imagefolder_errors(tmp_path: Path) -> None:
         load_dataset(f"imagefolder:{tmp_path}")  # class folder without images
     with pytest.raises(DataError, match="needs a folder"):
         load_dataset("imagefolder")
+    _write_pngs(tmp_path / "one", {"cat": 10})
+    with pytest.raises(DataError, match="has 1 class: a classifier needs at least two"):
+        load_dataset(f"imagefolder:{tmp_path / 'one'}")
 
 
 def test_unknown_dataset_raises_data_error() -> None:
-    expected = ("unknown dataset 'foo'; choose one of: mnist5k, digits, fashion-mnist, cifar10, cifar100, "
-                "imagefolder:PATH")
+    expected = ("unknown dataset 'foo'; choose one of: mnist5k, digits, cifar10, cifar100, imagefolder:PATH, "
+                "fashion-mnist")
     with pytest.raises(DataError) as err:
         load_dataset("foo")
     assert str(err.value) == expected

@@ -10,8 +10,9 @@ from torch.utils.data import TensorDataset
 from shiftnas.config import TrainConfig
 from shiftnas.data import DataSplits
 from shiftnas.engine.checkpoint import read_checkpoint
-from shiftnas.engine.evaluation import SubnetEvaluator, accuracy, recalibrate_bn
-from shiftnas.engine.training import distillation_loss, lr_at, sandwich_archs, train_supernet
+from shiftnas.engine.evaluation.subnet import SubnetEvaluator, accuracy, recalibrate_bn
+from shiftnas.engine.training.optim import lr_at
+from shiftnas.engine.training.supernet import distillation_loss, sandwich_archs, train_supernet
 
 
 def small_split(data: DataSplits, n: int) -> DataSplits:

@@ -7,9 +7,10 @@ import dataclasses
 import pytest
 import torch
 
+from shiftnas.config import FinetuneRecipe
 from shiftnas.data import DataSplits
-from shiftnas.engine.evaluation import SubnetEvaluator, accuracy
-from shiftnas.engine.finetune import FinetuneRecipe, finetune
+from shiftnas.engine.evaluation.subnet import SubnetEvaluator, accuracy
+from shiftnas.engine.training.finetune import finetune
 
 
 class WatchedSplits(DataSplits):

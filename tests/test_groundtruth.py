@@ -12,11 +12,17 @@ import numpy as np
 import pytest
 from torch.utils.data import TensorDataset
 
+from shiftnas.config import StandaloneRecipe
 from shiftnas.data import load_dataset
-from shiftnas.engine.groundtruth import (CSV_COLUMNS, GroundTruthTable, build_groundtruth, meta_path,
-                                         sample_architectures)
-from shiftnas.engine.ranking_eval import rank_supernet
-from shiftnas.engine.standalone import StandaloneRecipe, train_standalone
+from shiftnas.engine.groundtruth.ranking import rank_supernet
+from shiftnas.engine.groundtruth.table import (
+    CSV_COLUMNS,
+    GroundTruthTable,
+    build_groundtruth,
+    meta_path,
+    sample_architectures,
+)
+from shiftnas.engine.training.standalone import train_standalone
 from shiftnas.errors import ShiftnasError
 from shiftnas.search_spaces import Arch, get_space
 

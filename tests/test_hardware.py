@@ -18,11 +18,11 @@ import pytest
 import torch
 from torch import nn
 
+from shiftnas.config import LatencyConfig
 from shiftnas.errors import ExportError, ShiftnasError
 from shiftnas.hardware import (
     HardwareFingerprint,
     LatencyCache,
-    LatencyConfig,
     LatencyProfiler,
     LatencyResult,
     assert_parity,

@@ -11,17 +11,26 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-from shiftnas.config import EvalConfig, TrainConfig
+from shiftnas.config import EvalConfig, LandmarkConfig, StandaloneRecipe, TrainConfig
 from shiftnas.data import DataSplits, load_dataset
-from shiftnas.engine.batching import resize
-from shiftnas.engine.groundtruth import GroundTruthTable, build_groundtruth
-from shiftnas.engine.landmark_rounds import LandmarkGrowth, search_current_best, table_ground_truth
-from shiftnas.engine.landmarks import (Landmark, LandmarkConfig, LandmarkRegularizer, add_landmarks,
-                                       exclude_landmarks, landmark_keys, landmark_weight, pairwise_hinge,
-                                       round_boundaries, sample_pairs, select_landmarks)
-from shiftnas.engine.standalone import StandaloneRecipe
-from shiftnas.engine.training import finished_training, train_supernet, training_identity
-from shiftnas.errors import ShiftnasError
+from shiftnas.engine.groundtruth.table import GroundTruthTable, build_groundtruth, table_ground_truth
+from shiftnas.engine.search.nsga2 import current_best_proposer
+from shiftnas.engine.tensors import resize
+from shiftnas.engine.training.landmarks import (
+    Landmark,
+    LandmarkGrowth,
+    LandmarkRegularizer,
+    add_landmarks,
+    exclude_landmarks,
+    landmark_keys,
+    landmark_weight,
+    pairwise_hinge,
+    round_boundaries,
+    sample_pairs,
+    select_landmarks,
+)
+from shiftnas.engine.training.supernet import finished_training, train_supernet, training_identity
+from shiftnas.errors import ConfigError, ShiftnasError
 from shiftnas.search_spaces import get_space
 
 
@@ -206,8 +215,8 @@ def test_round_boundaries_split_the_regularised_epochs():
     assert round_boundaries(10, LandmarkConfig(warmup_fraction=0.2, rounds=2)) == [6]
     with pytest.raises(ValueError):
         round_boundaries(6, LandmarkConfig(warmup_fraction=0.5, rounds=4))  # 3 regularised epochs only
-    with pytest.raises(ValueError):
-        round_boundaries(6, LandmarkConfig(rounds=0))
+    with pytest.raises(ConfigError, match="'landmarks.rounds' must be >= 1"):
+        LandmarkConfig(rounds=0)
 
 
 def test_the_landmark_batch_comes_from_held_out_training_images_not_from_val(landmarks):
@@ -224,7 +233,7 @@ def test_the_landmark_batch_comes_from_held_out_training_images_not_from_val(lan
     assert torch.equal(leaky.images, data.val.tensors[0])
     with pytest.raises(ShiftnasError, match="batch_source=holdout needs training images held out.*data.train_size"):
         LandmarkRegularizer(landmarks[:2], load_dataset("digits", seed=0, image_size=16), LandmarkConfig())
-    with pytest.raises(ShiftnasError, match="landmarks.batch_source must be one of"):
+    with pytest.raises(ShiftnasError, match="'landmarks.batch_source' must be one of"):
         LandmarkRegularizer(landmarks[:2], data, LandmarkConfig(batch_source="test"))
 
 
@@ -261,7 +270,7 @@ def test_multi_round_training_adds_the_current_best_and_resumes_identically(tmp_
         torch.manual_seed(1)
         net = space.build_supernet(10)
         reg = LandmarkRegularizer(initial, data, lm_cfg, seed=3)
-        growth = LandmarkGrowth(space, net, reg, cfg.epochs, search_current_best(space, data, eval_cfg, 4, 2, seed=3),
+        growth = LandmarkGrowth(space, net, reg, cfg.epochs, current_best_proposer(space, data, eval_cfg, 4, 2, seed=3),
                                 table_ground_truth(table, space, data))
 
         def hook(epochs_done: int) -> None:

@@ -12,12 +12,24 @@ import numpy as np
 import pytest
 import torch
 
-from shiftnas.engine.latency_dataset import (LatencyDataset, build_latency_dataset, measure_locally,
-                                             reference_archs, reference_models, stratified_sample)
+from shiftnas.config import LatencyConfig
+from shiftnas.engine.evaluation.latency_dataset import (
+    LatencyDataset,
+    build_latency_dataset,
+    measure_locally,
+    reference_archs,
+    reference_models,
+    stratified_sample,
+)
 from shiftnas.errors import ConfigError, ShiftnasError
-from shiftnas.hardware import LatencyConfig, export_onnx, measure_latency
-from shiftnas.predictors.latency import (choose, cross_validate, fit_latency_predictor, prediction_errors,
-                                         predictor_from_dataset)
+from shiftnas.hardware import export_onnx, measure_latency
+from shiftnas.predictors.latency import (
+    choose,
+    cross_validate,
+    fit_latency_predictor,
+    prediction_errors,
+    predictor_from_dataset,
+)
 from shiftnas.search_spaces import get_space
 
 FAST = dict(warmup=2, repeats=3, runs=6)

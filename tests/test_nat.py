@@ -9,23 +9,36 @@ import numpy as np
 import pytest
 import torch
 
-from shiftnas.config import ShiftConfig
-from shiftnas.engine.archive import Archive
-from shiftnas.engine.evaluation import SubnetEvaluator
-from shiftnas.engine.metrics import ArchitectureMetrics
-from shiftnas.engine.nat import NATSearch, gene_distributions, sample_from, select_subset, spread
-from shiftnas.engine.nat_archive import (initial_architectures, preprocess, sample_architecture_space, survive,
-                                         update_archive)
-from shiftnas.engine.nat_config import NATConfig
-from shiftnas.engine.objectives import needed_metrics, resolve_objectives
-from shiftnas.engine.shifting import make_shift_strategy
-from shiftnas.engine.training import lr_at
+from shiftnas.config import NATConfig, ShiftConfig
+from shiftnas.engine.evaluation.metrics import ArchitectureMetrics
+from shiftnas.engine.evaluation.objectives import needed_metrics, resolve_objectives
+from shiftnas.engine.evaluation.subnet import SubnetEvaluator
+from shiftnas.engine.search.archive import Archive
+from shiftnas.engine.search.base import SearchFiles, SearchProblem
+from shiftnas.engine.search.nat import NATSearch, gene_distributions, sample_from, select_subset, spread
+from shiftnas.engine.search.nat_archive import (
+    initial_architectures,
+    preprocess,
+    sample_architecture_space,
+    survive,
+    update_archive,
+)
+from shiftnas.engine.search.shifting import NoShift, make_shift_strategy
+from shiftnas.engine.training.optim import lr_at
 from shiftnas.errors import ConfigError
 from shiftnas.predictors.surrogate import AdaptiveSwitching, cv_kendall, fit_quality, make_surrogate
 from shiftnas.report import pick
 from shiftnas.report.pareto import high_tradeoff
 
 OBJS = ["error", "macs"]
+
+
+def nat_search(space, metrics, objs, cfg, seed=0, run_dir=None, log=None, shift=None, cls=NATSearch):
+    """A NAT searcher over (space, metrics, objs), its state under ``run_dir`` when given."""
+    files = SearchFiles(run_dir / "nat_state.json", run_dir / "nat_supernet.pt") if run_dir is not None else None
+    problem = SearchProblem(space, metrics, objs, [], log if log is not None else Archive(), seed=seed,
+                            shift=shift if shift is not None else NoShift(), files=files)
+    return cls(problem, cfg)
 
 
 @pytest.fixture
@@ -180,7 +193,7 @@ SMALL = dict(archive_size=8, oversample=2, candidates=3, iterations=2, top_n=4, 
 def test_natv2_loop_end_to_end_and_resume(nat_parts, tmp_path):
     space, metrics, objs = nat_parts
     weights_before = [p.detach().clone() for p in metrics.evaluator.supernet.parameters()]
-    search = NATSearch(space, metrics, objs, [], NATConfig(policy="natv2", **SMALL), seed=0, run_dir=tmp_path,
+    search = nat_search(space, metrics, objs, NATConfig(policy="natv2", **SMALL), seed=0, run_dir=tmp_path,
                        log=Archive(tmp_path / "archive.jsonl"))
     seen = []
     result = search.run(lambda it, total, s: seen.append((it, s)))
@@ -199,17 +212,17 @@ def test_natv2_loop_end_to_end_and_resume(nat_parts, tmp_path):
     state = json.loads((tmp_path / "nat_state.json").read_text())
     assert state["iteration"] == 2 and [r["key"] for r in state["archive"]] == keys
     logged = len(result.archive)
-    again = NATSearch(space, metrics, objs, [], NATConfig(policy="natv2", **SMALL), seed=0, run_dir=tmp_path,
+    again = nat_search(space, metrics, objs, NATConfig(policy="natv2", **SMALL), seed=0, run_dir=tmp_path,
                       log=Archive(tmp_path / "archive.jsonl")).run()
     assert len(again.archive) == logged and [r["key"] for r in again.records] == keys
     with pytest.raises(ConfigError, match="other nat settings"):
-        NATSearch(space, metrics, objs, [], NATConfig(policy="nat", **SMALL), seed=0, run_dir=tmp_path).run()
+        nat_search(space, metrics, objs, NATConfig(policy="nat", **SMALL), seed=0, run_dir=tmp_path).run()
 
 
 def test_nat_policy_grows_the_archive(nat_parts):
     space, metrics, objs = nat_parts
     cfg = NATConfig(policy="nat", **{**SMALL, "adapt_steps": 0, "iterations": 2})
-    result = NATSearch(space, metrics, objs, [], cfg, seed=1).run()
+    result = nat_search(space, metrics, objs, cfg, seed=1).run()
     sizes = [h["archive_size"] for h in result.hv_history]
     assert sizes[0] == 8 and sizes[-1] == 8 + sum(h["candidates"] for h in result.hv_history)
     assert result.hv_history[1]["surrogate"]["name"] == "rbf"
@@ -218,9 +231,11 @@ def test_nat_policy_grows_the_archive(nat_parts):
 
 def test_nat_config_is_validated():
     assert NATConfig().resolved().surrogate == "lgbm" and NATConfig(policy="nat").resolved().update == "grow"
-    for bad in (dict(policy="natv3"), dict(init="x"), dict(update="x"), dict(surrogate="x"), dict(archive_size=2)):
+    for bad in (dict(policy="natv3"), dict(init="x"), dict(update="x"), dict(archive_size=2), dict(oversample=0)):
         with pytest.raises(ConfigError):
-            NATConfig(**bad).resolved()
+            NATConfig(**bad)
+    with pytest.raises(ConfigError, match="unknown surrogate 'x'"):  # a registry name, checked when it is used
+        make_surrogate("x")
 
 
 def test_high_tradeoff_pick():
@@ -242,7 +257,7 @@ def _shift(space, metrics, digits, strategy, **kw):
 def test_adaptation_is_one_cosine_schedule_over_the_search(nat_parts):
     space, metrics, objs = nat_parts
     cfg = NATConfig(policy="natv2", **{**SMALL, "adapt_warmup_steps": 1})
-    search = NATSearch(space, metrics, objs, [], cfg, seed=0)
+    search = nat_search(space, metrics, objs, cfg, seed=0)
     search.run()
     total = cfg.iterations * cfg.adapt_steps
     assert search.optimizer.param_groups[0]["lr"] == pytest.approx(lr_at(total - 1, total, cfg.adapt_lr, 1))
@@ -258,7 +273,7 @@ def test_adaptation_is_one_cosine_schedule_over_the_search(nat_parts):
 def test_nat_loop_with_shifting(nat_parts, digits, strategy, kw, versions_per_iteration):
     space, metrics, objs = nat_parts
     shift = _shift(space, metrics, digits, strategy, **kw)
-    result = NATSearch(space, metrics, objs, [], NATConfig(policy="natv2", **SMALL), seed=0, shift=shift).run()
+    result = nat_search(space, metrics, objs, NATConfig(policy="natv2", **SMALL), seed=0, shift=shift).run()
     history = result.hv_history
     assert shift.updates >= SMALL["iterations"] and shift.passes > 0
     final = metrics.evaluator.version
@@ -302,12 +317,12 @@ def test_nat_resume_after_a_crash_is_identical(where, trained_supernet, compact_
 
     cfg = NATConfig(policy="natv2", **SMALL)
     metrics, objs, shift = parts()
-    whole = NATSearch(compact_space, metrics, objs, [], cfg, seed=0, shift=shift).run()
+    whole = nat_search(compact_space, metrics, objs, cfg, seed=0, shift=shift).run()
     whole_weights = [p.detach().clone() for p in metrics.evaluator.supernet.parameters()]
 
     metrics, objs, shift = parts()
     log = Archive(tmp_path / "archive.jsonl")
-    crashing = _CrashingNAT(compact_space, metrics, objs, [], cfg, seed=0, run_dir=tmp_path, log=log, shift=shift)
+    crashing = nat_search(compact_space, metrics, objs, cfg, seed=0, run_dir=tmp_path, log=log, shift=shift, cls=_CrashingNAT)
     # the first evaluation of iteration 2 (right after iteration 1 was saved), or its second one
     redone = 1 if where == "inside an iteration" else 0
     crashing.crash_at = whole.hv_history[1]["evaluated"] + 1 + redone
@@ -315,7 +330,7 @@ def test_nat_resume_after_a_crash_is_identical(where, trained_supernet, compact_
         crashing.run()
     logged = len(log)
     metrics, objs, shift = parts()  # a new process: fresh weights, the state on disk
-    resumed = NATSearch(compact_space, metrics, objs, [], cfg, seed=0, run_dir=tmp_path,
+    resumed = nat_search(compact_space, metrics, objs, cfg, seed=0, run_dir=tmp_path,
                         log=Archive(tmp_path / "archive.jsonl"), shift=shift).run()
     assert [(r["key"], r["metrics"]["error"]) for r in resumed.records] == \
         [(r["key"], r["metrics"]["error"]) for r in whole.records]
@@ -326,7 +341,7 @@ def test_nat_resume_after_a_crash_is_identical(where, trained_supernet, compact_
     assert logged == whole.hv_history[1]["evaluated"] + redone
     other = _shift(compact_space, metrics, digits, "region")
     with pytest.raises(ConfigError, match="other shift settings"):
-        NATSearch(compact_space, metrics, objs, [], cfg, seed=0, run_dir=tmp_path, shift=other).run()
+        nat_search(compact_space, metrics, objs, cfg, seed=0, run_dir=tmp_path, shift=other).run()
     # a supernet trained anew (other weights) must not silently continue the old lineage's state
     metrics, objs, shift = parts()
     with torch.no_grad():
@@ -334,4 +349,4 @@ def test_nat_resume_after_a_crash_is_identical(where, trained_supernet, compact_
     metrics = ArchitectureMetrics(SubnetEvaluator(compact_space, metrics.evaluator.supernet, digits, eval_config),
                                   None, metrics.needed)
     with pytest.raises(ConfigError, match="another supernet"):
-        NATSearch(compact_space, metrics, objs, [], cfg, seed=0, run_dir=tmp_path, shift=shift).run()
+        nat_search(compact_space, metrics, objs, cfg, seed=0, run_dir=tmp_path, shift=shift).run()

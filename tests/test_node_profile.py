@@ -13,16 +13,11 @@ import tempfile
 import pytest
 from rich.console import Console
 
+from shiftnas.config import LatencyConfig
 from shiftnas.errors import ShiftnasError
-from shiftnas.hardware import LatencyConfig, export_onnx
-from shiftnas.hardware.node_profile import (
-    NodeProfile,
-    node_profile_table,
-    parse_profile,
-    plot_node_profile,
-    profile_nodes,
-    top_nodes_table,
-)
+from shiftnas.hardware import export_onnx
+from shiftnas.hardware.node_profile import NodeProfile, parse_profile, profile_nodes
+from shiftnas.report.profile import node_profile_table, plot_node_profile, top_nodes_table
 from shiftnas.search_spaces import get_space
 
 RUNS, WARMUP = 6, 2

@@ -12,8 +12,8 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from shiftnas.cli import app
-from shiftnas.engine.groundtruth import FORMAT, GroundTruthTable, meta_path
-from shiftnas.engine.reliability import acceptance, reliability_report, seed_matrix, seed_taus
+from shiftnas.engine.groundtruth.reliability import acceptance, reliability_report, seed_matrix, seed_taus
+from shiftnas.engine.groundtruth.table import FORMAT, GroundTruthTable, meta_path
 from shiftnas.errors import ShiftnasError
 from shiftnas.search_spaces import Arch
 

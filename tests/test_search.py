@@ -8,14 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from shiftnas.engine.archive import Archive
-from shiftnas.engine.evaluation import SubnetEvaluator
-from shiftnas.engine.metrics import ArchitectureMetrics
-from shiftnas.engine.latency_source import MeasuredLatency
-from shiftnas.engine.objectives import needed_metrics, parse_constraint, resolve_objectives
-from shiftnas.engine.search import NSGA2Search, SearchSettings, normalized_hypervolume, pareto_records
+from shiftnas.config import LatencyConfig
+from shiftnas.engine.evaluation.latency import MeasuredLatency
+from shiftnas.engine.evaluation.metrics import ArchitectureMetrics
+from shiftnas.engine.evaluation.objectives import needed_metrics, parse_constraint, resolve_objectives
+from shiftnas.engine.evaluation.subnet import SubnetEvaluator
+from shiftnas.engine.search.archive import Archive
+from shiftnas.engine.search.base import SearchProblem, normalized_hypervolume, pareto_records
+from shiftnas.engine.search.nsga2 import NSGA2Search
 from shiftnas.errors import ConfigError
-from shiftnas.hardware import LatencyCache, LatencyConfig, LatencyProfiler
+from shiftnas.hardware import LatencyCache, LatencyProfiler
 from shiftnas.report import pick
 
 
@@ -56,7 +58,7 @@ def make_search(space, net, data, eval_config, objectives, constraints=(), archi
     evaluator = SubnetEvaluator(space, net, data, eval_config)
     metrics = ArchitectureMetrics(evaluator, latency, needed_metrics(objs, cons))
     archive = archive if archive is not None else Archive()
-    return NSGA2Search(space, metrics, objs, cons, archive, SearchSettings(pop, gens, seed)), evaluator
+    return NSGA2Search(SearchProblem(space, metrics, objs, cons, archive, seed=seed), pop, gens), evaluator
 
 
 def dominated(a, b):

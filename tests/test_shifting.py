@@ -8,23 +8,25 @@ import numpy as np
 import pytest
 import torch
 
-from shiftnas.engine.archive import Archive
-from shiftnas.engine.evaluation import SubnetEvaluator
-from shiftnas.engine.metrics import ArchitectureMetrics
-from shiftnas.engine.objectives import needed_metrics, resolve_objectives
-from shiftnas.engine.search import NSGA2Search, SearchSettings
 from shiftnas.config import ShiftConfig
-from shiftnas.engine.shifting import make_shift_strategy
+from shiftnas.engine.evaluation.metrics import ArchitectureMetrics
+from shiftnas.engine.evaluation.objectives import needed_metrics, resolve_objectives
+from shiftnas.engine.evaluation.subnet import SubnetEvaluator
+from shiftnas.engine.search.archive import Archive
+from shiftnas.engine.search.base import SearchProblem
+from shiftnas.engine.search.nsga2 import NSGA2Search
+from shiftnas.engine.search.shifting import SHIFT_STRATEGIES, make_shift_strategy
 from shiftnas.errors import ConfigError
 
 
 def run_search(space, net, data, eval_config, shift_cfg, tmp_path, gens=3, pop=6, archive=None, seed=0):
     objs = resolve_objectives(["error", "macs"])
     evaluator = SubnetEvaluator(space, net, data, eval_config)
-    strategy = make_shift_strategy(space, evaluator, data, shift_cfg, seed=seed, checkpoint_dir=tmp_path)
-    search = NSGA2Search(space, ArchitectureMetrics(evaluator, None, needed_metrics(objs, [])), objs, [],
-                         archive if archive is not None else Archive(), SearchSettings(pop, gens, seed),
-                         shift=strategy, reevaluate=shift_cfg.reevaluate)
+    strategy = make_shift_strategy(space, evaluator, data, shift_cfg, seed=seed,
+                                   version_path=lambda v: tmp_path / f"supernet_v{v}.pt")
+    problem = SearchProblem(space, ArchitectureMetrics(evaluator, None, needed_metrics(objs, [])), objs, [],
+                            archive if archive is not None else Archive(), seed=seed, shift=strategy)
+    search = NSGA2Search(problem, pop, gens, reevaluate=shift_cfg.reevaluate)
     return search.run(), evaluator, strategy
 
 
@@ -122,6 +124,8 @@ def test_shifted_search_is_deterministic_and_resumes(trained_supernet, compact_s
 
 
 def test_bad_shift_config_is_a_config_error():
-    for kwargs in ({"strategy": "sometimes"}, {"shift_on": "all"}, {"region_sampler": "x"}):
+    for kwargs in ({"shift_on": "all"}, {"region_sampler": "x"}, {"lr": 0.0}, {"steps": 0}):
         with pytest.raises(ConfigError):
             ShiftConfig(**kwargs)
+    with pytest.raises(ConfigError, match="unknown shift strategy 'sometimes'"):  # a registry name
+        SHIFT_STRATEGIES.get("sometimes")

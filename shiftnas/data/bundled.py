@@ -7,6 +7,7 @@ from functools import cache
 import numpy as np
 import torch
 
+from shiftnas.data.registry import register_dataset
 from shiftnas.data.splits import DataSplits, split_in_memory
 
 
@@ -21,6 +22,7 @@ def _mnist5k_raw() -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
+@register_dataset("mnist5k")
 def mnist5k(
     root: str | None = None,
     *,
@@ -36,6 +38,7 @@ def mnist5k(
     return split_in_memory("mnist5k", x, labels, 10, **options)
 
 
+@register_dataset("digits")
 def digits(
     root: str | None = None,
     *,

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torchvision import datasets, transforms
 
+from shiftnas.data.registry import register_dataset
 from shiftnas.data.splits import DataSplits, carve, make_splits, resize, split_in_memory
 from shiftnas.errors import DataError
 
@@ -50,6 +51,7 @@ def _cifar(
     return make_splits(name, num_classes, train_part, val_part, (images(test.data), test_labels))
 
 
+@register_dataset("cifar10", downloads=True)
 def cifar10(
     root: str | None = None,
     *,
@@ -63,6 +65,7 @@ def cifar10(
     return _cifar(datasets.CIFAR10, "cifar10", "CIFAR-10", 10, root, seed, val_fraction, image_size, download)
 
 
+@register_dataset("cifar100", downloads=True)
 def cifar100(
     root: str | None = None,
     *,
@@ -92,6 +95,7 @@ def _read_folder(path: Path, size: int) -> tuple[torch.Tensor, np.ndarray, list[
     return torch.stack(images), np.asarray(folder.targets, dtype=np.int64), folder.classes
 
 
+@register_dataset("imagefolder", takes_path=True)
 def imagefolder(
     root: str | None = None,
     *,

@@ -23,6 +23,7 @@ import torch
 from torchvision import datasets
 from torchvision.datasets.utils import extract_archive
 
+from shiftnas.data.registry import register_dataset
 from shiftnas.data.splits import DataSplits, carve, make_splits, resize
 from shiftnas.errors import DataError
 
@@ -95,6 +96,7 @@ def _read(root: Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
+@register_dataset("fashion-mnist", downloads=True)
 def fashion_mnist(
     root: str | None = None,
     *,

@@ -1,31 +1,41 @@
-"""Dataset names -> loaders, and :func:`load_dataset`, the one entry point the engine uses."""
+"""Dataset names -> loaders (:data:`DATASETS`, filled by the loader modules), and :func:`load_dataset`,
+the one entry point the engine uses."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
-from shiftnas.data.bundled import digits, mnist5k
-from shiftnas.data.disk import cifar10, cifar100, imagefolder
-from shiftnas.data.fashion import fashion_mnist
 from shiftnas.data.splits import DataSplits, check_options, limit_train
 from shiftnas.errors import ConfigError, DataError
+from shiftnas.registry import Registry
 
-# Every loader is called as loader(root, seed=..., val_fraction=..., test_fraction=..., image_size=...).
-LOADERS: dict[str, Callable[..., DataSplits]] = {
-    "mnist5k": mnist5k,
-    "digits": digits,
-    "fashion-mnist": fashion_mnist,
-    "cifar10": cifar10,
-    "cifar100": cifar100,
-    "imagefolder": imagefolder,
-}
-TAKES_PATH = {"imagefolder"}  # written NAME:PATH; the PATH is passed to the loader as its root
-DOWNLOADS = {"fashion-mnist", "cifar10", "cifar100"}  # also take download=True (torchvision downloads)
+
+@dataclass(frozen=True)
+class Loader:
+    """``load(root, seed=..., val_fraction=..., test_fraction=..., image_size=...[, download=...])``."""
+
+    load: Callable[..., DataSplits]
+    takes_path: bool = False  # written NAME:PATH; the PATH is passed to the loader as its root
+    downloads: bool = False  # also takes download=True (torchvision downloads)
+
+
+DATASETS: Registry[Loader] = Registry("dataset")
+
+
+def register_dataset(name: str, takes_path: bool = False, downloads: bool = False) -> Callable:
+    """Decorator: register a loader function under ``name``."""
+
+    def add(load: Callable[..., DataSplits]) -> Callable[..., DataSplits]:
+        DATASETS.add(name, Loader(load, takes_path, downloads))
+        return load
+
+    return add
 
 
 def available_datasets() -> list[str]:
     """The accepted dataset specs, e.g. ``['mnist5k', ..., 'imagefolder:PATH']``."""
-    return [f"{name}:PATH" if name in TAKES_PATH else name for name in LOADERS]
+    return [f"{name}:PATH" if DATASETS.get(name).takes_path else name for name in DATASETS]
 
 
 def load_dataset(
@@ -47,13 +57,18 @@ def load_dataset(
     """
     name, colon, path = spec.partition(":")
     name = name.strip().lower()
-    loader = LOADERS.get(name)
-    if loader is None or (colon and name not in TAKES_PATH):
+    loader = DATASETS.get(name) if name in DATASETS else None
+    if loader is None or (colon and not loader.takes_path):
         raise DataError(f"unknown dataset {spec!r}; choose one of: {', '.join(available_datasets())}")
     check_options(val_fraction, test_fraction, image_size)
     options = dict(seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, image_size=image_size)
-    if name in DOWNLOADS:
+    if loader.downloads:
         options["download"] = download
     elif download:
-        raise ConfigError(f"data.download applies to {', '.join(sorted(DOWNLOADS))}, not to {name}")
-    return limit_train(loader(path or root, **options), train_size, seed)
+        downloadable = [n for n in DATASETS if DATASETS.get(n).downloads]
+        raise ConfigError(f"data.download applies to {', '.join(sorted(downloadable))}, not to {name}")
+    data = loader.load(path or root, **options)
+    if data.num_classes < 2:
+        raise DataError(f"{spec} has {data.num_classes} class: a classifier needs at least two (one sub-folder "
+                        "per class for an image folder)")
+    return limit_train(data, train_size, seed)

@@ -5,7 +5,6 @@ from shiftnas.hardware.export import ParityReport, assert_parity, check_parity, 
 from shiftnas.hardware.fingerprint import HardwareFingerprint, hardware_fingerprint
 from shiftnas.hardware.latency import (
     LatencyCache,
-    LatencyConfig,
     LatencyProfiler,
     LatencyResult,
     ModelUnderTest,
@@ -17,7 +16,6 @@ from shiftnas.hardware.macs import count_macs, count_params, onnx_macs
 __all__ = [
     "HardwareFingerprint",
     "LatencyCache",
-    "LatencyConfig",
     "LatencyProfiler",
     "LatencyResult",
     "ModelUnderTest",

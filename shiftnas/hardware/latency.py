@@ -21,9 +21,10 @@ from typing import Any, Sequence
 import numpy as np
 from torch import nn
 
+from shiftnas.config import LatencyConfig
 from shiftnas.errors import ShiftnasError
 from shiftnas.hardware.export import export_onnx
-from shiftnas.hardware.fingerprint import HardwareFingerprint, hardware_fingerprint
+from shiftnas.hardware.fingerprint import HardwareFingerprint
 
 # Which pip package provides each execution provider (for the "not available" message).
 _PROVIDER_PACKAGES = {
@@ -35,27 +36,6 @@ _PROVIDER_PACKAGES = {
     "ROCMExecutionProvider": "onnxruntime-rocm",
     "QNNExecutionProvider": "onnxruntime-qnn",
 }
-
-
-@dataclass
-class LatencyConfig:
-    """Session settings and sampling plan for one latency measurement."""
-
-    intra_threads: int = 1
-    inter_threads: int = 1
-    warmup: int = 10  # untimed runs at the start of every block
-    repeats: int = 3  # blocks, each in a fresh session
-    runs: int = 30  # timed runs per block
-    batch_size: int = 1
-    provider: str = "CPUExecutionProvider"
-    references: int = 3  # reference subnets interleaved with every candidate (0: none)
-    drift: float = 0.05  # re-measure a block whose reference moved more than this from its median
-    max_remeasure: int = 3  # re-measured blocks per candidate, at most
-
-    def fingerprint(self) -> HardwareFingerprint:
-        return hardware_fingerprint(
-            self.provider, self.intra_threads, self.inter_threads, self.batch_size
-        )
 
 
 @dataclass
@@ -86,7 +66,7 @@ class LatencyResult:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "LatencyResult":
+    def from_dict(cls, d: dict[str, Any]) -> LatencyResult:
         return cls(**d)
 
 
@@ -164,13 +144,6 @@ class ModelUnderTest:
     chw: tuple[int, ...]
 
 
-def _check(cfg: LatencyConfig) -> None:
-    if cfg.repeats < 1 or cfg.runs < 1 or cfg.warmup < 0 or cfg.batch_size < 1 or cfg.max_remeasure < 0:
-        raise ShiftnasError(f"invalid latency config: {cfg}")
-    if not 0 < cfg.drift < 1:
-        raise ShiftnasError(f"latency drift threshold must be in (0, 1), got {cfg.drift}")
-
-
 def _block(models: Sequence[ModelUnderTest], cfg: LatencyConfig) -> np.ndarray:
     """One block: fresh sessions, warm-up, then ``cfg.runs`` rounds running every model once (ms)."""
     rng = np.random.default_rng(0)
@@ -226,7 +199,6 @@ def measure_latency(
 ) -> LatencyResult:
     """Time ``cfg.repeats`` blocks of ``cfg.runs`` runs, interleaved with ``references`` if given."""
     cfg = cfg or LatencyConfig()
-    _check(cfg)
     chw = tuple(int(d) for d in input_shape_chw)
     models = [ModelUnderTest("candidate", onnx_bytes, chw), *references]
     blocks = [_block(models, cfg) for _ in range(cfg.repeats)]
@@ -321,7 +293,7 @@ class LatencyCache:
     def close(self) -> None:
         self._conn.close()
 
-    def __enter__(self) -> "LatencyCache":
+    def __enter__(self) -> LatencyCache:
         return self
 
     def __exit__(self, *exc: object) -> None:

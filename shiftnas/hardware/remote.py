@@ -28,9 +28,10 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+from shiftnas.config import LatencyConfig
 from shiftnas.errors import ShiftnasError
 from shiftnas.hardware.fingerprint import HardwareFingerprint
-from shiftnas.hardware.latency import LatencyConfig, LatencyResult, ModelUnderTest, measure_latency
+from shiftnas.hardware.latency import LatencyResult, ModelUnderTest, measure_latency
 
 RESOURCE = "latency"
 
@@ -161,7 +162,7 @@ class DaskMeasurer:
         if self._owns_client:
             self.client.close()
 
-    def __enter__(self) -> "DaskMeasurer":
+    def __enter__(self) -> DaskMeasurer:
         return self
 
     def __exit__(self, *exc: object) -> None:

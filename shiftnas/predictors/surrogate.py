@@ -22,11 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..registry import Registry
 from .ranking import kendall_tau, pearson_r, rmse, spearman_rho
-
-SURROGATES = ("lgbm", "rbf", "gp", "as")
-
 
 
 def fit_quality(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
@@ -44,7 +41,7 @@ class Surrogate(abc.ABC):
         self.seed = seed
 
     @abc.abstractmethod
-    def fit(self, X: np.ndarray, y: np.ndarray) -> "Surrogate":
+    def fit(self, X: np.ndarray, y: np.ndarray) -> Surrogate:
         """Fit on genomes ``X`` (n x genes) and targets ``y``."""
 
     @abc.abstractmethod
@@ -154,6 +151,7 @@ class GPSurrogate(Surrogate):
 
 
 _FAMILIES: dict[str, type[Surrogate]] = {"lgbm": LGBMEnsemble, "rbf": RBFEnsemble, "gp": GPSurrogate}
+SURROGATES: Registry[type[Surrogate]] = Registry("surrogate")  # nat.surrogate
 
 
 def cv_kendall(name: str, X: np.ndarray, y: np.ndarray, folds: int = 10, seed: int = 0) -> np.ndarray:
@@ -194,10 +192,10 @@ class AdaptiveSwitching(Surrogate):
         return {"name": self.name, "chosen": self.chosen, "cv_kendall_tau": self.cv}
 
 
+for _name, _cls in {**_FAMILIES, "as": AdaptiveSwitching}.items():
+    SURROGATES.add(_name, _cls)
+
+
 def make_surrogate(name: str, seed: int = 0) -> Surrogate:
     """A fresh surrogate by name: lgbm | rbf | gp | as."""
-    if name == "as":
-        return AdaptiveSwitching(seed)
-    if name not in _FAMILIES:
-        raise ConfigError(f"unknown surrogate '{name}'; choose one of: {', '.join(SURROGATES)}")
-    return _FAMILIES[name](seed)
+    return SURROGATES.get(name)(seed)

@@ -5,19 +5,18 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from pymoo.decomposition.asf import ASF
 
-from ..engine.objectives import Objective
-from ..errors import ConfigError
+from .. import records
+from ..engine.evaluation.objectives import Objective
 from ..io import atomic_write_json, atomic_write_text
+from ..registry import Registry
 
-PICKS = ("knee", "max-acc", "min-latency", "trade-off")
-
-COLUMNS = ["key", "val_accuracy", "test_accuracy", "latency_ms", "latency_p10_ms", "latency_ratio", "latency_reference",
-           "latency_measured_ms", "mmacs", "mparams",
+COLUMNS = ["key", "val_accuracy", records.TEST_ACCURACY, records.LATENCY, records.LATENCY_P10, records.LATENCY_RATIO,
+           records.LATENCY_REFERENCE, records.LATENCY_MEASURED, records.MMACS, records.MPARAMS,
            "supernet_version", "generation"]
 
 
@@ -26,50 +25,67 @@ def front_rows(front: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for r in front:
         m = r["metrics"]
-        rows.append({"key": r["key"], "val_accuracy": m.get("accuracy"), "test_accuracy": m.get("test_accuracy"),
-                     "latency_ms": m.get("latency_ms"), "latency_p10_ms": m.get("latency_p10_ms"),
-                     "latency_ratio": m.get("latency_ratio"), "latency_reference": m.get("latency_reference"),
-                     "latency_measured_ms": m.get("latency_measured_ms"),
-                     "mmacs": m.get("mmacs"), "mparams": m.get("mparams"),
+        rows.append({"key": r["key"], "val_accuracy": m.get(records.ACCURACY),
+                     **{c: m.get(c) for c in COLUMNS if c not in ("key", "val_accuracy", "supernet_version",
+                                                                     "generation")},
                      "supernet_version": r["supernet_version"], "generation": r["generation"]})
     return rows
 
 
-def write_front(front: list[dict[str, Any]], out_dir: str | Path, extra: dict[str, Any] | None = None) -> None:
-    """Write ``pareto.csv`` and ``pareto.json`` (full records) into ``out_dir`` atomically."""
-    out_dir = Path(out_dir)
+def write_front(front: list[dict[str, Any]], csv_path: Path, json_path: Path,
+                extra: dict[str, Any] | None = None) -> None:
+    """Write the front as CSV (``COLUMNS``) and as JSON (full records, ``extra`` beside them), atomically."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS)
     writer.writeheader()
     for row in front_rows(front):
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    atomic_write_text(out_dir / "pareto.csv", buf.getvalue())
-    atomic_write_json(out_dir / "pareto.json", {"units": {"accuracy": "%", "latency": "ms", "macs": "MMACs",
+    atomic_write_text(csv_path, buf.getvalue())
+    atomic_write_json(json_path, {"units": {"accuracy": "%", "latency": "ms", "macs": "MMACs",
                                                           "params": "M"}, **(extra or {}), "front": front})
 
 
-def pick(front: list[dict[str, Any]], how: str, objectives: list[Objective]) -> dict[str, Any]:
-    """Choose one record of the front.
+PickFn = Callable[[list[dict[str, Any]], list[Objective]], dict[str, Any]]
+PICKS: Registry[PickFn] = Registry("pick")
 
-    ``knee``: the compromise point, i.e. the minimum of pymoo's achievement scalarising function
-    with equal weights over min-max normalised objectives. ``max-acc``: the lowest validation
-    error (ties: fewer MACs). ``min-latency``: the lowest latency (MACs if latency is not measured).
-    ``trade-off``: the knee among the high trade-off points (the knee if there are none).
-    """
+
+def pick(front: list[dict[str, Any]], how: str, objectives: list[Objective]) -> dict[str, Any]:
+    """Choose one record of the front by the pick registered as ``how`` (see each one's docstring)."""
+    choose = PICKS.get(how)
     if not front:
         raise ValueError("the Pareto front is empty (no feasible architecture found)")
-    if how not in PICKS:
-        raise ConfigError(f"unknown pick '{how}'; choose one of: {', '.join(PICKS)}")
-    if how == "max-acc":
-        return min(front, key=lambda r: (r["metrics"]["error"], r["metrics"]["mmacs"]))
-    if how == "min-latency":
-        col = "latency_ms" if "latency_ms" in front[0]["metrics"] else "mmacs"
-        return min(front, key=lambda r: (r["metrics"][col], r["metrics"].get("error", 0.0)))
+    return choose(front, objectives)
+
+
+@PICKS.register("knee")
+def knee(front: list[dict[str, Any]], objectives: list[Objective]) -> dict[str, Any]:
+    """The compromise point: the minimum of pymoo's achievement scalarising function with equal
+    weights over min-max normalised objectives."""
+    return _asf_min(front, objectives, np.arange(len(front)))
+
+
+@PICKS.register("max-acc")
+def max_accuracy(front: list[dict[str, Any]], objectives: list[Objective]) -> dict[str, Any]:
+    """The lowest validation error (ties: fewer MACs)."""
+    return min(front, key=lambda r: (r["metrics"][records.ERROR], r["metrics"][records.MMACS]))
+
+
+@PICKS.register("min-latency")
+def min_latency(front: list[dict[str, Any]], objectives: list[Objective]) -> dict[str, Any]:
+    """The lowest latency (MACs if latency is not measured)."""
+    col = records.LATENCY if records.LATENCY in front[0]["metrics"] else records.MMACS
+    return min(front, key=lambda r: (r["metrics"][col], r["metrics"].get(records.ERROR, 0.0)))
+
+
+@PICKS.register("trade-off")
+def trade_off(front: list[dict[str, Any]], objectives: list[Objective]) -> dict[str, Any]:
+    """The knee among the high trade-off points (the knee if there are none)."""
+    high = high_tradeoff(front, objectives)
+    return _asf_min(front, objectives, np.array(high) if high else np.arange(len(front)))
+
+
+def _asf_min(front: list[dict[str, Any]], objectives: list[Objective], candidates: np.ndarray) -> dict[str, Any]:
     normalized = _normalized(front, objectives)
-    candidates = np.arange(len(front))
-    if how == "trade-off":
-        high = high_tradeoff(front, objectives)
-        candidates = np.array(high) if high else candidates
     weights = np.full(normalized.shape[1], 1.0 / normalized.shape[1])
     return front[int(candidates[ASF().do(normalized[candidates], weights).argmin()])]
 

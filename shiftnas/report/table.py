@@ -28,3 +28,56 @@ def front_table(front: list[dict[str, Any]], picked_key: str | None = None, max_
         table.add_row("*" if r["key"] == picked_key else "", r["key"], fmt(r["val_accuracy"], 2),
                       fmt(r["test_accuracy"], 2), fmt(r["latency_ms"], 3), fmt(r["mmacs"], 2), fmt(r["mparams"], 3))
     return table
+
+
+def latency_check_line(check: dict[str, Any]) -> str:
+    """One line on predicted vs re-measured latency of the front."""
+    if not check["checked"]:
+        return f"latency was predicted ({check['dataset']}); the front was not re-measured: {check['reason']}"
+    tau = f", Kendall tau {check['kendall_tau']:.2f}" if "kendall_tau" in check else ""
+    return (f"predicted vs re-measured latency of the {check['n']} front architectures: "
+            f"MAPE {check['mape']:.1f}%{tau} ({check['predictor']} predictor)")
+
+
+def finetune_table(results: list[dict[str, Any]]) -> Table:
+    """Test accuracy before/after fine-tuning, epochs, params, MACs, latency."""
+    table = Table(title="fine-tuned subnets (test accuracy read once, after training)")
+    for col in ("subnet", "test acc before", "test acc after", "epochs", "params M", "MMACs", "latency ms"):
+        table.add_column(col, justify="right" if col != "subnet" else "left")
+    for r in results:
+        lat = r.get("latency_ms")
+        table.add_row(r["key"], f"{r['test_accuracy_before']:.2f}", f"{r['test_accuracy_after']:.2f}",
+                      str(r["best_epoch"]), f"{r['mparams']:.3f}", f"{r['mmacs']:.2f}",
+                      f"{lat:.3f}" if lat is not None else "-")
+    return table
+
+
+def predictor_cv_table(cv: dict[str, dict[str, float]], chosen: str, n: int) -> Table:
+    """Cross-validated quality of every latency predictor family; the chosen one marked."""
+    table = Table(title=f"latency predictors, {n} architectures, 5-fold cross-validation")
+    for col in ("predictor", "Kendall tau", "Spearman rho", "MAPE %", "within 10 %"):
+        table.add_column(col, justify="right")
+    for kind, r in cv.items():
+        mark = " (chosen)" if kind == chosen else ""
+        table.add_row(kind + mark, f"{r['kendall_tau']:.3f}±{r['kendall_tau_std']:.3f}",
+                      f"{r['spearman_rho']:.3f}", f"{r['mape']:.1f}", f"{r['within_10pct']:.0f}%")
+    return table
+
+
+def latency_table(title: str, median_ms: float, p10_ms: float, p90_ms: float, spread: float, n_runs: int) -> Table:
+    """One measured latency: median, percentiles, block spread, timed runs."""
+    table = Table(title=title)
+    for col in ("median ms", "p10 ms", "p90 ms", "block spread", "timed runs"):
+        table.add_column(col, justify="right")
+    table.add_row(f"{median_ms:.3f}", f"{p10_ms:.3f}", f"{p90_ms:.3f}", f"{100 * spread:.1f}%", str(n_runs))
+    return table
+
+
+def metrics_table(title: str, values: dict[str, Any]) -> Table:
+    """A two-column table of named values (e.g. a ranking report)."""
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in values.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    return table

@@ -1,8 +1,8 @@
 """Search spaces: elastic supernets and their integer genomes, resolved by name."""
 
+from . import compact, ofa_mbv3  # noqa: F401  (register the built-in spaces)
 from .base import Arch, SearchSpace
 from .elastic_mbv3 import ElasticMobileNetSpace, ElasticSpec
-from .registry import get_space, list_spaces, register_space
+from .registry import SPACES, get_space, list_spaces
 
-__all__ = ["Arch", "SearchSpace", "ElasticMobileNetSpace", "ElasticSpec", "get_space", "list_spaces",
-           "register_space"]
+__all__ = ["SPACES", "Arch", "SearchSpace", "ElasticMobileNetSpace", "ElasticSpec", "get_space", "list_spaces"]

@@ -42,7 +42,7 @@ class Arch:
         return {"resolution": self.resolution, "stages": [[list(layer) for layer in s] for s in self.stages]}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Arch":
+    def from_dict(cls, d: dict[str, Any]) -> Arch:
         stages = tuple(tuple((int(k), int(e)) for k, e in s) for s in d["stages"])
         return cls(stages=stages, resolution=int(d["resolution"]))
 

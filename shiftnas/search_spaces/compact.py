@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch.nn as nn
 
 from .elastic_mbv3 import ElasticMobileNetSpace, ElasticSpec
-from .registry import register_space
+from .registry import SPACES
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ def build_compact_supernet(num_classes: int, spec: ElasticSpec, macro: CompactMa
     return CompactOFAMobileNetV3()
 
 
-@register_space("compact-mbv3")
+@SPACES.register("compact-mbv3")
 def compact_mbv3(resolutions: tuple[int, ...] | list[int] | None = None) -> ElasticMobileNetSpace:
     """The default CPU-scale space: 4 stages x depth {1,2,3} x kernel {3,5,7} x expand {3,4,6}."""
     spec = ElasticSpec(n_stages=4, kernel_sizes=(3, 5, 7), expand_ratios=(3, 4, 6), depths=(1, 2, 3),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch.nn as nn
 
 from .elastic_mbv3 import ElasticMobileNetSpace, ElasticSpec
-from .registry import register_space
+from .registry import SPACES
 
 #: Where the OFA authors publish the supernets (used only when a URL is given and we are online).
 OFA_CHECKPOINT_URLS = {
@@ -28,7 +28,7 @@ def build_ofa_mbv3_supernet(num_classes: int, width_mult: float = 1.0) -> nn.Mod
                           ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4])
 
 
-@register_space("ofa-mbv3")
+@SPACES.register("ofa-mbv3")
 def ofa_mbv3(resolutions: tuple[int, ...] | list[int] | None = None, width_mult: float = 1.0) -> ElasticMobileNetSpace:
     """OFA MobileNetV3: 5 stages x depth {2,3,4} x kernel {3,5,7} x expand {3,4,6}."""
     spec = ElasticSpec(n_stages=5, kernel_sizes=(3, 5, 7), expand_ratios=(3, 4, 6), depths=(2, 3, 4),

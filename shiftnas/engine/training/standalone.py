@@ -9,34 +9,17 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..data import DataSplits
-from ..search_spaces import Arch, SearchSpace
-from .batching import iterate_batches, resize
-from .evaluation import accuracy_and_loss
-from .training import lr_at, make_optimizer
-
-
-@dataclass
-class StandaloneRecipe:
-    """The fixed training recipe applied identically to every architecture of a ground-truth table.
-
-    SGD with Nesterov momentum (no weight decay on BN parameters and biases), linear warm-up for
-    ``warmup_steps`` steps then cosine decay to zero, cross-entropy, gradient-norm clipping.
-    """
-
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-5
-    warmup_steps: int = 10
-    grad_clip: float = 5.0
+from ...config import StandaloneRecipe
+from ...data import DataSplits
+from ...search_spaces import Arch, SearchSpace
+from ..evaluation.subnet import accuracy_and_loss
+from ..tensors import iterate_batches, resize
+from .optim import OptimizerSettings, clipped_step, make_optimizer, set_lr
 
 
 def fresh_subnet(space: SearchSpace, arch: Arch, num_classes: int, seed: int) -> nn.Module:
@@ -56,21 +39,20 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: torc
                  total_steps: int) -> None:
     """One epoch of SGD over ``images`` (already at the architecture's resolution)."""
     steps_per_epoch = math.ceil(len(labels) / recipe.batch_size)
+    settings = OptimizerSettings.of(recipe)
     shuffle = torch.Generator().manual_seed(seed * 100_003 + epoch)
     for i, idx in enumerate(iterate_batches(len(labels), recipe.batch_size, shuffle)):
         if len(idx) < 2:  # BatchNorm cannot normalise a batch of one in train mode
             continue
         step = epoch * steps_per_epoch + i
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, total_steps, recipe.lr, recipe.warmup_steps)
+        set_lr(optimizer, step, total_steps, settings)
         optimizer.zero_grad(set_to_none=True)
         loss = F.cross_entropy(model(images[idx]), labels[idx])
         if not torch.isfinite(loss):
             raise FloatingPointError(f"stand-alone training diverged at epoch {epoch}, step {i} "
                                      f"(loss {loss.item()}); lower the recipe lr")
         loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-        optimizer.step()
+        clipped_step(optimizer, model, settings)
 
 
 def train_standalone(space: SearchSpace, arch: Arch, data: DataSplits, recipe: StandaloneRecipe,
@@ -84,7 +66,7 @@ def train_standalone(space: SearchSpace, arch: Arch, data: DataSplits, recipe: S
     """
     model = fresh_subnet(space, arch, data.num_classes, seed)
     start = time.perf_counter()
-    optimizer = make_optimizer(model, recipe)  # type: ignore[arg-type]  (duck-typed config)
+    optimizer = make_optimizer(model, OptimizerSettings.of(recipe))
     images, labels = data.train.tensors
     images = resize(images, arch.resolution)  # once, not per batch
     total_steps = math.ceil(len(labels) / recipe.batch_size) * recipe.epochs

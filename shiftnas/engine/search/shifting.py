@@ -20,11 +20,13 @@ A :class:`ShiftStrategy` decides what the supernet is trained on while NSGA-II r
 Every update bumps the supernet version; the search then re-scores everything it will compare
 with the same weights (fair re-evaluation, ``ShiftConfig.reevaluate``) and the archive records
 which version produced each value. With ``keep_checkpoints`` each version is saved in the run.
+Every update follows the one optimisation policy (``engine.training.optim``) with the ``shift.*``
+numbers; ``trainable=classifier`` optimises (and clips) the classifier only.
 """
 
 from __future__ import annotations
 
-import abc
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -33,15 +35,20 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..data import DataSplits
-from ..config import ShiftConfig
-from ..search_spaces import Arch, SearchSpace
-from .batching import resize
-from .checkpoint import save_supernet
-from .evaluation import SubnetEvaluator
+from ...config import ShiftConfig
+from ...data import DataSplits
+from ...registry import Registry
+from ...search_spaces import Arch, SearchSpace
+from ..checkpoint import save_supernet
+from ..evaluation.subnet import SubnetEvaluator
+from ..tensors import resize
+from ..training.optim import OptimizerSettings, clipped_step, make_optimizer
 
-class ShiftStrategy(abc.ABC):
-    """What the supernet is trained on during the search, and when."""
+VersionPath = Callable[[int], Path]  # supernet version -> where its weights are kept
+
+
+class ShiftStrategy:
+    """What the supernet is trained on during the search, and when (the base trains nothing)."""
 
     #: True when weights change while a generation's candidates are being scored
     updates_during_evaluation: bool = False
@@ -80,18 +87,18 @@ class _Trainer(ShiftStrategy):
     """Shared machinery: an SGD optimizer over the supernet and a seeded stream of training batches."""
 
     def __init__(self, space: SearchSpace, evaluator: SubnetEvaluator, data: DataSplits, cfg: ShiftConfig,
-                 seed: int = 0, checkpoint_dir: str | Path | None = None) -> None:
+                 seed: int = 0, version_path: VersionPath | None = None) -> None:
         self.space, self.evaluator, self.cfg = space, evaluator, cfg
         self.supernet: nn.Module = evaluator.supernet
         self.images, self.labels = data.train.tensors
         self.num_classes = data.num_classes
-        trained = self.supernet.classifier if cfg.trainable == "classifier" else self.supernet
-        self.optimizer = torch.optim.SGD(trained.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                         weight_decay=cfg.weight_decay)
+        self.trained: nn.Module = self.supernet.classifier if cfg.trainable == "classifier" else self.supernet
+        self.optim = OptimizerSettings.of(cfg)
+        self.optimizer = make_optimizer(self.trained, self.optim)
         self._gen = torch.Generator().manual_seed(seed + 7919)
         self.rng = np.random.default_rng([seed, 7919])
         self._order = torch.empty(0, dtype=torch.long)
-        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.version_path = version_path
         self.updates = 0
         self.passes = 0   # forward/backward passes of one path over one batch (the compute spent shifting)
 
@@ -127,22 +134,20 @@ class _Trainer(ShiftStrategy):
         """One optimizer step on the mean loss of ``archs`` over ``batches_per_arch`` batches each."""
         was_training = self.supernet.training
         self.supernet.train()
-        self.optimizer.zero_grad(set_to_none=True)
+        self.supernet.zero_grad(set_to_none=True)  # also the frozen part's, so nothing accumulates there
         scale = 1.0 / (len(archs) * batches_per_arch)
         for arch in archs:
             for _ in range(batches_per_arch):
                 (self.path_loss(arch) * scale).backward()
-        nn.utils.clip_grad_norm_(self.supernet.parameters(), 5.0)
-        self.optimizer.step()
+        clipped_step(self.optimizer, self.trained, self.optim)
         self.supernet.train(was_training)
 
     def committed(self) -> bool:
         """Bump the supernet version after an update (and keep its checkpoint)."""
         self.updates += 1
         version = self.evaluator.bump_version()
-        if self.checkpoint_dir is not None and self.cfg.keep_checkpoints:
-            save_supernet(self.checkpoint_dir / f"supernet_v{version}.pt", self.supernet, self.space,
-                          self.num_classes, version)
+        if self.version_path is not None and self.cfg.keep_checkpoints:
+            save_supernet(self.version_path(version), self.supernet, self.space, self.num_classes, version)
         return True
 
 
@@ -187,10 +192,17 @@ class RegionShift(_Trainer):
         return self.space.decode(genome)
 
 
+SHIFT_STRATEGIES: Registry[type[ShiftStrategy]] = Registry("shift strategy")
+SHIFT_STRATEGIES.add("none", NoShift)
+SHIFT_STRATEGIES.add("per_iteration", PerIterationShift)
+SHIFT_STRATEGIES.add("per_candidate", PerCandidateShift)
+SHIFT_STRATEGIES.add("region", RegionShift)
+
+
 def make_shift_strategy(space: SearchSpace, evaluator: SubnetEvaluator, data: DataSplits, cfg: ShiftConfig,
-                        seed: int = 0, checkpoint_dir: str | Path | None = None) -> ShiftStrategy:
-    """The strategy named by ``cfg.strategy``."""
-    if cfg.strategy == "none":
+                        seed: int = 0, version_path: VersionPath | None = None) -> ShiftStrategy:
+    """The strategy named by ``cfg.strategy`` (``version_path``: where each updated supernet is kept)."""
+    cls = SHIFT_STRATEGIES.get(cfg.strategy)
+    if cls is NoShift:
         return NoShift()
-    cls = {"per_iteration": PerIterationShift, "per_candidate": PerCandidateShift, "region": RegionShift}[cfg.strategy]
-    return cls(space, evaluator, data, cfg, seed=seed, checkpoint_dir=checkpoint_dir)
+    return cls(space, evaluator, data, cfg, seed=seed, version_path=version_path)

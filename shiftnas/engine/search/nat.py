@@ -31,7 +31,6 @@ State (archive, iteration, supernet) is saved atomically after every iteration; 
 from __future__ import annotations
 
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -40,25 +39,30 @@ from pymoo.algorithms.moo.nsga2 import NSGA2
 from pymoo.algorithms.moo.nsga3 import NSGA3
 from pymoo.core.population import Population
 from pymoo.core.problem import Problem
-from pymoo.operators.crossover.sbx import SBX
-from pymoo.operators.mutation.pm import PM
 from pymoo.optimize import minimize
-from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 from pymoo.util.ref_dirs import get_reference_directions
 
-from ..errors import ConfigError
-from ..io import atomic_torch_save, atomic_write_json
-from ..predictors.surrogate import fit_quality, make_surrogate
-from ..search_spaces import Arch, SearchSpace
-from .archive import Archive
-from .metrics import ArchitectureMetrics
-from .nat_archive import initial_archive, objective_matrix, preprocess, survive, update_archive
-from .nat_config import NATConfig
-from .objectives import Constraint, Objective
-from .search import ArchitectureSampling, GenomeRepair, SearchResult, normalized_hypervolume, pareto_records
-from .shifting import NoShift, ShiftStrategy
-from .training import lr_at, sandwich_step
-
+from ...config import NATConfig, RunConfig
+from ...errors import ConfigError
+from ...io import atomic_torch_save, atomic_write_json
+from ...predictors.surrogate import fit_quality, make_surrogate
+from ...search_spaces import Arch, SearchSpace
+from ..evaluation.objectives import Constraint
+from ..training.optim import OptimizerSettings, clipped_step, make_optimizer, set_lr
+from ..training.supernet import sandwich_step
+from .base import (
+    SEARCHERS,
+    SearchProblem,
+    SearchResult,
+    StepCallback,
+    genome_operators,
+    nondominated,
+    normalized_hypervolume,
+    objective_matrix,
+    pareto_records,
+    sample_genomes,
+)
+from .nat_archive import initial_archive, preprocess, survive, update_archive
 
 # ----------------------------------------------------------------------------- pieces
 
@@ -132,29 +136,35 @@ class _AuxProblem(Problem):
 # ----------------------------------------------------------------------------- the loop
 
 
-IterationCallback = Callable[[int, int, dict[str, Any]], None]
-
-
 class NATSearch:
-    """The NAT / NATv2 loop over ``metrics`` (accuracy through the supernet, cheap objectives exact)."""
+    """The NAT / NATv2 loop: the problem's expensive objective (validation error through the supernet)
+    is predicted by the surrogate, its cheap objectives are computed exactly."""
 
-    def __init__(self, space: SearchSpace, metrics: ArchitectureMetrics, objectives: list[Objective],
-                 constraints: list[Constraint], cfg: NATConfig, seed: int = 0, run_dir: str | Path | None = None,
-                 log: Archive | None = None, shift: ShiftStrategy | None = None) -> None:
-        if objectives[0].name != "error":
-            raise ConfigError("--mode nat predicts accuracy: the first objective must be 'error'")
-        self.space, self.metrics, self.objectives, self.constraints = space, metrics, objectives, constraints
-        self.cfg, self.seed = cfg.resolved(), seed
-        self.run_dir = Path(run_dir) if run_dir else None
-        self.log = log if log is not None else Archive()  # every evaluation, append-only (also what a crash leaves behind)
-        self.columns = [o.column for o in objectives]
-        self.cost_columns = self.columns[1:]
-        self.aux_constraints = [c for c in constraints if c.column not in ("error", "accuracy")]
-        self.evaluator = metrics.evaluator
-        self.shift = shift or NoShift()
+    def __init__(self, problem: SearchProblem, cfg: NATConfig) -> None:
+        expensive = [o.name for o in problem.objectives if not o.cheap]
+        if expensive != ["error"]:
+            raise ConfigError("--mode nat predicts the validation error with a surrogate: exactly one objective "
+                              f"must be measured through the supernet ('error'), got {expensive or 'none'}")
+        self.space, self.metrics, self.objectives = problem.space, problem.metrics, problem.objectives
+        self.constraints, self.seed, self.files = problem.constraints, problem.seed, problem.files
+        self.cfg = cfg.resolved()
+        self.log = problem.archive  # every evaluation, append-only (also what a crash leaves behind)
+        self.columns = [o.column for o in self.objectives]
+        self.error_index = next(i for i, o in enumerate(self.objectives) if not o.cheap)
+        self.cost_index = [i for i, o in enumerate(self.objectives) if o.cheap]
+        self.cost_columns = [self.columns[i] for i in self.cost_index]
+        self.aux_constraints = [c for c in self.constraints if c.cheap]
+        self.evaluator = self.metrics.evaluator
+        self.shift = problem.shift
         c = self.cfg
-        self.optimizer = torch.optim.SGD(self.evaluator.supernet.parameters(), lr=c.adapt_lr, momentum=0.9,
-                                         weight_decay=c.adapt_weight_decay)
+        self.optim = OptimizerSettings(c.adapt_lr, c.adapt_momentum, c.adapt_weight_decay, c.adapt_grad_clip,
+                                       c.adapt_warmup_steps)
+        self.optimizer = make_optimizer(self.evaluator.supernet, self.optim)
+        self.label = f"{c.policy.upper()} search ({c.surrogate} surrogate)"
+        strategy = self.shift.describe().get("strategy", "none")
+        if strategy != "none":
+            self.label += f" + shifting ({strategy})"
+        self.total_steps = c.iterations
         self._iteration = 0
         self._evaluations = 0  # of this search, resumed runs included (the log also keeps what a crash redid)
 
@@ -169,8 +179,8 @@ class NATSearch:
         return [self.evaluate(Arch.from_dict(r["arch"])) for r in archive]
 
     # -- state --------------------------------------------------------------------------------
-    def _state_paths(self) -> tuple[Path, Path] | None:
-        return (self.run_dir / "nat_state.json", self.run_dir / "nat_supernet.pt") if self.run_dir else None
+    def _state_paths(self) -> tuple[Any, Any] | None:
+        return (self.files.state, self.files.weights) if self.files else None
 
     def _save(self, archive, history, ref_point) -> None:
         paths = self._state_paths()
@@ -221,14 +231,13 @@ class NATSearch:
         problem = _AuxProblem(self.space, surrogate.predict, self.metrics.cost_metrics, self.cost_columns,
                               self.aux_constraints)
         F = objective_matrix(archive, self.columns)
-        nd = NonDominatedSorting().do(F, only_non_dominated_front=True)
+        nd = nondominated(F)
         seeds = np.array([archive[i]["genome"] for i in nd][: c.aux_pop_size], dtype=float)
         rng = np.random.default_rng([self.seed, iteration, 1])
-        sampled = ArchitectureSampling(self.space)._do(problem, c.aux_pop_size - len(seeds), random_state=rng) \
+        sampled = sample_genomes(self.space, c.aux_pop_size - len(seeds), rng) \
             if len(seeds) < c.aux_pop_size else np.empty((0, self.space.n_var))
         X0 = Population.new("X", np.vstack([seeds, sampled]))
-        kwargs = dict(pop_size=c.aux_pop_size, sampling=X0, crossover=SBX(prob=0.9, eta=15), mutation=PM(eta=20),
-                      repair=GenomeRepair(self.space), eliminate_duplicates=True)
+        kwargs = dict(pop_size=c.aux_pop_size, sampling=X0, **genome_operators(self.space))
         if problem.n_obj > 2:
             ref_dirs = get_reference_directions("energy", problem.n_obj, c.aux_pop_size, seed=42)
             algorithm = NSGA3(ref_dirs=ref_dirs, **kwargs)
@@ -246,7 +255,7 @@ class NATSearch:
             return []
         archs = [a for a, _ in cands.values()]
         Fc = np.array([f for _, f in cands.values()])
-        front_costs = F[nd][:, 1:]
+        front_costs = F[nd][:, self.cost_index]
         chosen = select_subset(front_costs, Fc[:, 1:], c.candidates, Fc[:, 0])
         return [archs[i] for i in chosen]
 
@@ -269,22 +278,19 @@ class NATSearch:
         total = c.iterations * c.adapt_steps
         net.train()
         for i in range(c.adapt_steps):
-            step = (iteration - 1) * c.adapt_steps + i
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr_at(step, total, c.adapt_lr, c.adapt_warmup_steps)
+            set_lr(self.optimizer, (iteration - 1) * c.adapt_steps + i, total, self.optim)
             idx = torch.randint(len(labels), (c.adapt_batch_size,), generator=gen)
             archs = [self.space.largest()] + [self.space.decode(sample_from(dists, lo, rng))
                                               for _ in range(c.adapt_subnets)]
             self.optimizer.zero_grad(set_to_none=True)
             sandwich_step(self.space, net, images[idx], labels[idx], archs, c.kd_ratio)
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-            self.optimizer.step()
+            clipped_step(self.optimizer, net, self.optim)
         net.eval()
         self.evaluator.bump_version()
         return True
 
     # -- run ----------------------------------------------------------------------------------
-    def run(self, on_iteration: IterationCallback | None = None) -> SearchResult:
+    def run(self, on_step: StepCallback | None = None) -> SearchResult:
         c = self.cfg
         loaded = self._load()
         if loaded is None:
@@ -294,8 +300,8 @@ class NATSearch:
             self._save(archive, history, ref_point)
         else:
             archive, history, ref_point = loaded
-        if on_iteration:
-            on_iteration(self._iteration, c.iterations, history[-1])
+        if on_step:
+            on_step(self._iteration, c.iterations, history[-1])
         while self._iteration < c.iterations:
             it = self._iteration + 1
             X = np.array([r["genome"] for r in archive], dtype=float)
@@ -321,20 +327,25 @@ class NATSearch:
                 archive = self.reevaluate(archive)
             history.append(self._stats(archive, ref_point, surrogate.describe(), quality, len(new)))
             self._save(archive, history, ref_point)
-            if on_iteration:
-                on_iteration(it, c.iterations, history[-1])
+            if on_step:
+                on_step(it, c.iterations, history[-1])
         front = pareto_records(archive, self.objectives, self.constraints)
         return SearchResult(self.log, archive, front, history, self.objectives)
 
     def _nondominated(self, archive: list[dict[str, Any]]) -> list[Arch]:
-        nd = NonDominatedSorting().do(objective_matrix(archive, self.columns), only_non_dominated_front=True)
-        return [Arch.from_dict(archive[i]["arch"]) for i in nd]
+        return [Arch.from_dict(archive[i]["arch"]) for i in nondominated(objective_matrix(archive, self.columns))]
 
     def _stats(self, archive, ref_point, surrogate, quality, n_new: int = 0) -> dict[str, Any]:
         F = objective_matrix(archive, self.columns)
-        nd = NonDominatedSorting().do(F, only_non_dominated_front=True)
+        nd = nondominated(F)
         return {"generation": self._iteration, "iteration": self._iteration,
                 "hypervolume": normalized_hypervolume(F, ref_point), "archive_size": len(archive),
                 "candidates": n_new, "evaluated": self._evaluations, "supernet_version": self.evaluator.version,
                 "surrogate": surrogate, "surrogate_quality": quality,
-                "best_error": float(F[:, 0].min()), "front": F[nd].tolist()}
+                "best_error": float(F[:, self.error_index].min()), "front": F[nd].tolist()}
+
+
+@SEARCHERS.register("nat")
+def nat_searcher(problem: SearchProblem, cfg: RunConfig) -> NATSearch:
+    """``search.mode=nat``: the NAT / NATv2 surrogate loop (``nat.*``)."""
+    return NATSearch(problem, cfg.nat)

@@ -22,9 +22,12 @@ from pymoo.core.population import Population
 from pymoo.core.problem import Problem
 from pymoo.operators.survival.rank_and_crowding import RankAndCrowding
 
-from ..errors import ConfigError
-from ..search_spaces import Arch, SearchSpace
-from .nat_config import INIT_POLICIES, UPDATE_POLICIES
+from ...errors import ConfigError
+from ...search_spaces import Arch, SearchSpace
+from .base import objective_matrix
+
+INIT_POLICIES = ("genome-uniform", "architecture-space")
+UPDATE_POLICIES = ("grow", "bounded")
 
 
 
@@ -63,11 +66,6 @@ def initial_architectures(space: SearchSpace, n: int, policy: str, rng: np.rando
         if arch.key() not in exclude:
             out.setdefault(arch.key(), arch)
     return list(out.values())
-
-
-def objective_matrix(records: list[dict[str, Any]], columns: list[str]) -> np.ndarray:
-    """Records x objectives (all minimised)."""
-    return np.array([[r["metrics"][c] for c in columns] for r in records], dtype=float)
 
 
 def survive(records: list[dict[str, Any]], n: int, columns: list[str], seed: int = 0) -> list[dict[str, Any]]:

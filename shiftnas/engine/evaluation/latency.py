@@ -13,11 +13,13 @@ from typing import Any, Protocol, Sequence
 
 from torch import nn
 
-from ..errors import ConfigError
-from ..hardware import LatencyCache, LatencyConfig, LatencyProfiler, LatencyResult
-from ..hardware.fingerprint import HardwareFingerprint
-from ..predictors.latency import LatencyPredictor, prediction_errors
-from ..search_spaces import Arch, SearchSpace
+from ... import records as rec
+from ...config import LatencyConfig
+from ...errors import ConfigError
+from ...hardware import LatencyCache, LatencyProfiler, LatencyResult
+from ...hardware.fingerprint import HardwareFingerprint
+from ...predictors.latency import LatencyPredictor, prediction_errors
+from ...search_spaces import Arch, SearchSpace
 
 
 class LatencySource(Protocol):
@@ -32,9 +34,10 @@ class LatencySource(Protocol):
 
 def latency_metrics(result: LatencyResult) -> dict[str, Any]:
     """The metrics a measured latency adds to an architecture's record."""
-    out = {"latency_ms": result.median_ms, "latency_p10_ms": result.p10_ms, "latency_spread": result.spread}
+    out = {rec.LATENCY: result.median_ms, rec.LATENCY_P10: result.p10_ms,
+           rec.LATENCY_SPREAD: result.spread}
     if result.ratio is not None:
-        out.update(latency_ratio=result.ratio, latency_reference=result.reference)
+        out.update({rec.LATENCY_RATIO: result.ratio, rec.LATENCY_REFERENCE: result.reference})
     return out
 
 
@@ -49,7 +52,7 @@ class MeasuredLatency:
         return latency_metrics(self.profiler.profile(arch.key(), model, chw))
 
     def prefetch(self, items: list[tuple[Arch, nn.Module, tuple[int, ...]]]) -> None:
-        from ..hardware.remote import measure_job
+        from ...hardware.remote import measure_job
 
         todo = {a.key(): (a, m, chw) for a, m, chw in items if self.profiler.lookup(a.key(), chw) is None}
         if not todo:
@@ -70,7 +73,7 @@ class PredictedLatency:
 
     def latency(self, arch: Arch, model: nn.Module, chw: Sequence[int], mmacs: float) -> dict[str, Any]:
         self.n_queries += 1
-        return {"latency_ms": float(self.predictor.predict([arch], [mmacs])[0])}
+        return {rec.LATENCY: float(self.predictor.predict([arch], [mmacs])[0])}
 
     def prefetch(self, items: list[tuple[Arch, nn.Module, tuple[int, ...]]]) -> None:
         return None
@@ -90,8 +93,8 @@ def build_latency_source(space: SearchSpace, supernet: nn.Module, cfg: LatencyCo
     """The latency source a run's ``hardware`` settings ask for (see the module docstring)."""
     kind, dataset_path = parse_latency_mode(mode)
     if kind == "predicted":
+        from ...predictors.latency import predictor_from_dataset
         from .latency_dataset import LatencyDataset
-        from ..predictors.latency import predictor_from_dataset
 
         dataset = LatencyDataset.load(dataset_path)
         return PredictedLatency(predictor_from_dataset(space, dataset), str(dataset_path), dataset)
@@ -106,7 +109,7 @@ def measured_latency(space: SearchSpace, supernet: nn.Module, cfg: LatencyConfig
     measurer = None
     fingerprint = cfg.fingerprint()
     if dask:
-        from ..hardware.remote import DaskMeasurer
+        from ...hardware.remote import DaskMeasurer
 
         measurer = DaskMeasurer(dask)
         fingerprint = measurer.fingerprint(cfg)
@@ -133,9 +136,9 @@ def check_predictions(source: PredictedLatency, records: list[dict[str, Any]], s
     if measured.parallel:
         measured.prefetch(items)
     for record, (arch, model, chw) in zip(records, items):
-        record["metrics"]["latency_measured_ms"] = measured.latency(arch, model, chw, 0.0)["latency_ms"]
-    pred = [r["metrics"]["latency_ms"] for r in records]
-    true = [r["metrics"]["latency_measured_ms"] for r in records]
+        record["metrics"][rec.LATENCY_MEASURED] = measured.latency(arch, model, chw, 0.0)[rec.LATENCY]
+    pred = [r["metrics"][rec.LATENCY] for r in records]
+    true = [r["metrics"][rec.LATENCY_MEASURED] for r in records]
     report: dict[str, Any] = {"checked": True, "n": len(records), "predictor": source.predictor.kind}
     if len(records) >= 2:
         report.update(prediction_errors(true, pred))
@@ -146,7 +149,7 @@ def check_predictions(source: PredictedLatency, records: list[dict[str, Any]], s
 
 def dask_fingerprint(cfg: LatencyConfig, address: str) -> HardwareFingerprint:
     """The hardware fingerprint of the Dask latency workers at ``address``."""
-    from ..hardware.remote import DaskMeasurer
+    from ...hardware.remote import DaskMeasurer
 
     with DaskMeasurer(address) as measurer:
         return measurer.fingerprint(cfg)

@@ -11,35 +11,48 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..errors import ConfigError
+from ... import records
+from ...errors import ConfigError
+from ...registry import Registry
 
 
 @dataclass(frozen=True)
 class Objective:
+    """A minimised quantity of an architecture and where it comes from.
+
+    ``cheap`` objectives depend on the architecture only and are computed exactly (MACs, params,
+    latency); the others are measured through the supernet's weights (validation error), which is
+    what a surrogate (``--mode nat``) predicts.
+    """
+
     name: str
-    column: str        # key of the metric in a record's ``metrics`` dict
+    column: str  # key of the metric in a record's ``metrics`` (see ``shiftnas.records``)
     unit: str
-    label: str         # axis / table label
+    label: str  # axis / table label
+    cheap: bool
+
+    def value(self, metrics: dict[str, float]) -> float:
+        """This objective's value in a record's ``metrics``."""
+        return float(metrics[self.column])
 
 
-OBJECTIVES: dict[str, Objective] = {
-    "error": Objective("error", "error", "%", "val error (%)"),
-    "latency": Objective("latency", "latency_ms", "ms", "latency (ms)"),
-    "macs": Objective("macs", "mmacs", "MMACs", "MMACs"),
-    "params": Objective("params", "mparams", "M", "params (M)"),
-}
+OBJECTIVES: Registry[Objective] = Registry("objective")
+for _objective in (
+    Objective("error", records.ERROR, "%", "val error (%)", cheap=False),
+    Objective("latency", records.LATENCY, "ms", "latency (ms)", cheap=True),
+    Objective("macs", records.MMACS, "MMACs", "MMACs", cheap=True),
+    Objective("params", records.MPARAMS, "M", "params (M)", cheap=True),
+):
+    OBJECTIVES.add(_objective.name, _objective)
 
 
 def resolve_objectives(names: list[str]) -> list[Objective]:
-    """Validate objective names (at least two, no duplicates, ``error`` usually among them)."""
+    """The objectives named ``names`` (at least two, no duplicates)."""
     if len(names) < 2:
         raise ConfigError(f"a multi-objective search needs at least two objectives, got {names}")
-    unknown = [n for n in names if n not in OBJECTIVES]
-    if unknown:
-        raise ConfigError(f"unknown objective '{unknown[0]}'; choose from: {', '.join(OBJECTIVES)}")
     if len(set(names)) != len(names):
         raise ConfigError(f"duplicate objectives in {names}")
-    return [OBJECTIVES[n] for n in names]
+    return [OBJECTIVES.get(n) for n in names]
 
 
 @dataclass(frozen=True)
@@ -55,13 +68,18 @@ class Constraint:
         value = metrics[self.column]
         return value - self.bound if self.op in ("<=", "<") else self.bound - value
 
+    @property
+    def cheap(self) -> bool:
+        """True when the bounded metric depends on the architecture only (not on supernet weights)."""
+        return self.column not in (records.ERROR, records.ACCURACY)
+
 
 _UNITS = {
-    "latency": ("latency_ms", {"": 1.0, "ms": 1.0, "s": 1000.0, "us": 1e-3}),
-    "macs": ("mmacs", {"": 1.0, "m": 1.0, "mmacs": 1.0, "k": 1e-3, "g": 1e3}),
-    "params": ("mparams", {"": 1.0, "m": 1.0, "k": 1e-3}),
-    "error": ("error", {"": 1.0, "%": 1.0}),
-    "accuracy": ("accuracy", {"": 1.0, "%": 1.0}),
+    "latency": (records.LATENCY, {"": 1.0, "ms": 1.0, "s": 1000.0, "us": 1e-3}),
+    "macs": (records.MMACS, {"": 1.0, "m": 1.0, "mmacs": 1.0, "k": 1e-3, "g": 1e3}),
+    "params": (records.MPARAMS, {"": 1.0, "m": 1.0, "k": 1e-3}),
+    "error": (records.ERROR, {"": 1.0, "%": 1.0}),
+    "accuracy": (records.ACCURACY, {"": 1.0, "%": 1.0}),
 }
 _PATTERN = re.compile(r"^\s*([a-z]+)\s*(<=|>=|<|>)\s*([0-9]*\.?[0-9]+(?:e-?[0-9]+)?)\s*([a-z%]*)\s*$", re.I)
 
@@ -88,6 +106,6 @@ def parse_constraint(text: str) -> Constraint:
 def needed_metrics(objectives: list[Objective], constraints: list[Constraint]) -> set[str]:
     """Metric columns the search must compute for every architecture."""
     cols = {o.column for o in objectives} | {c.column for c in constraints}
-    if "accuracy" in cols:
-        cols |= {"error"}
+    if records.ACCURACY in cols:
+        cols |= {records.ERROR}
     return cols

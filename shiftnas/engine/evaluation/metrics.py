@@ -6,10 +6,11 @@ from typing import Any
 
 import torch.nn as nn
 
-from ..hardware import count_macs, count_params
-from ..search_spaces import Arch
-from .evaluation import SubnetEvaluator
-from .latency_source import LatencySource
+from ... import records
+from ...hardware import count_macs, count_params
+from ...search_spaces import Arch
+from .latency import LatencySource
+from .subnet import SubnetEvaluator
 
 
 class ArchitectureMetrics:
@@ -21,13 +22,13 @@ class ArchitectureMetrics:
     """
 
     def __init__(self, evaluator: SubnetEvaluator, latency: LatencySource | None, needed: set[str]) -> None:
-        if "latency_ms" in needed and latency is None:
+        if records.LATENCY in needed and latency is None:
             raise ValueError("latency requested but no latency source given")
         self.evaluator, self.latency, self.needed = evaluator, latency, needed
         self._cost: dict[str, dict[str, Any]] = {}
 
     def metrics(self, arch: Arch) -> dict[str, Any]:
-        needs_accuracy = bool({"error", "accuracy"} & self.needed)
+        needs_accuracy = bool({records.ERROR, records.ACCURACY} & self.needed)
         subnet = None
         if arch.key() not in self._cost:  # extract once, for both the accuracy and the cost metrics
             subnet = self.evaluator.subnet(arch) if needs_accuracy else self.evaluator.space.extract(
@@ -35,7 +36,7 @@ class ArchitectureMetrics:
         out: dict[str, Any] = {}
         if needs_accuracy:
             acc = self.evaluator.score(arch, "val", subnet=subnet).accuracy
-            out.update(accuracy=acc, error=100.0 - acc)
+            out.update({records.ACCURACY: acc, records.ERROR: 100.0 - acc})
         out.update(self.cost_metrics(arch, subnet))
         return out
 
@@ -46,15 +47,16 @@ class ArchitectureMetrics:
             space = self.evaluator.space
             model = subnet if subnet is not None else space.extract(self.evaluator.supernet, arch)
             shape = space.input_size(arch)
-            cost: dict[str, Any] = {"mmacs": count_macs(model, shape) / 1e6, "mparams": count_params(model) / 1e6}
-            if "latency_ms" in self.needed:
-                cost.update(self.latency.latency(arch, model, shape, cost["mmacs"]))
+            cost: dict[str, Any] = {records.MMACS: count_macs(model, shape) / 1e6,
+                                    records.MPARAMS: count_params(model) / 1e6}
+            if records.LATENCY in self.needed:
+                cost.update(self.latency.latency(arch, model, shape, cost[records.MMACS]))
             self._cost[key] = cost
         return dict(self._cost[key])
 
     def prefetch(self, archs: list[Arch]) -> None:
         """Get the latencies of a whole population at once (in parallel where the source can)."""
-        if "latency_ms" not in self.needed or not self.latency.parallel:
+        if records.LATENCY not in self.needed or not self.latency.parallel:
             return
         space, supernet = self.evaluator.space, self.evaluator.supernet
         items = {a.key(): a for a in archs if a.key() not in self._cost}

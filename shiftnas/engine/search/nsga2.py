@@ -14,50 +14,33 @@ and ends with exactly the result an uninterrupted run gives.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
+import torch.nn as nn
 from pymoo.algorithms.moo.nsga2 import NSGA2
 from pymoo.core.population import Population
 from pymoo.core.problem import Problem
-from pymoo.core.repair import Repair
-from pymoo.core.sampling import Sampling
-from pymoo.indicators.hv import HV
-from pymoo.operators.crossover.sbx import SBX
-from pymoo.operators.mutation.pm import PM
-from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
-from ..search_spaces import Arch, SearchSpace
+from ...config import EvalConfig, RunConfig
+from ...data import DataSplits
+from ...search_spaces import Arch, SearchSpace
+from ..evaluation.metrics import ArchitectureMetrics
+from ..evaluation.objectives import needed_metrics, resolve_objectives
+from ..evaluation.subnet import SubnetEvaluator
 from .archive import Archive
-from .metrics import ArchitectureMetrics
-from .objectives import Constraint, Objective
-from .shifting import NoShift, ShiftStrategy
-
-
-class GenomeRepair(Repair):
-    """Round, clip and canonicalise every genome (a skipped layer never leaves a hole)."""
-
-    def __init__(self, space: SearchSpace) -> None:
-        super().__init__()
-        self.space = space
-
-    def _do(self, problem, X, **kwargs):
-        return np.stack([self.space.repair(x) for x in X]).astype(float)
-
-
-class ArchitectureSampling(Sampling):
-    """Initial population: the smallest and largest networks, then random architectures."""
-
-    def __init__(self, space: SearchSpace) -> None:
-        super().__init__()
-        self.space = space
-
-    def _do(self, problem, n_samples, *args, random_state=None, **kwargs):
-        rng = random_state if random_state is not None else np.random.default_rng()
-        archs = [self.space.smallest(), self.space.largest()]
-        archs += [self.space.sample(rng) for _ in range(max(0, n_samples - 2))]
-        return np.stack([self.space.encode(a) for a in archs[:n_samples]]).astype(float)
+from .base import (
+    SEARCHERS,
+    ArchitectureSampling,
+    SearchProblem,
+    SearchResult,
+    StepCallback,
+    feasible_mask,
+    genome_operators,
+    nondominated,
+    normalized_hypervolume,
+    pareto_records,
+)
 
 
 class NASProblem(Problem):
@@ -76,46 +59,29 @@ class NASProblem(Problem):
             out["G"] = np.array([r[1] for r in rows], dtype=float)
 
 
-@dataclass
-class SearchSettings:
-    pop_size: int = 24
-    generations: int = 8
-    seed: int = 0
-
-
-@dataclass
-class SearchResult:
-    archive: Archive
-    records: list[dict[str, Any]]                     # every architecture scored with the current supernet
-    front: list[dict[str, Any]]                       # the non-dominated feasible ones among them
-    hv_history: list[dict[str, float]] = field(default_factory=list)
-    objectives: list[Objective] = field(default_factory=list)
-
-
-GenerationCallback = Callable[[int, int, dict[str, Any]], None]  # (generation, total, stats)
-
-
 class NSGA2Search:
-    """Runs NSGA-II over ``space`` with metrics from ``metrics``; results recorded in ``archive``.
+    """NSGA-II over the problem's space; every evaluation is recorded in the problem's archive.
 
-    ``shift`` (default: none) trains the supernet during the search; after every update the
+    The problem's ``shift`` trains the supernet during the search; after every update the
     architectures that selection will compare are re-scored with the same weights (``reevaluate``).
     """
 
-    def __init__(self, space: SearchSpace, metrics: ArchitectureMetrics, objectives: list[Objective],
-                 constraints: list[Constraint], archive: Archive, settings: SearchSettings,
-                 shift: ShiftStrategy | None = None, reevaluate: bool = True) -> None:
-        self.space, self.metrics, self.objectives = space, metrics, objectives
-        self.constraints, self.archive, self.settings = constraints, archive, settings
-        self.shift = shift or NoShift()
+    def __init__(self, problem: SearchProblem, pop_size: int, generations: int, reevaluate: bool = True) -> None:
+        self.problem = problem
+        self.space, self.metrics, self.objectives = problem.space, problem.metrics, problem.objectives
+        self.constraints, self.archive, self.shift = problem.constraints, problem.archive, problem.shift
+        self.pop_size, self.generations, self.seed = pop_size, generations, problem.seed
         self.reevaluate = reevaluate
+        strategy = self.shift.describe().get("strategy", "none")
+        self.label = "NSGA-II search" + ("" if strategy == "none" else f" + shifting ({strategy})")
+        self.total_steps = generations
         self._generation = 0
         self._rescoring = False
         self._evaluated: list[Arch] = []          # new candidates scored in the current generation
         self._version_of: dict[str, int] = {}     # supernet version behind each architecture's current F
-        ev, columns = metrics.evaluator, metrics.needed
+        ev, columns = self.metrics.evaluator, self.metrics.needed
         # records a resumed run may reuse: same starting weights, every metric it needs
-        self._stored = {(r["key"], r["supernet_version"]): r for r in archive
+        self._stored = {(r["key"], r["supernet_version"]): r for r in self.archive
                         if r.get("supernet_id") == ev.supernet_id and columns <= set(r["metrics"])}
 
     @property
@@ -149,13 +115,11 @@ class NSGA2Search:
         finally:
             self._rescoring = False
 
-    def run(self, on_generation: GenerationCallback | None = None) -> SearchResult:
-        s = self.settings
+    def run(self, on_step: StepCallback | None = None) -> SearchResult:
         problem = NASProblem(self.space, self.evaluate_genome, len(self.objectives), len(self.constraints))
-        algorithm = NSGA2(pop_size=s.pop_size, sampling=ArchitectureSampling(self.space),
-                          crossover=SBX(prob=0.9, eta=15), mutation=PM(eta=20),
-                          repair=GenomeRepair(self.space), eliminate_duplicates=True)
-        algorithm.setup(problem, termination=("n_gen", s.generations), seed=s.seed, verbose=False)
+        algorithm = NSGA2(pop_size=self.pop_size, sampling=ArchitectureSampling(self.space),
+                          **genome_operators(self.space))
+        algorithm.setup(problem, termination=("n_gen", self.generations), seed=self.seed, verbose=False)
         hv_history: list[dict[str, Any]] = []
         ref_point: np.ndarray | None = None
         while algorithm.has_next():
@@ -180,7 +144,7 @@ class NSGA2Search:
                     algorithm.pop = algorithm.survival.do(problem, algorithm.pop, n_survive=len(algorithm.pop),
                                                           algorithm=algorithm, random_state=algorithm.random_state)
             F = algorithm.pop.get("F")
-            feasible = _feasible_mask(algorithm.pop.get("G"), len(F))
+            feasible = feasible_mask(algorithm.pop.get("G"), len(F))
             if ref_point is None:  # fixed at generation 1 so later values are comparable (methods §1.9)
                 ref_point = 1.01 * F.max(axis=0)
             stats = {"generation": self._generation, "hypervolume": normalized_hypervolume(F[feasible], ref_point),
@@ -188,44 +152,38 @@ class NSGA2Search:
                      "supernet_version": self.version, "versions_compared": versions,
                      "best_error": float(F[:, 0].min()) if self.objectives[0].name == "error" else None}
             hv_history.append(stats)
-            if on_generation:
-                on_generation(self._generation, s.generations, stats)
+            if on_step:
+                on_step(self._generation, self.generations, stats)
         current = [r for (key, v), r in self._stored.items() if v == self.version]
         return SearchResult(self.archive, current, pareto_records(current, self.objectives, self.constraints),
                             hv_history, self.objectives)
 
     def _nondominated(self, pop) -> list[Arch]:
-        F = pop.get("F")
-        if len(F) == 0:
-            return []
-        front = NonDominatedSorting().do(F, only_non_dominated_front=True)
-        return [self.space.decode(pop[i].X) for i in front]
+        return [self.space.decode(pop[i].X) for i in nondominated(pop.get("F"))]
 
 
-def _feasible_mask(G: np.ndarray | None, n: int) -> np.ndarray:
-    if G is None or G.size == 0:
-        return np.ones(n, dtype=bool)
-    return (np.asarray(G).reshape(n, -1) <= 0).all(axis=1)
+@SEARCHERS.register("nsga2")
+def nsga2_searcher(problem: SearchProblem, cfg: RunConfig) -> NSGA2Search:
+    """``search.mode=nsga2``: plain NSGA-II through the supernet (``search.pop_size``, ``search.generations``)."""
+    return NSGA2Search(problem, cfg.search.pop_size, cfg.search.generations, reevaluate=cfg.shift.reevaluate)
 
 
-def normalized_hypervolume(F: np.ndarray, ref_point: np.ndarray) -> float:
-    """HV of ``F`` (minimised) w.r.t. ``ref_point``, divided by the reference box volume."""
-    if len(F) == 0:
-        return 0.0
-    F = F[(F < ref_point).all(axis=1)]
-    if len(F) == 0:
-        return 0.0
-    return float(HV(ref_point=ref_point)(F) / np.prod(ref_point))
+def current_best_proposer(space: SearchSpace, data: DataSplits, eval_cfg: EvalConfig, pop_size: int,
+                          generations: int, seed: int) -> Callable[[nn.Module, int], list[Arch]]:
+    """The multi-round landmark proposer: a short NSGA-II (supernet error, params) through the current
+    supernet, returning every scored architecture, best first (``training.landmarks.LandmarkGrowth``)."""
+    objectives = resolve_objectives(["error", "params"])
+
+    def propose(supernet: nn.Module, epochs_done: int) -> list[Arch]:
+        was_training = supernet.training
+        evaluator = SubnetEvaluator(space, supernet, data, eval_cfg, seed=seed)
+        metrics = ArchitectureMetrics(evaluator, None, needed_metrics(objectives, []))
+        problem = SearchProblem(space, metrics, objectives, [], Archive(), seed=seed * 1000 + epochs_done)
+        result = NSGA2Search(problem, pop_size, generations).run()
+        supernet.train(was_training)
+        ranked = sorted(result.records, key=lambda r: (r["metrics"]["error"], r["metrics"]["mparams"], r["key"]))
+        return [Arch.from_dict(r["arch"]) for r in ranked]
+
+    return propose
 
 
-def pareto_records(records: list[dict[str, Any]], objectives: list[Objective],
-                   constraints: list[Constraint]) -> list[dict[str, Any]]:
-    """Non-dominated, feasible records among ``records`` (one per architecture, same supernet)."""
-    records = [r for r in records if all(c.g(r["metrics"]) <= 0 for c in constraints)]
-    if not records:
-        return []
-    F = np.array([[r["metrics"][o.column] for o in objectives] for r in records], dtype=float)
-    front = NonDominatedSorting().do(F, only_non_dominated_front=True)
-    chosen = [records[i] for i in front]
-    order = [objectives[1], objectives[0]] + objectives[2:]
-    return sorted(chosen, key=lambda r: [r["metrics"][o.column] for o in order])

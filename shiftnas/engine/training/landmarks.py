@@ -15,8 +15,9 @@ same optimizer step as the sandwich loss.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Iterator, Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -24,10 +25,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-from ..data import DataSplits
-from ..errors import ConfigError
-from ..search_spaces import Arch, SearchSpace
-from .batching import resize
+from ...config import LandmarkConfig
+from ...data import DataSplits
+from ...errors import ConfigError
+from ...search_spaces import Arch, SearchSpace
+from ..tensors import resize
 
 
 @dataclass(frozen=True)
@@ -38,25 +40,6 @@ class Landmark:
     accuracy: float
 
 
-@dataclass
-class LandmarkConfig:
-    coef: float = 10.0                 # λ0, the weight reached at the last epoch
-    warmup_fraction: float = 0.5       # T_w = floor(fraction · epochs): no ranking loss before it
-    pairs_per_step: int = 1            # landmark pairs per training step
-    pair_sampling: str = "code"        # code: a~U{0..M-2}, b~U{a+1..M-1} | uniform_pairs (C2)
-    batch_source: str = "holdout"      # regulariser batch (C3): holdout (train pool, not trained on) | val | train
-    loss: str = "relu"                 # φ: relu (mae_relu) | softplus
-    softplus_beta: float = 5.0         # β of φ = softplus (the code's mae_softplus_beta5)
-    batch_size: int = 64               # images in the regulariser batch
-    rounds: int = 1                    # multi-round variant (paper Fig. 2): > 1 grows the landmark set
-    per_round: int = 5                 # current-best architectures added as landmarks after each round
-    round_pop_size: int = 16           # NSGA-II that finds the current best: population
-    round_generations: int = 4         # ... and generations
-
-
-BATCH_SOURCES = ("holdout", "val", "train")
-
-
 def regularizer_batch_source(data: DataSplits, source: str) -> TensorDataset:
     """The split the landmark loss draws its batches from.
 
@@ -64,8 +47,6 @@ def regularizer_batch_source(data: DataSplits, source: str) -> TensorDataset:
     below the pool), so the regulariser sees neither the val split the search scores on nor the
     training batches. ``val`` is the landmark code's choice and leaks the search's own split.
     """
-    if source not in BATCH_SOURCES:
-        raise ConfigError(f"landmarks.batch_source must be one of {', '.join(BATCH_SOURCES)}, got '{source}'")
     if source == "holdout":
         if data.holdout is None or len(data.holdout) == 0:
             raise ConfigError(
@@ -297,3 +278,33 @@ class LandmarkRegularizer:
                              for a, b in pairs)
         total.backward()
         return float(total.item())
+
+
+# ----------------------------------------------------------------------------- multi-round growth
+
+Proposer = Callable[[nn.Module, int], list[Arch]]  # (supernet, epochs done) -> current best first
+GroundTruthFn = Callable[[Sequence[Arch]], list[float]]  # archs -> stand-alone accuracy (%)
+
+
+class LandmarkGrowth:
+    """``after_epoch`` hook of the multi-round variant (paper Fig. 2): at each round boundary the
+    supernet's current best architectures (``propose``, a short search through the supernet) get
+    their stand-alone accuracy (``ground_truth``: the table's recipe) and join the landmarks."""
+
+    def __init__(self, space: SearchSpace, supernet: nn.Module, regularizer: LandmarkRegularizer, epochs: int,
+                 propose: Proposer, ground_truth: GroundTruthFn,
+                 on_round: Callable[[int, list[Landmark]], None] | None = None) -> None:
+        self.space, self.supernet, self.regularizer = space, supernet, regularizer
+        self.boundaries = round_boundaries(epochs, regularizer.cfg)
+        self.propose, self.ground_truth, self.on_round = propose, ground_truth, on_round
+
+    def __call__(self, epochs_done: int) -> None:
+        if epochs_done not in self.boundaries:
+            return
+        known = {lm.arch.key() for lm in self.regularizer.landmarks}
+        fresh = [a for a in self.propose(self.supernet, epochs_done) if a.key() not in known]
+        fresh = fresh[:self.regularizer.cfg.per_round]
+        accuracies = self.ground_truth(fresh) if fresh else []
+        added = self.regularizer.grow([Landmark(a, acc) for a, acc in zip(fresh, accuracies)], epochs_done)
+        if self.on_round is not None:
+            self.on_round(epochs_done, added)

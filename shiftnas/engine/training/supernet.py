@@ -3,8 +3,8 @@
 Each step trains the largest subnet on the labels, then the smallest and ``n_random`` random
 subnets on the labels plus a distillation term towards the largest subnet's (detached) soft
 predictions. The per-subnet losses are averaged (summing them diverged at lr 0.1, ofa.md §7.1)
-and the gradients clipped. SGD with Nesterov momentum and a cosine schedule after a linear
-warm-up. The whole training state is checkpointed atomically after every epoch, and training
+and the gradients clipped (the policy of ``optim.py``: SGD with Nesterov momentum, a cosine schedule
+after a linear warm-up). The whole training state is checkpointed atomically after every epoch, and training
 resumes from the last finished epoch. An optional :class:`LandmarkRegularizer` adds the landmark
 ranking term to every step (gradients accumulated before clipping; see ``landmarks.py``).
 """
@@ -21,12 +21,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..config import TrainConfig
-from ..data import DataSplits
-from ..search_spaces import Arch, SearchSpace
-from .batching import iterate_batches, resize
-from .checkpoint import read_checkpoint, save_supernet
+from ...config import TrainConfig
+from ...data import DataSplits
+from ...search_spaces import Arch, SearchSpace
+from ..checkpoint import read_checkpoint, save_supernet
+from ..tensors import iterate_batches, resize
 from .landmarks import LandmarkRegularizer, landmark_weight
+from .optim import OptimizerSettings, clipped_step, make_optimizer, set_lr
 
 
 def sandwich_archs(space: SearchSpace, rng: np.random.Generator, n_random: int) -> list[Arch]:
@@ -56,24 +57,6 @@ def sandwich_step(space: SearchSpace, supernet: nn.Module, images: torch.Tensor,
         (loss / len(archs)).backward()
         total += loss.item() / len(archs)
     return torch.tensor(total)
-
-
-def make_optimizer(supernet: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """SGD + Nesterov; no weight decay on BN parameters and biases."""
-    decay, no_decay = [], []
-    for name, p in supernet.named_parameters():
-        (no_decay if p.ndim <= 1 else decay).append(p)
-    return torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
-                            {"params": no_decay, "weight_decay": 0.0}],
-                           lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
-
-
-def lr_at(step: int, total_steps: int, lr: float, warmup_steps: int) -> float:
-    """Learning rate of ``step`` (0-based) of ``total_steps``: linear warm-up, then cosine decay to zero."""
-    if step < warmup_steps:
-        return lr * (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return 0.5 * lr * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 ProgressFn = Callable[[int, int, float], None]  # (step, total_steps, loss)
@@ -110,7 +93,8 @@ def train_supernet(space: SearchSpace, supernet: nn.Module, data: DataSplits, cf
     value ``landmark_loss`` and its weight ``landmark_weight``).
     """
     checkpoint_path = Path(checkpoint_path)
-    optimizer = make_optimizer(supernet, cfg)
+    settings = OptimizerSettings.of(cfg)
+    optimizer = make_optimizer(supernet, settings)
     images, labels = data.train.tensors
     steps_per_epoch = math.ceil(len(labels) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
@@ -138,8 +122,7 @@ def train_supernet(space: SearchSpace, supernet: nn.Module, data: DataSplits, cf
             regularizer.begin_epoch(epoch, seed)
         for i, idx in enumerate(iterate_batches(len(labels), cfg.batch_size, shuffle)):
             step = epoch * steps_per_epoch + i
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, total_steps, cfg.lr, cfg.warmup_steps)
+            set_lr(optimizer, step, total_steps, settings)
             optimizer.zero_grad(set_to_none=True)
             loss = sandwich_step(space, supernet, images[idx], labels[idx],
                                  sandwich_archs(space, rng, cfg.n_random), cfg.kd_ratio)
@@ -150,8 +133,7 @@ def train_supernet(space: SearchSpace, supernet: nn.Module, data: DataSplits, cf
                 landmark_losses.append(regularizer.step(space, supernet, epoch, cfg.epochs))
                 if not math.isfinite(landmark_losses[-1]):
                     raise FloatingPointError(f"landmark regularizer diverged at epoch {epoch}, step {i}")
-            nn.utils.clip_grad_norm_(supernet.parameters(), cfg.grad_clip)
-            optimizer.step()
+            clipped_step(optimizer, supernet, settings)
             losses.append(loss.item())
             if progress:
                 progress(step + 1, total_steps, loss.item())

@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ShiftnasError
-from ..predictors.ranking import kendall_tau, local_kendall_tau
-from .groundtruth import GroundTruthTable
+from ...errors import ShiftnasError
+from ...predictors.ranking import kendall_tau, local_kendall_tau
+from .table import GroundTruthTable
 
 METRICS = {"test_accuracy": 1.0, "test_loss": -1.0}  # metric -> sign that makes higher better
 TOP_FRACTIONS = (0.2, 0.1)

@@ -6,7 +6,7 @@ the *extracted* subnet, never on the supernet (that would overwrite the shared B
 
 We recalibrate with PyTorch's own cumulative BN averaging (``momentum=None`` in train mode)
 instead of ``ofa``'s ``set_running_statistics``, which deep-copies the model and monkey-patches
-every BN forward through a global flag; ``bench/bench_eval_latency.py`` compares the two.
+every BN forward through a global flag; ``bench/bench_latency_eval.py`` compares the two.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..config import EvalConfig
-from ..data import DataSplits
-from ..search_spaces import Arch, SearchSpace
-from .batching import resize
+from ...config import EvalConfig
+from ...data import DataSplits
+from ...search_spaces import Arch, SearchSpace
+from ..checkpoint import weights_fingerprint
+from ..tensors import resize
 
 
 @torch.no_grad()
@@ -77,8 +78,6 @@ class SubnetEvaluator:
 
     def __init__(self, space: SearchSpace, supernet: nn.Module, data: DataSplits, cfg: EvalConfig,
                  seed: int = 0, version: int = 0) -> None:
-        from .checkpoint import weights_fingerprint
-
         self.space, self.supernet, self.data, self.cfg = space, supernet, data, cfg
         self.version = version
         self.supernet_id = weights_fingerprint(supernet)  # which weights version 0 refers to

@@ -7,13 +7,13 @@ from typing import Any
 
 import torch.nn as nn
 
-from ..config import EvalConfig
-from ..data import DataSplits
-from ..errors import ShiftnasError
-from ..predictors.ranking import ranking_report
-from ..search_spaces import SearchSpace
-from .evaluation import SubnetEvaluator
-from .groundtruth import GroundTruthTable, data_identity
+from ...config import EvalConfig
+from ...data import DataSplits
+from ...errors import ShiftnasError
+from ...predictors.ranking import ranking_report
+from ...search_spaces import SearchSpace
+from ..evaluation.subnet import SubnetEvaluator
+from .table import GroundTruthTable, data_identity
 
 
 def rank_supernet(space: SearchSpace, supernet: nn.Module, data: DataSplits, table: GroundTruthTable,

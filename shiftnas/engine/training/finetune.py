@@ -12,51 +12,34 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, Callable
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from ..data import DataSplits
-from .batching import resize
-from .evaluation import accuracy
-from .standalone import StandaloneRecipe, train_epoch
-from .training import make_optimizer
-
-
-@dataclass
-class FinetuneRecipe(StandaloneRecipe):
-    """The stand-alone recipe with phase 1's limits: ``epochs`` is the most phase 1 trains and the
-    cosine schedule's length (NATv2: 150 epochs, patience 30, SGD lr 1e-4 from ImageNet weights)."""
-
-    epochs: int = 30
-    patience: int = 5
-    lr: float = 0.01
-    weight_decay: float = 5e-4
-    warmup_steps: int = 0
+from ...config import FinetuneRecipe
+from ...data import DataSplits
+from ..evaluation.subnet import accuracy, accuracy_and_loss
+from ..tensors import resize
+from .optim import OptimizerSettings, make_optimizer
+from .standalone import train_epoch
 
 
-@torch.no_grad()
-def _loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 250) -> float:
-    model.eval()
-    total = 0.0
-    for start in range(0, len(labels), batch_size):
-        total += F.cross_entropy(model(images[start:start + batch_size]), labels[start:start + batch_size],
-                                 reduction="sum").item()
-    return total / max(1, len(labels))
+def _loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean cross-entropy (``images`` already at the subnet's resolution)."""
+    return accuracy_and_loss(model, images, labels, images.shape[-1], batch_size=250)[1]
 
 
 def _train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: FinetuneRecipe, epochs: int,
            seed: int, after_epoch: Callable[[int], bool] | None = None) -> int:
     """Train ``epochs`` epochs (schedule over ``recipe.epochs``); ``after_epoch`` may stop early."""
-    optimizer = make_optimizer(model, recipe)  # type: ignore[arg-type]  (duck-typed config)
+    optimizer = make_optimizer(model, OptimizerSettings.of(recipe))
     total_steps = math.ceil(len(labels) / recipe.batch_size) * recipe.epochs
     done = 0
     for epoch in range(epochs):
         model.train()
-        train_epoch(model, optimizer, images, labels, recipe, seed, epoch, total_steps)  # type: ignore[arg-type]
+        train_epoch(model, optimizer, images, labels, recipe, seed, epoch, total_steps)
         done = epoch + 1
         if after_epoch is not None and after_epoch(done):
             break

@@ -32,12 +32,13 @@ from typing import Any
 
 import numpy as np
 
-from ..data import DataSplits
-from ..errors import ConfigError, ShiftnasError
-from ..hardware.macs import count_macs, count_params
-from ..io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
-from ..search_spaces import Arch, SearchSpace
-from .standalone import StandaloneRecipe, fresh_subnet, train_standalone
+from ...config import StandaloneRecipe
+from ...data import DataSplits
+from ...errors import ConfigError, ShiftnasError
+from ...hardware.macs import count_macs, count_params
+from ...io import append_jsonl, atomic_write_json, atomic_write_text, drop_torn_line, read_jsonl
+from ...search_spaces import Arch, SearchSpace
+from ..training.standalone import fresh_subnet, train_standalone
 
 FORMAT = "shiftnas-groundtruth/1"
 GroundTruthProgress = Callable[[int, int, dict], None]  # (records done, records total, new record)
@@ -127,16 +128,6 @@ def _check_or_write_meta(path: Path, identity: dict[str, Any], seeds: Sequence[i
     atomic_write_json(mpath, {"format": FORMAT, **identity, "seeds": seeds})
 
 
-def _drop_partial_line(path: Path) -> None:
-    """Cut a truncated last line (crash mid-write) so the next append starts on a fresh line."""
-    if not path.exists():
-        return
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with open(path, "r+b") as f:
-            f.truncate(data.rfind(b"\n") + 1)
-
-
 def data_overrides(meta: dict[str, Any]) -> list[str]:
     """``--set`` overrides that load the data split a table was made with (name, train subset)."""
     data = meta.get("data") or {}
@@ -169,7 +160,7 @@ def build_groundtruth(space: SearchSpace, data: DataSplits, archs: Iterable[Arch
     if not seeds:
         raise ConfigError("need at least one seed")
     _check_or_write_meta(path, table_identity(space, data, recipe), seeds)
-    _drop_partial_line(path)
+    drop_torn_line(path)
     existing = read_jsonl(path)
     done = {(r["key"], int(r["seed"])) for r in existing}
     costs = {r["key"]: (r["macs"], r["params"]) for r in existing}
@@ -194,8 +185,8 @@ def _train_all(space: SearchSpace, data: DataSplits, recipe: StandaloneRecipe, t
         for seed, arch in todo:
             yield seed, arch, train_standalone(space, arch, data, recipe, int(seed))
         return
-    from concurrent.futures import ProcessPoolExecutor, as_completed
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     ctx = multiprocessing.get_context("spawn")  # fork after OpenMP has started can deadlock
     data = replace(data, holdout=None)  # workers train on train and score val/test only: send no more
@@ -217,7 +208,7 @@ _WORKER: dict[str, Any] = {}
 def _init_worker(space_description: dict[str, Any], data: DataSplits, recipe: StandaloneRecipe) -> None:
     import torch
 
-    from ..search_spaces import get_space
+    from ...search_spaces import get_space
 
     torch.set_num_threads(1)
     kwargs = {k: v for k, v in space_description.items() if k != "name"}
@@ -310,3 +301,15 @@ class GroundTruthTable:
 
 def _fmt(value: Any) -> Any:
     return f"{value:.6g}" if isinstance(value, float) else value
+
+
+def table_ground_truth(table_path: str | Path, space: SearchSpace, data: DataSplits
+                       ) -> Callable[[Sequence[Arch]], list[float]]:
+    """Stand-alone accuracy from the table at ``table_path``; missing architectures are trained with
+    the table's recipe and seeds and appended to it (so a crash loses nothing and the table grows)."""
+    def ground_truth(archs: Sequence[Arch]) -> list[float]:
+        meta = GroundTruthTable(table_path).meta
+        table = build_groundtruth(space, data, archs, StandaloneRecipe(**meta["recipe"]), meta["seeds"], table_path)
+        return [table.accuracy(a.key()) for a in archs]
+
+    return ground_truth

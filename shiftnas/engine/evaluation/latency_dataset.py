@@ -18,12 +18,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ConfigError, ShiftnasError
-from ..hardware import LatencyConfig, LatencyResult, ModelUnderTest, count_macs, count_params, export_onnx
-from ..hardware.fingerprint import HardwareFingerprint
-from ..hardware.latency import check_provider
-from ..io import atomic_write_json
-from ..search_spaces import Arch, SearchSpace
+from ...config import LatencyConfig
+from ...errors import ConfigError, ShiftnasError
+from ...hardware import LatencyResult, ModelUnderTest, count_macs, count_params, export_onnx
+from ...hardware.fingerprint import HardwareFingerprint
+from ...hardware.latency import check_provider
+from ...io import atomic_write_json
+from ...search_spaces import Arch, SearchSpace
 
 FORMAT = "shiftnas-latency-dataset/1"
 
@@ -90,7 +91,7 @@ class LatencyDataset:
         atomic_write_json(path, asdict(self))
 
     @classmethod
-    def load(cls, path: Path | str) -> "LatencyDataset":
+    def load(cls, path: Path | str) -> LatencyDataset:
         path = Path(path)
         if not path.is_file():
             raise ShiftnasError(f"latency dataset not found: {path}")
@@ -141,7 +142,7 @@ MeasureMany = Callable[[list[Job], list[ModelUnderTest]], list[LatencyResult]]
 
 def measure_locally(jobs: Sequence[Job], references: Sequence[ModelUnderTest] = ()) -> list[LatencyResult]:
     """Measure jobs one after the other on this machine, each interleaved with ``references``."""
-    from ..hardware import measure_latency
+    from ...hardware import measure_latency
 
     return [measure_latency(onnx_bytes, chw, cfg, references) for onnx_bytes, chw, cfg in jobs]
 

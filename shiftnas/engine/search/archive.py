@@ -2,9 +2,10 @@
 
 Each record holds the generation, genome, architecture, metrics, and the supernet (``supernet_id``,
 a hash of the weights the search started from, and ``supernet_version``, bumped by every update
-during the search) that produced the accuracy. The file is JSON Lines, appended and fsynced record by record and never
-rewritten, so a crash loses at most the record being written; it is also what a resumed run
-replays from.
+during the search) that produced the accuracy (field names: ``shiftnas.records``). The file is
+JSON Lines, appended and fsynced record by record and never rewritten, so a crash loses at most
+the record being written (a torn last line is cut when the archive is reopened); it is also what
+a resumed run replays from.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..io import append_jsonl, read_jsonl
-from ..search_spaces import Arch
+from ...io import append_jsonl, drop_torn_line, read_jsonl
+from ...search_spaces import Arch
 
 
 class Archive:
@@ -24,6 +25,8 @@ class Archive:
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path is not None else None
+        if self.path is not None:
+            drop_torn_line(self.path)  # else the next record would be appended onto the torn one
         self.records: list[dict[str, Any]] = read_jsonl(self.path) if self.path else []
 
     def add(self, arch: Arch, genome: np.ndarray, metrics: dict[str, Any], supernet_version: int,

@@ -1,0 +1,1 @@
+"""Scoring an architecture: accuracy through the supernet (BN-recalibrated), MACs, params, latency."""

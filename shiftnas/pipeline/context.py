@@ -1,0 +1,257 @@
+"""Preparing a run: every object built from the config once, every check made before any file is touched.
+
+:func:`prepare` resolves every name through its registry, loads the data, builds the space and the
+supernet (loading ``cfg.checkpoint`` into it), the objectives and constraints, the latency source
+(measured here, on Dask workers, or predicted) and the landmark regularizer, and only then writes
+``config.yaml`` and ``manifest.json``: a command that fails leaves an existing run as it was.
+:func:`load_finished_run` reads a finished run for ``export`` / ``finetune`` without training,
+without Dask and without writing anything.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from dataclasses import dataclass, field, fields
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+from rich.console import Console
+
+from .. import records
+from ..config import LandmarkConfig, LatencyConfig, RunConfig
+from ..data import DATASETS, DataSplits, load_dataset
+from ..engine.checkpoint import load_supernet_weights, read_checkpoint, reset_classifier
+from ..engine.evaluation.latency import LatencySource, build_latency_source, parse_latency_mode
+from ..engine.evaluation.objectives import Constraint, Objective, needed_metrics, parse_constraint, resolve_objectives
+from ..engine.evaluation.subnet import SubnetEvaluator
+from ..engine.groundtruth.table import GroundTruthTable, data_identity, table_ground_truth
+from ..engine.search import SEARCHERS, SHIFT_STRATEGIES
+from ..engine.search.nsga2 import current_best_proposer
+from ..engine.training.landmarks import LandmarkGrowth, LandmarkRegularizer, select_landmarks
+from ..errors import CheckpointError, ConfigError, ShiftnasError
+from ..hardware import hardware_fingerprint
+from ..hardware.latency import check_provider
+from ..predictors.surrogate import SURROGATES
+from ..report import PICKS
+from ..search_spaces import SPACES, SearchSpace, get_space
+from ..seeding import seed_everything
+from .progress import stderr_console
+from .rundir import RunDir
+
+
+@dataclass
+class RunContext:
+    """What every stage of a run needs, built once by :func:`prepare`."""
+
+    cfg: RunConfig
+    rundir: RunDir
+    data: DataSplits
+    space: SearchSpace
+    supernet: nn.Module
+    objectives: list[Objective] = field(default_factory=list)
+    constraints: list[Constraint] = field(default_factory=list)
+    latency: LatencySource | None = None  # None when no objective or constraint needs latency
+    regularizer: LandmarkRegularizer | None = None
+    console: Console = field(default_factory=stderr_console)
+    quiet: bool = False
+
+    @property
+    def needed(self) -> set[str]:
+        """Metric columns the search computes for every architecture."""
+        return needed_metrics(self.objectives, self.constraints)
+
+
+def build_space(cfg: RunConfig) -> SearchSpace:
+    """The search space named by ``cfg.space`` (with its resolution list, if given)."""
+    return get_space(cfg.space.name, **({"resolutions": cfg.space.resolutions} if cfg.space.resolutions else {}))
+
+
+def load_data(cfg: RunConfig) -> DataSplits:
+    """The data set of ``cfg.data`` (name, root, split seed, train subset, download permission)."""
+    d = cfg.data
+    return load_dataset(d.dataset, root=d.root, seed=d.seed, train_size=d.train_size, download=d.download)
+
+
+def latency_config(cfg: RunConfig) -> LatencyConfig:
+    """The measurement settings part of ``cfg.hardware``."""
+    return LatencyConfig(**{f.name: getattr(cfg.hardware, f.name) for f in fields(LatencyConfig)})
+
+
+def check_names(cfg: RunConfig) -> None:
+    """Every name of ``cfg`` that resolves through a registry, checked before any work."""
+    DATASETS.check(cfg.data.dataset.partition(":")[0].strip().lower())
+    SPACES.check(cfg.space.name)
+    SEARCHERS.check(cfg.search.mode)
+    SHIFT_STRATEGIES.check(cfg.shift.strategy)
+    PICKS.check(cfg.search.pick)
+    if cfg.search.mode == "nat":
+        SURROGATES.check(cfg.nat.resolved().surrogate)
+
+
+def prepare(cfg: RunConfig, quiet: bool = False) -> RunContext:
+    """Check the config, build every object of the run, then create the run directory (see the module)."""
+    check_names(cfg)
+    objectives = resolve_objectives(cfg.search.objectives)
+    constraints = [parse_constraint(t) for t in cfg.search.constraints]
+    mode, _ = parse_latency_mode(cfg.hardware.latency)
+    if mode == "measured" and not cfg.hardware.dask and records.LATENCY in needed_metrics(objectives, constraints):
+        check_provider(cfg.hardware.provider)
+    if cfg.checkpoint and not str(cfg.checkpoint).startswith(("http://", "https://")) \
+            and not Path(cfg.checkpoint).is_file():
+        raise CheckpointError(f"checkpoint not found: {cfg.checkpoint}")
+    rundir = RunDir(cfg.out)
+    if rundir.path.exists() and not rundir.path.is_dir():
+        raise ShiftnasError(f"--out {rundir.path} exists and is not a directory")
+    space = build_space(cfg)
+    torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    data = load_data(cfg)
+    supernet = space.build_supernet(data.num_classes)
+    console = stderr_console()
+    if cfg.checkpoint:
+        reset = load_checkpoint(cfg, supernet)
+        if reset and not quiet:
+            console.print(f"checkpoint classifier has another number of classes: reset {len(reset)} tensors")
+    ctx = RunContext(cfg, rundir, data, space, supernet, objectives, constraints, console=console, quiet=quiet)
+    ctx.regularizer = make_landmark_regularizer(ctx)
+    if records.LATENCY in ctx.needed:
+        with torch.random.fork_rng(devices=[]):  # exporting the reference subnets draws no random numbers of ours
+            ctx.latency = build_latency_source(space, supernet, latency_config(cfg), cfg.hardware.latency,
+                                               cfg.hardware.cache or rundir.latency_cache, cfg.hardware.dask)
+    # every check passed: only now is the run directory touched
+    rundir.path.mkdir(parents=True, exist_ok=True)
+    rundir.write_config(cfg)
+    write_manifest(ctx)
+    if not quiet:
+        console.print(f"[bold]shiftnas[/] {data.summary()}; space {space.name} "
+                      f"({getattr(space, 'size', lambda: 0)():.3g} architectures); run dir {rundir}")
+    return ctx
+
+
+def load_checkpoint(cfg: RunConfig, supernet: nn.Module) -> list[str]:
+    """Load ``cfg.checkpoint`` into ``supernet`` (its classifier re-initialised for a transfer); returns
+    the keys left freshly initialised because the checkpoint's classifier has another size."""
+    state = read_checkpoint(cfg.checkpoint)
+    reset = load_supernet_weights(supernet, state["state_dict"])
+    if cfg.reset_classifier:
+        reset_classifier(supernet, cfg.seed)
+    supernet.eval()
+    return reset
+
+
+def write_manifest(ctx: RunContext) -> None:
+    """Versions, seed and hardware fingerprint of the run."""
+    versions = {}
+    for pkg in ("torch", "torchvision", "ofa", "pymoo", "onnx", "onnxruntime", "numpy", "shiftnas"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    h = ctx.cfg.hardware
+    fp = hardware_fingerprint(provider=h.provider, intra_threads=h.intra_threads, inter_threads=h.inter_threads,
+                              batch_size=h.batch_size)
+    ctx.rundir.write_json(ctx.rundir.manifest, {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": sys.argv, "seed": ctx.cfg.seed,
+        "python": platform.python_version(), "platform": platform.platform(), "versions": versions,
+        "torch_threads": torch.get_num_threads(), "hardware": fp.as_dict(), "hardware_key": fp.key(),
+        "data": ctx.data.summary(), "space": ctx.space.describe()})
+
+
+# ----------------------------------------------------------------------------- landmarks
+
+
+def make_landmark_regularizer(ctx: RunContext) -> LandmarkRegularizer | None:
+    """Landmarks from ``cfg.landmarks.table`` (none when no table is configured)."""
+    lc = ctx.cfg.landmarks
+    if not lc.table:
+        return None
+    if not Path(lc.table).is_file():
+        raise ShiftnasError(f"ground-truth table not found: {lc.table}")
+    table = GroundTruthTable(lc.table)
+    rows = table.rows()
+    for row in rows:
+        try:
+            ctx.space.validate(row["arch"])
+        except ValueError as exc:
+            raise ShiftnasError(f"{lc.table}: {row['key']} is not in space {ctx.space.name} ({exc})") from None
+    if lc.num > len(rows):
+        raise ConfigError(f"landmarks.num must be between 2 and {len(rows)} (the table's size), got {lc.num}")
+    if lc.rounds > 1:
+        table_data = table.meta.get("data", {})
+        if table_data.get("labels_sha1") != data_identity(ctx.data)["labels_sha1"]:
+            raise ConfigError(f"landmarks.rounds > 1 trains new landmarks with the recipe of {lc.table}, which was "
+                              f"made on {table_data.get('summary')}; this run uses {ctx.data.summary()}")
+    candidates = [(row["arch"], row["mean_test_accuracy"]) for row in rows]
+    landmarks = select_landmarks(candidates, lc.num, lc.selection, np.random.default_rng(ctx.cfg.seed))
+    settings = LandmarkConfig(**{f.name: getattr(lc, f.name) for f in fields(LandmarkConfig)})
+    try:
+        return LandmarkRegularizer(landmarks, ctx.data, settings, seed=ctx.cfg.seed)
+    except ValueError as exc:
+        raise ConfigError(f"landmarks: {exc}") from None
+
+
+def make_landmark_growth(ctx: RunContext) -> LandmarkGrowth | None:
+    """The multi-round hook (``landmarks.rounds > 1``): NSGA-II through the supernet finds the current
+    best, the table's recipe gives their stand-alone accuracy (trained and appended when missing)."""
+    regularizer, lc = ctx.regularizer, ctx.cfg.landmarks
+    if regularizer is None or lc.rounds <= 1:
+        return None
+
+    def on_round(epoch: int, added: list) -> None:
+        if not ctx.quiet:
+            ctx.console.print(f"landmarks after epoch {epoch}: added {len(added)} current-best architectures "
+                              f"({len(regularizer.landmarks)} landmarks)")
+
+    propose = current_best_proposer(ctx.space, ctx.data, ctx.cfg.eval, lc.round_pop_size, lc.round_generations,
+                                    ctx.cfg.seed)
+    try:
+        return LandmarkGrowth(ctx.space, ctx.supernet, regularizer, ctx.cfg.train.epochs, propose,
+                              table_ground_truth(lc.table, ctx.space, ctx.data), on_round)
+    except ValueError as exc:  # too many rounds for the regularised epochs
+        raise ConfigError(f"landmarks: {exc}") from None
+
+
+# ----------------------------------------------------------------------------- a finished run
+
+
+@dataclass
+class FinishedRun:
+    """A finished run loaded for reading: its config, data, space, and the supernet of one version."""
+
+    cfg: RunConfig
+    rundir: RunDir
+    data: DataSplits
+    space: SearchSpace
+    supernet: nn.Module
+    evaluator: SubnetEvaluator
+
+
+def load_finished_run(rundir: RunDir, version: int = 0, cfg: RunConfig | None = None) -> FinishedRun:
+    """The weights that scored supernet ``version`` of a finished run; nothing is trained or written."""
+    cfg = cfg or rundir.load_config()
+    torch.set_num_threads(cfg.threads)
+    space = build_space(cfg)
+    seed_everything(cfg.seed)
+    data = load_data(cfg)
+    supernet = space.build_supernet(data.num_classes)
+    if version:  # the front was scored by a supernet changed during the search: use those weights
+        path = rundir.weights_for_version(cfg.search.mode, version)
+        if not path.is_file():
+            raise ShiftnasError(f"{path.name} is missing (the run kept no checkpoint of the weights that scored "
+                                "its front)")
+        load_supernet_weights(supernet, read_checkpoint(path)["state_dict"])
+    elif cfg.checkpoint:
+        load_checkpoint(cfg, supernet)
+    else:
+        if not rundir.supernet.is_file():
+            raise ShiftnasError(f"no supernet in {rundir} ({rundir.supernet.name} is missing)")
+        load_supernet_weights(supernet, read_checkpoint(rundir.supernet)["state_dict"])
+    supernet.eval()
+    return FinishedRun(cfg, rundir, data, space, supernet, SubnetEvaluator(space, supernet, data, cfg.eval,
+                                                                           seed=cfg.seed))
+

@@ -1,0 +1,169 @@
+"""One run, end to end: config -> supernet (train or load) -> search -> front, pick, export.
+
+``run(cfg)`` is what ``shiftnas run`` (and ``make run``) calls; the stages are separate functions
+so ``shiftnas train`` / ``search`` reuse them. Everything a run produces lives in its
+:class:`~shiftnas.pipeline.rundir.RunDir`; every file is written atomically, training checkpoints
+every epoch and the search archive is append-only, so re-running the same command after a crash
+or Ctrl-C resumes.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from .. import records
+from ..config import RunConfig
+from ..engine.checkpoint import load_supernet_weights
+from ..engine.evaluation.latency import PredictedLatency, check_predictions
+from ..engine.evaluation.metrics import ArchitectureMetrics
+from ..engine.evaluation.subnet import SubnetEvaluator
+from ..engine.search import SEARCHERS, SearchProblem, SearchResult
+from ..engine.search.archive import Archive
+from ..engine.search.shifting import make_shift_strategy
+from ..engine.training.supernet import finished_training, train_supernet, training_identity
+from ..errors import ShiftnasError
+from ..hardware import assert_parity, export_onnx
+from ..report import front_table, pick, plot_front, plot_hypervolume, write_front
+from ..report.table import latency_check_line
+from ..search_spaces import Arch, SearchSpace
+from .context import RunContext, latency_config, make_landmark_growth, prepare
+from .progress import progress_bar
+
+
+def train_stage(ctx: RunContext) -> None:
+    """Train the supernet (resuming ``supernet.pt``), unless ``cfg.checkpoint`` gave its weights."""
+    cfg = ctx.cfg
+    if cfg.checkpoint:
+        return  # loaded by prepare
+    path, regularizer = ctx.rundir.supernet, ctx.regularizer
+    done = finished_training(path, training_identity(ctx.space, ctx.data, cfg.train, cfg.seed, regularizer))
+    if done is not None:
+        load_supernet_weights(ctx.supernet, done["state_dict"])
+        ctx.supernet.eval()
+        if regularizer is not None:
+            regularizer.load_rounds(done["training"].get("landmark_rounds", []))
+            write_landmarks(ctx)
+        if not ctx.quiet:
+            ctx.console.print(f"supernet already trained: {path}")
+        return
+    t0 = time.time()
+    with progress_bar("training supernet", 1, ctx.console, ctx.quiet) as update:
+        def report(step: int, total: int, loss: float) -> None:
+            update(step / total, info=f"step {step}/{total} loss {loss:.3f}")
+        history = train_supernet(ctx.space, ctx.supernet, ctx.data, cfg.train, path, seed=cfg.seed, progress=report,
+                                 regularizer=regularizer, after_epoch=make_landmark_growth(ctx))
+    if regularizer is not None:
+        write_landmarks(ctx)
+    ctx.rundir.write_json(ctx.rundir.training, {"history": history, "seconds": time.time() - t0})
+
+
+def write_landmarks(ctx: RunContext) -> None:
+    """``landmarks.json``: every landmark (worst first) and the round that added it (0: initial)."""
+    regularizer = ctx.regularizer
+    added_in = {a["key"]: i + 1 for i, entry in enumerate(regularizer.rounds) for a in entry["added"]}
+    ctx.rundir.write_json(ctx.rundir.landmarks,
+                          [{"key": lm.arch.key(), "accuracy": lm.accuracy, "round": added_in.get(lm.arch.key(), 0)}
+                           for lm in regularizer.landmarks])
+
+
+def search_stage(ctx: RunContext) -> tuple[SearchResult, SubnetEvaluator]:
+    """The configured searcher over the space; ``archive.jsonl`` (and its own state) make it resumable."""
+    cfg = ctx.cfg
+    evaluator = SubnetEvaluator(ctx.space, ctx.supernet, ctx.data, cfg.eval, seed=cfg.seed)
+    metrics = ArchitectureMetrics(evaluator, ctx.latency, ctx.needed)
+    archive = Archive(ctx.rundir.archive)
+    if len(archive) and not ctx.quiet:
+        ctx.console.print(f"resuming: {len(archive)} architectures already in the archive")
+    shift = make_shift_strategy(ctx.space, evaluator, ctx.data, cfg.shift, seed=cfg.seed,
+                                version_path=ctx.rundir.supernet_version)
+    problem = SearchProblem(ctx.space, metrics, ctx.objectives, ctx.constraints, archive, seed=cfg.seed, shift=shift,
+                            files=ctx.rundir.search_files())
+    searcher = SEARCHERS.get(cfg.search.mode)(problem, cfg)
+    with progress_bar(searcher.label, searcher.total_steps, ctx.console, ctx.quiet) as update:
+        result = searcher.run(lambda step, total, stats: update(step, info=step_info(stats)))
+    ctx.rundir.write_json(ctx.rundir.hypervolume_json, result.hv_history)
+    return result, evaluator
+
+
+def step_info(stats: dict[str, Any]) -> str:
+    """One line on a search step for the progress bar."""
+    parts = [f"archive {stats['archive_size']}" if "archive_size" in stats else f"evaluated {stats['evaluated']}",
+             f"HV {stats['hypervolume']:.4f}"]
+    tau = (stats.get("surrogate_quality") or {}).get("kendall_tau")
+    if tau is not None and np.isfinite(tau):
+        parts.append(f"surrogate tau {tau:.2f}")
+    parts.append(f"supernet v{stats['supernet_version']}")
+    return " · ".join(parts)
+
+
+def export_subnet(space: SearchSpace, evaluator: SubnetEvaluator, record: dict[str, Any], path) -> dict[str, Any]:
+    """Export the BN-recalibrated subnet of ``record`` to ONNX (``.pt`` beside it), checked against PyTorch."""
+    arch = Arch.from_dict(record["arch"])
+    subnet = evaluator.subnet(arch)
+    shape = space.input_size(arch)
+    export_onnx(subnet, (1, *shape), path)
+    parity = assert_parity(subnet, path, (1, *shape))
+    torch.save({"arch": record["arch"], "net_config": subnet.config, "state_dict": subnet.state_dict()},
+               path.with_suffix(".pt"))
+    return {"onnx": str(path), "pytorch": str(path.with_suffix(".pt")), "key": record["key"],
+            "input_shape": [1, *shape], "parity_max_abs_diff": parity.max_abs_diff}
+
+
+def finalize(ctx: RunContext, result: SearchResult, evaluator: SubnetEvaluator) -> dict[str, Any]:
+    """Test accuracy of the front, Pareto files and plots, export of the picked subnet, summary.
+
+    With predicted latency the front is re-measured when this run can reach the profiled device.
+    """
+    cfg, rundir = ctx.cfg, ctx.rundir
+    how = cfg.search.pick
+    for record in result.front:  # the test split is read here, for the final report only
+        record["metrics"][records.TEST_ACCURACY] = evaluator.score(Arch.from_dict(record["arch"]), "test").accuracy
+    latency_check = None
+    if isinstance(ctx.latency, PredictedLatency):
+        latency_check = check_predictions(ctx.latency, result.front, ctx.space, ctx.supernet, latency_config(cfg),
+                                          cfg.hardware.cache or rundir.latency_cache, cfg.hardware.dask)
+        latency_check["dataset"] = ctx.latency.source
+    chosen = pick(result.front, how, result.objectives)
+    write_front(result.front, rundir.pareto_csv, rundir.pareto_json,
+                extra={"objectives": [o.name for o in result.objectives], "constraints": cfg.search.constraints,
+                       "picked": {"how": how, "key": chosen["key"]}})
+    plot_front(result.records, result.front, rundir.pareto_png, chosen["key"],
+               title=f"{ctx.data.name} · {ctx.space.name} · {len(result.front)} Pareto-optimal of "
+                     f"{len(result.records)}")
+    plot_hypervolume(result.hv_history, rundir.hypervolume_png)
+    exported = export_subnet(ctx.space, evaluator, chosen, rundir.subnet(how))
+    summary = {"picked": {**exported, "how": how, "metrics": chosen["metrics"], "arch": chosen["arch"]},
+               "front_size": len(result.front), "evaluated": len(result.records),
+               "best_test_accuracy": max(r["metrics"][records.TEST_ACCURACY] for r in result.front),
+               "hypervolume": result.hv_history[-1]["hypervolume"] if result.hv_history else None}
+    if latency_check is not None:
+        summary["latency_check"] = latency_check
+    rundir.write_json(rundir.summary, summary)
+    if not ctx.quiet:
+        if latency_check is not None:
+            ctx.console.print(latency_check_line(latency_check))
+        Console().print(front_table(result.front, chosen["key"]))
+        ctx.console.print(f"picked ({how}): {chosen['key']} -> {exported['onnx']} "
+                          f"(ONNX parity {exported['parity_max_abs_diff']:.2e})")
+    return summary
+
+
+def run(cfg: RunConfig, quiet: bool = False) -> dict[str, Any]:
+    """Train (or load) the supernet, search it, and export the picked subnet. Returns the summary."""
+    t0 = time.time()
+    ctx = prepare(cfg, quiet)
+    train_stage(ctx)
+    result, evaluator = search_stage(ctx)
+    if not result.front:
+        raise ShiftnasError("no architecture satisfies the constraints "
+                            f"{cfg.search.constraints}; relax them or enlarge the search")
+    summary = finalize(ctx, result, evaluator)
+    summary["seconds"] = time.time() - t0
+    ctx.rundir.write_json(ctx.rundir.summary, summary)
+    return summary
+
