@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 FASHION := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 
-.PHONY: run test bench bench-latency bench-ranking bench-nat bench-transfer setup data clean
+.PHONY: run test lint format bench bench-latency bench-ranking bench-nat bench-transfer setup data clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,8 +29,16 @@ data:
 run: $(STAMP) data
 	$(BIN)/shiftnas run --config configs/default.yaml
 
-test: $(STAMP) data
+test: $(STAMP) data lint
 	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)            # one import and formatting style (ruff); `make format` applies it
+	$(BIN)/ruff check shiftnas tests bench
+	$(BIN)/ruff format --check shiftnas tests bench
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix shiftnas tests bench
+	$(BIN)/ruff format shiftnas tests bench
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_latency_eval.py

@@ -72,8 +72,9 @@ def ofa_recipe_accuracy(space, net, arch, calib: torch.Tensor, data, batch_size:
 
     space.activate(net, arch)
     sub = net.get_active_subnet(preserve_weight=True)
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(resize(calib, arch.resolution),
-                                                                        torch.zeros(len(calib))), batch_size=100)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(resize(calib, arch.resolution), torch.zeros(len(calib))), batch_size=100
+    )
     set_running_statistics(sub, loader)
     sub.eval()
     images, labels = data.val.tensors
@@ -113,13 +114,21 @@ def main() -> None:
             return ofa_recipe_accuracy(space, net, arch, calib, data, cfg.batch_size)
 
         timed = {}
-        for name, fn in ((("ours", ours), ("ofa", theirs)) if i % 2 == 0 else (("ofa", theirs), ("ours", ours))):
+        for name, fn in (("ours", ours), ("ofa", theirs)) if i % 2 == 0 else (("ofa", theirs), ("ours", ours)):
             t0 = time.perf_counter()
             acc = fn()
             timed[name] = (time.perf_counter() - t0, acc)
         (ours_s, ours_acc), (ofa_s, ofa_acc) = timed["ours"], timed["ofa"]
-        eval_rows.append({"arch": arch.key(), "ours_s": ours_s, "ofa_s": ofa_s, "ofa_over_ours": ofa_s / ours_s,
-                          "ours_val_acc": ours_acc, "ofa_val_acc": ofa_acc})
+        eval_rows.append(
+            {
+                "arch": arch.key(),
+                "ours_s": ours_s,
+                "ofa_s": ofa_s,
+                "ofa_over_ours": ofa_s / ours_s,
+                "ours_val_acc": ours_acc,
+                "ofa_val_acc": ofa_acc,
+            }
+        )
         print(f"eval {arch.key()}: ours {ours_s:.2f} s ({ours_acc:.1f}%), ofa {ofa_s:.2f} s ({ofa_acc:.1f}%)")
 
     summary = {
@@ -127,23 +136,41 @@ def main() -> None:
         "median_ofa_over_ours_eval": statistics.median(r["ofa_over_ours"] for r in eval_rows),
         "max_abs_accuracy_difference": max(abs(r["ours_val_acc"] - r["ofa_val_acc"]) for r in eval_rows),
     }
-    out = {"date": time.strftime("%Y-%m-%d"), "machine": hardware_fingerprint().as_dict(),
-           "python": platform.python_version(), "torch": torch.__version__, "onnxruntime": ort.__version__,
-           "supernet": origin, "threads": 1, "latency": lat_rows, "evaluation": eval_rows, "summary": summary}
+    out = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": hardware_fingerprint().as_dict(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnxruntime": ort.__version__,
+        "supernet": origin,
+        "threads": 1,
+        "latency": lat_rows,
+        "evaluation": eval_rows,
+        "summary": summary,
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latency_eval.json").write_text(json.dumps(out, indent=2) + "\n")
-    lines = ["# ONNX Runtime vs PyTorch eager; our evaluator vs ofa's recipe", "",
-             f"{out['date']}, {out['machine']['cpu_model']}, 1 thread, supernet: {origin}. "
-             "Measured side by side in one run; compare ratios, not absolute times.", "",
-             "| subnet | ORT ms | torch eager ms | torch / ORT | eval ours s | eval ofa s | ofa / ours | val acc ours / ofa |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# ONNX Runtime vs PyTorch eager; our evaluator vs ofa's recipe",
+        "",
+        f"{out['date']}, {out['machine']['cpu_model']}, 1 thread, supernet: {origin}. "
+        "Measured side by side in one run; compare ratios, not absolute times.",
+        "",
+        "| subnet | ORT ms | torch eager ms | torch / ORT | eval ours s | eval ofa s | ofa / ours | val acc ours / ofa |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for lr_, er in zip(lat_rows, eval_rows):
-        lines.append(f"| `{lr_['arch']}` | {lr_['ort_ms']:.3f} | {lr_['torch_eager_ms']:.3f} | {lr_['torch_over_ort']:.2f} | "
-                     f"{er['ours_s']:.2f} | {er['ofa_s']:.2f} | {er['ofa_over_ours']:.2f} | "
-                     f"{er['ours_val_acc']:.1f} / {er['ofa_val_acc']:.1f} |")
-    lines += ["", f"Median torch-eager / ORT latency: **{summary['median_torch_over_ort']:.2f}x**. "
-              f"Median ofa-recipe / shiftnas evaluation time: **{summary['median_ofa_over_ours_eval']:.2f}x** "
-              f"(largest accuracy difference between the two: {summary['max_abs_accuracy_difference']:.2f} points)."]
+        lines.append(
+            f"| `{lr_['arch']}` | {lr_['ort_ms']:.3f} | {lr_['torch_eager_ms']:.3f} | {lr_['torch_over_ort']:.2f} | "
+            f"{er['ours_s']:.2f} | {er['ofa_s']:.2f} | {er['ofa_over_ours']:.2f} | "
+            f"{er['ours_val_acc']:.1f} / {er['ofa_val_acc']:.1f} |"
+        )
+    lines += [
+        "",
+        f"Median torch-eager / ORT latency: **{summary['median_torch_over_ort']:.2f}x**. "
+        f"Median ofa-recipe / shiftnas evaluation time: **{summary['median_ofa_over_ours_eval']:.2f}x** "
+        f"(largest accuracy difference between the two: {summary['max_abs_accuracy_difference']:.2f} points).",
+    ]
     (RESULTS / "latency_eval.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

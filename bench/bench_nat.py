@@ -56,13 +56,24 @@ from shiftnas.search_spaces import Arch, get_space
 
 RESULTS = Path(__file__).parent / "results"
 WORK = Path("runs/bench_nat")  # checkpoints and per-variant NAT states: an interrupted benchmark resumes
-DATASETS = {"mnist5k": {"load": {}, "resolutions": [20, 24, 28], "calib_size": 256},
-            "digits": {"load": {"image_size": 24}, "resolutions": [16, 20, 24], "calib_size": 500}}
-SCALE = dict(archive_size=20, oversample=10, candidates=5, iterations=6, top_n=10, aux_pop_size=30,
-             aux_generations=10, adapt_steps=10)
+DATASETS = {
+    "mnist5k": {"load": {}, "resolutions": [20, 24, 28], "calib_size": 256},
+    "digits": {"load": {"image_size": 24}, "resolutions": [16, 20, 24], "calib_size": 500},
+}
+SCALE = dict(
+    archive_size=20,
+    oversample=10,
+    candidates=5,
+    iterations=6,
+    top_n=10,
+    aux_pop_size=30,
+    aux_generations=10,
+    adapt_steps=10,
+)
 FINETUNE = dict(epochs=10, patience=3)
-SMOKE = dict(archive_size=6, oversample=2, candidates=2, iterations=2, top_n=4, aux_pop_size=8, aux_generations=2,
-             adapt_steps=2)
+SMOKE = dict(
+    archive_size=6, oversample=2, candidates=2, iterations=2, top_n=4, aux_pop_size=8, aux_generations=2, adapt_steps=2
+)
 VARIANTS = {
     "nat": dict(policy="nat"),
     "natv2": dict(policy="natv2"),
@@ -102,8 +113,12 @@ def run_seed(seed: int, epochs: int, dataset: str) -> dict:
     net = space.build_supernet(data.num_classes)
     workdir = WORK / dataset / f"seed{seed}"
     workdir.mkdir(parents=True, exist_ok=True)
-    _, train_seconds = timed(workdir / "supernet.seconds", lambda: train_supernet(
-        space, net, data, TrainConfig(epochs=epochs, batch_size=64), workdir / "supernet.pt", seed=seed))
+    _, train_seconds = timed(
+        workdir / "supernet.seconds",
+        lambda: train_supernet(
+            space, net, data, TrainConfig(epochs=epochs, batch_size=64), workdir / "supernet.pt", seed=seed
+        ),
+    )
     net.eval()
     out = {"seed": seed, "data": dataset, "epochs": epochs, "train_seconds": train_seconds, "runs": {}}
     objectives = resolve_objectives(["error", "macs"])
@@ -114,16 +129,26 @@ def run_seed(seed: int, epochs: int, dataset: str) -> dict:
         metrics = ArchitectureMetrics(evaluator, None, needed_metrics(objectives, []))
         shift = make_shift_strategy(space, evaluator, data, SHIFTED[name], seed=seed) if name in SHIFTED else None
         run_dir = workdir / name.replace(" ", "")
-        problem = SearchProblem(space, metrics, objectives, [], Archive(run_dir / "archive.jsonl"), seed=seed,
-                                shift=shift or NoShift(),
-                                files=SearchFiles(run_dir / "nat_state.json", run_dir / "nat_supernet.pt"))
+        problem = SearchProblem(
+            space,
+            metrics,
+            objectives,
+            [],
+            Archive(run_dir / "archive.jsonl"),
+            seed=seed,
+            shift=shift or NoShift(),
+            files=SearchFiles(run_dir / "nat_state.json", run_dir / "nat_supernet.pt"),
+        )
         search = NATSearch(problem, NATConfig(**{**SCALE, **overrides}))
         result, seconds = timed(run_dir / "search.seconds", search.run)
         finals[name] = (result, evaluator)
-        out["runs"][name] = {"history": result.hv_history, "seconds": seconds,
-                             "evaluations": result.hv_history[-1]["evaluated"], "front_size": len(result.front)}
-        print(f"seed {seed} {name}: {seconds:.0f} s, best error {result.hv_history[-1]['best_error']:.2f}",
-              flush=True)
+        out["runs"][name] = {
+            "history": result.hv_history,
+            "seconds": seconds,
+            "evaluations": result.hv_history[-1]["evaluated"],
+            "front_size": len(result.front),
+        }
+        print(f"seed {seed} {name}: {seconds:.0f} s, best error {result.hv_history[-1]['best_error']:.2f}", flush=True)
     # one reference point per seed for every run's hypervolume
     worst = np.max([np.max(h["front"], axis=0) for r in out["runs"].values() for h in r["history"]], axis=0)
     ref = 1.01 * worst
@@ -139,13 +164,16 @@ def run_seed(seed: int, epochs: int, dataset: str) -> dict:
     for how in ("knee", "max-acc"):
         record = pick(result.front, how, objectives)
         arch = Arch.from_dict(record["arch"])
-        res = finetune(lambda: evaluator.subnet(arch), arch.resolution, data, FinetuneRecipe(**FINETUNE),
-                       seed=seed)
+        res = finetune(lambda: evaluator.subnet(arch), arch.resolution, data, FinetuneRecipe(**FINETUNE), seed=seed)
         res.pop("model")
-        out["finetune"][how] = {"key": record["key"], **{k: res[k] for k in ("best_epoch", "test_accuracy_before",
-                                                                              "test_accuracy_after")}}
-        print(f"seed {seed} finetune {how}: {res['test_accuracy_before']:.2f} -> {res['test_accuracy_after']:.2f}",
-              flush=True)
+        out["finetune"][how] = {
+            "key": record["key"],
+            **{k: res[k] for k in ("best_epoch", "test_accuracy_before", "test_accuracy_after")},
+        }
+        print(
+            f"seed {seed} finetune {how}: {res['test_accuracy_before']:.2f} -> {res['test_accuracy_after']:.2f}",
+            flush=True,
+        )
     return out
 
 
@@ -156,36 +184,61 @@ def ms(values) -> str:
 
 def summarise(per_seed: list[dict]) -> str:
     seeds = [s["seed"] for s in per_seed]
-    lines = [f"# NAT vs NATv2 on {per_seed[0]['data']} (compact-mbv3, error + MMACs)", "",
-             f"Seeds {seeds}; mean ± std over seeds. Generated by `bench/bench_nat.py` (supernet trained "
-             f"{per_seed[0].get('epochs')} epochs; scale: {SCALE}).", "",
-             "## Normalised hypervolume per iteration (common reference point per seed; higher is better)", ""]
+    lines = [
+        f"# NAT vs NATv2 on {per_seed[0]['data']} (compact-mbv3, error + MMACs)",
+        "",
+        f"Seeds {seeds}; mean ± std over seeds. Generated by `bench/bench_nat.py` (supernet trained "
+        f"{per_seed[0].get('epochs')} epochs; scale: {SCALE}).",
+        "",
+        "## Normalised hypervolume per iteration (common reference point per seed; higher is better)",
+        "",
+    ]
     iters = len(per_seed[0]["runs"]["natv2"]["hv"])
-    lines += ["| variant | " + " | ".join(f"it {i}" for i in range(iters)) + " | evaluations | seconds |",
-              "|---|" + "---|" * (iters + 2)]
+    lines += [
+        "| variant | " + " | ".join(f"it {i}" for i in range(iters)) + " | evaluations | seconds |",
+        "|---|" + "---|" * (iters + 2),
+    ]
     for name in VARIANTS:
         hv = np.array([s["runs"][name]["hv"] for s in per_seed])
         cells = [ms(hv[:, i]) for i in range(iters)]
         ev = statistics.mean(s["runs"][name]["evaluations"] for s in per_seed)
         sec = statistics.mean(s["runs"][name]["seconds"] for s in per_seed)
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {ev:.0f} | {sec:.0f} |")
-    lines += ["", "## Surrogates: 10-fold CV on each seed's final NATv2 archive, and online tau on new candidates", "",
-              "| surrogate | Kendall tau | Spearman rho | Pearson r | RMSE (error %) |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Surrogates: 10-fold CV on each seed's final NATv2 archive, and online tau on new candidates",
+        "",
+        "| surrogate | Kendall tau | Spearman rho | Pearson r | RMSE (error %) |",
+        "|---|---|---|---|---|",
+    ]
     for name in ("lgbm", "rbf", "gp", "as"):
         q = [s["surrogates"][name] for s in per_seed]
-        lines.append(f"| {name} | {ms(x['kendall_tau'] for x in q)} | {ms(x['spearman_rho'] for x in q)} | "
-                     f"{ms(x['pearson_r'] for x in q)} | {ms(x['rmse'] for x in q)} |")
+        lines.append(
+            f"| {name} | {ms(x['kendall_tau'] for x in q)} | {ms(x['spearman_rho'] for x in q)} | "
+            f"{ms(x['pearson_r'] for x in q)} | {ms(x['rmse'] for x in q)} |"
+        )
     lines += ["", "| run (its surrogate) | mean online tau on the K new candidates |", "|---|---|"]
     for name in VARIANTS:
-        taus = [h["surrogate_quality"]["kendall_tau"] for s in per_seed for h in s["runs"][name]["history"]
-                if h.get("surrogate_quality") and np.isfinite(h["surrogate_quality"]["kendall_tau"])]
+        taus = [
+            h["surrogate_quality"]["kendall_tau"]
+            for s in per_seed
+            for h in s["runs"][name]["history"]
+            if h.get("surrogate_quality") and np.isfinite(h["surrogate_quality"]["kendall_tau"])
+        ]
         lines.append(f"| {name} | {ms(taus) if taus else '-'} |")
-    lines += ["", "## Two-phase fine-tuning of NATv2's returned subnets (test accuracy, %)", "",
-              "| subnet | before | after | epochs found |", "|---|---|---|---|"]
+    lines += [
+        "",
+        "## Two-phase fine-tuning of NATv2's returned subnets (test accuracy, %)",
+        "",
+        "| subnet | before | after | epochs found |",
+        "|---|---|---|---|",
+    ]
     for how in ("knee", "max-acc"):
         f = [s["finetune"][how] for s in per_seed]
-        lines.append(f"| {how} | {ms(x['test_accuracy_before'] for x in f)} | {ms(x['test_accuracy_after'] for x in f)} | "
-                     f"{ms(x['best_epoch'] for x in f)} |")
+        lines.append(
+            f"| {how} | {ms(x['test_accuracy_before'] for x in f)} | {ms(x['test_accuracy_after'] for x in f)} | "
+            f"{ms(x['best_epoch'] for x in f)} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -60,8 +60,15 @@ def search(space, net, data, eval_cfg, strategy: str, args, seed: int):
     objectives = resolve_objectives(["error", "macs"])
     evaluator = SubnetEvaluator(space, net, data, eval_cfg, seed=seed)
     shift = make_shift_strategy(space, evaluator, data, ShiftConfig(strategy, keep_checkpoints=False), seed=seed)
-    problem = SearchProblem(space, ArchitectureMetrics(evaluator, None, needed_metrics(objectives, [])), objectives,
-                            [], Archive(), seed=seed, shift=shift)
+    problem = SearchProblem(
+        space,
+        ArchitectureMetrics(evaluator, None, needed_metrics(objectives, [])),
+        objectives,
+        [],
+        Archive(),
+        seed=seed,
+        shift=shift,
+    )
     result = NSGA2Search(problem, args.pop_size, args.generations).run()
     best = min(result.front, key=lambda r: (r["metrics"]["error"], r["metrics"]["mmacs"]))
     return Arch.from_dict(best["arch"]), 100.0 - best["metrics"]["error"], shift.passes
@@ -115,8 +122,13 @@ def main() -> None:
     rows = table.rows()
     work_path = working_table(table, workdir)
     truth = table_ground_truth(work_path, space, data)  # looked up, or trained (seed 0) and appended to the copy
-    out = {"table": args.table, "n_table": len(rows), "args": vars(args),
-           "groundtruth_seed0_vs_seed1": ground_truth_reliability(table), "seeds": {}}
+    out = {
+        "table": args.table,
+        "n_table": len(rows),
+        "args": vars(args),
+        "groundtruth_seed0_vs_seed1": ground_truth_reliability(table),
+        "seeds": {},
+    }
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     for seed in [int(s) for s in args.seeds.split(",")]:
@@ -125,20 +137,36 @@ def main() -> None:
         torch.manual_seed(seed)
         base = space.build_supernet(data.num_classes)
         train_supernet(space, base, data, train_cfg, workdir / f"base_{seed}.pt", seed=seed)
-        landmarks = select_landmarks([(r["arch"], r["mean_test_accuracy"]) for r in rows], args.landmarks, "fixed",
-                                     np.random.default_rng(seed))
+        landmarks = select_landmarks(
+            [(r["arch"], r["mean_test_accuracy"]) for r in rows], args.landmarks, "fixed", np.random.default_rng(seed)
+        )
         lm_nets = {}
         for variant, rounds in (("landmark", 1), ("landmark_rounds", 2)):
             torch.manual_seed(seed)
             net = lm_nets[variant] = space.build_supernet(data.num_classes)
-            regularizer = LandmarkRegularizer(landmarks, data, LandmarkConfig(rounds=rounds, per_round=args.per_round),
-                                              seed=seed)
+            regularizer = LandmarkRegularizer(
+                landmarks, data, LandmarkConfig(rounds=rounds, per_round=args.per_round), seed=seed
+            )
             growth = None
             if rounds > 1:
-                growth = LandmarkGrowth(space, net, regularizer, train_cfg.epochs,
-                                        current_best_proposer(space, data, eval_cfg, args.pop_size, 4, seed), truth)
-            train_supernet(space, net, data, train_cfg, workdir / f"{variant}_{seed}.pt", seed=seed,
-                           regularizer=regularizer, after_epoch=growth)
+                growth = LandmarkGrowth(
+                    space,
+                    net,
+                    regularizer,
+                    train_cfg.epochs,
+                    current_best_proposer(space, data, eval_cfg, args.pop_size, 4, seed),
+                    truth,
+                )
+            train_supernet(
+                space,
+                net,
+                data,
+                train_cfg,
+                workdir / f"{variant}_{seed}.pt",
+                seed=seed,
+                regularizer=regularizer,
+                after_epoch=growth,
+            )
             per[variant] = {"landmarks": len(regularizer.landmarks)}
             lm_nets[variant] = (net, {lm.arch.key() for lm in regularizer.landmarks})
         # every landmark of any variant is left out of every variant's evaluation pool
@@ -150,8 +178,14 @@ def main() -> None:
             net = copy.deepcopy(start)
             pick, supernet_acc, passes = search(space, net, data, eval_cfg, strategy, args, seed)
             report = rank_supernet(space, net, data, table, eval_cfg, exclude=excluded)["report"]
-            per[variant] = {**per.get(variant, {}), **report, "picked": pick.key(), "picked_supernet_accuracy": supernet_acc,
-                            "picked_gt_accuracy": truth([pick])[0], "shift_passes": passes}
+            per[variant] = {
+                **per.get(variant, {}),
+                **report,
+                "picked": pick.key(),
+                "picked_supernet_accuracy": supernet_acc,
+                "picked_gt_accuracy": truth([pick])[0],
+                "shift_passes": passes,
+            }
         per["seconds"] = time.time() - t0
         print(f"seed {seed} done in {per['seconds'] / 60:.1f} min", flush=True)
         atomic_write_json(results / f"ranking_seed{seed}.json", {**out, "seeds": {seed: per}})
@@ -175,21 +209,30 @@ def write_markdown(out: dict, results: Path) -> None:
     def cell(values: list[float]) -> str:
         return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if values else "-"  # NaN (τ undefined) shows as nan
 
-    lines = ["# Ranking quality of the supernet (issue 3)", "",
-             f"Ground truth: `{out['table']}` ({out['n_table']} architectures, landmarks left out); "
-             f"{len(seeds)} seeds; mean ± std over seeds.", "",
-             "| variant | " + " | ".join(KEYS) + " | GT acc. of pick (%) | shift passes |",
-             "|---" * (len(KEYS) + 3) + "|"]
+    lines = [
+        "# Ranking quality of the supernet (issue 3)",
+        "",
+        f"Ground truth: `{out['table']}` ({out['n_table']} architectures, landmarks left out); "
+        f"{len(seeds)} seeds; mean ± std over seeds.",
+        "",
+        "| variant | " + " | ".join(KEYS) + " | GT acc. of pick (%) | shift passes |",
+        "|---" * (len(KEYS) + 3) + "|",
+    ]
     for variant in ("before_search",) + STRATEGIES + LANDMARK_VARIANTS:
         picked = [s[variant]["picked_gt_accuracy"] for s in seeds if "picked_gt_accuracy" in s[variant]]
         passes = [s[variant]["shift_passes"] for s in seeds if "shift_passes" in s[variant]]
-        lines.append(f"| {variant} | " + " | ".join(cell([s[variant][k] for s in seeds if k in s[variant]])
-                                                    for k in KEYS)
-                     + f" | {cell(picked) if picked else '-'} | {round(statistics.mean(passes)) if passes else '-'} |")
+        lines.append(
+            f"| {variant} | "
+            + " | ".join(cell([s[variant][k] for s in seeds if k in s[variant]]) for k in KEYS)
+            + f" | {cell(picked) if picked else '-'} | {round(statistics.mean(passes)) if passes else '-'} |"
+        )
     rel = out.get("groundtruth_seed0_vs_seed1")
     if rel:
-        lines.append("| *ground truth: seed 0 vs seed 1* | " + " | ".join(
-            f"{rel[k]:.3f}" if k in rel else "-" for k in KEYS) + f" | ({int(rel['n'])} architectures) | |")
+        lines.append(
+            "| *ground truth: seed 0 vs seed 1* | "
+            + " | ".join(f"{rel[k]:.3f}" if k in rel else "-" for k in KEYS)
+            + f" | ({int(rel['n'])} architectures) | |"
+        )
     atomic_write_text(results / "ranking.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 

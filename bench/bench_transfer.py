@@ -48,13 +48,25 @@ def search(space, net, data, shift_cfg, args, seed):
     evaluator = SubnetEvaluator(space, net, data, EvalConfig(), seed=seed)
     shift = make_shift_strategy(space, evaluator, data, shift_cfg, seed=seed)
     t0 = time.time()
-    problem = SearchProblem(space, ArchitectureMetrics(evaluator, None, needed_metrics(objectives, [])), objectives,
-                            [], Archive(), seed=seed, shift=shift)
+    problem = SearchProblem(
+        space,
+        ArchitectureMetrics(evaluator, None, needed_metrics(objectives, [])),
+        objectives,
+        [],
+        Archive(),
+        seed=seed,
+        shift=shift,
+    )
     result = NSGA2Search(problem, args.pop_size, args.generations).run()
     pick = min(result.front, key=lambda r: (r["metrics"]["error"], r["metrics"]["mmacs"]))
     test = {r["key"]: evaluator.score(Arch.from_dict(r["arch"]), "test").accuracy for r in result.front}
-    return {"picked": pick["key"], "picked_test_accuracy": test[pick["key"]], "best_front_test_accuracy": max(test.values()),
-            "shift_passes": shift.passes, "search_seconds": time.time() - t0}
+    return {
+        "picked": pick["key"],
+        "picked_test_accuracy": test[pick["key"]],
+        "best_front_test_accuracy": max(test.values()),
+        "shift_passes": shift.passes,
+        "search_seconds": time.time() - t0,
+    }
 
 
 def main() -> None:
@@ -76,36 +88,50 @@ def main() -> None:
     passes = (args.generations - 1) * args.shift_steps * args.pop_size
     sandwich = TrainConfig(n_random=2)  # 4 subnet passes per step
     scratch_epochs = max(1, math.ceil(passes / 4 / math.ceil(len(target.train) / sandwich.batch_size)))
-    out = {"args": vars(args), "transfer_passes_upper_bound": passes, "scratch_epochs": scratch_epochs,
-           "scratch_passes": scratch_epochs * math.ceil(len(target.train) / sandwich.batch_size) * 4, "seeds": {}}
+    out = {
+        "args": vars(args),
+        "transfer_passes_upper_bound": passes,
+        "scratch_epochs": scratch_epochs,
+        "scratch_passes": scratch_epochs * math.ceil(len(target.train) / sandwich.batch_size) * 4,
+        "seeds": {},
+    }
     work = Path("runs/bench_transfer")
     for seed in [int(s) for s in args.seeds.split(",")]:
         torch.manual_seed(seed)
         pretrained = space.build_supernet(10)
-        train_supernet(space, pretrained, source, TrainConfig(epochs=args.source_epochs), work / f"source_{seed}.pt",
-                       seed=seed)
+        train_supernet(
+            space, pretrained, source, TrainConfig(epochs=args.source_epochs), work / f"source_{seed}.pt", seed=seed
+        )
         transferred = copy.deepcopy(pretrained)
         reset_classifier(transferred, seed)
         torch.manual_seed(seed)
         scratch = space.build_supernet(10)
         t0 = time.time()
-        train_supernet(space, scratch, target, TrainConfig(epochs=scratch_epochs), work / f"scratch_{seed}.pt", seed=seed)
+        train_supernet(
+            space, scratch, target, TrainConfig(epochs=scratch_epochs), work / f"scratch_{seed}.pt", seed=seed
+        )
         scratch_seconds = time.time() - t0
         classifier_only = copy.deepcopy(pretrained)
         reset_classifier(classifier_only, seed)
         out["seeds"][seed] = {
             "transfer": search(space, transferred, target, shift_cfg, args, seed),
-            "transfer_classifier": search(space, classifier_only, target,
-                                          dataclasses.replace(shift_cfg, trainable="classifier"), args, seed),
-            "scratch": {**search(space, scratch, target, ShiftConfig("none"), args, seed),
-                        "train_seconds": scratch_seconds}}
+            "transfer_classifier": search(
+                space, classifier_only, target, dataclasses.replace(shift_cfg, trainable="classifier"), args, seed
+            ),
+            "scratch": {
+                **search(space, scratch, target, ShiftConfig("none"), args, seed),
+                "train_seconds": scratch_seconds,
+            },
+        }
         print(seed, out["seeds"][seed], flush=True)
         write_results(out, Path(args.results))
 
 
-VARIANTS = {"transfer": "transfer (classifier reset, backbone + classifier shifted)",
-            "transfer_classifier": "transfer, classifier only (`--train classifier`)",
-            "scratch": "scratch on the target, same compute"}
+VARIANTS = {
+    "transfer": "transfer (classifier reset, backbone + classifier shifted)",
+    "transfer_classifier": "transfer, classifier only (`--train classifier`)",
+    "scratch": "scratch on the target, same compute",
+}
 
 
 def write_results(out: dict, results: Path) -> None:
@@ -118,16 +144,22 @@ def write_results(out: dict, results: Path) -> None:
         vals = [r[variant][key] for r in rows]
         return f"{statistics.mean(vals):.2f} ± {statistics.pstdev(vals):.2f}"
 
-    md = ["# Transfer mnist5k -> digits vs scratch at equal compute", "",
-          f"{len(rows)} seeds (mean ± std); scratch: {out['scratch_epochs']} sandwich epochs = {out['scratch_passes']} "
-          f"subnet passes on the target; transfer: at most {out['transfer_passes_upper_bound']} subnet passes of "
-          "shifting on the target (counted: see the table).", "",
-          "| variant | test acc. of the max-acc pick (%) | best test acc. on the front (%) | target passes |",
-          "|---|---|---|---|"]
+    md = [
+        "# Transfer mnist5k -> digits vs scratch at equal compute",
+        "",
+        f"{len(rows)} seeds (mean ± std); scratch: {out['scratch_epochs']} sandwich epochs = {out['scratch_passes']} "
+        f"subnet passes on the target; transfer: at most {out['transfer_passes_upper_bound']} subnet passes of "
+        "shifting on the target (counted: see the table).",
+        "",
+        "| variant | test acc. of the max-acc pick (%) | best test acc. on the front (%) | target passes |",
+        "|---|---|---|---|",
+    ]
     for key, label in VARIANTS.items():
         passes = [r[key]["shift_passes"] for r in rows]
         spent = out["scratch_passes"] if key == "scratch" else round(statistics.mean(passes))
-        md.append(f"| {label} | {mean(key, 'picked_test_accuracy')} | {mean(key, 'best_front_test_accuracy')} | {spent} |")
+        md.append(
+            f"| {label} | {mean(key, 'picked_test_accuracy')} | {mean(key, 'best_front_test_accuracy')} | {spent} |"
+        )
     (results / "transfer.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 

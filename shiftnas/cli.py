@@ -15,8 +15,12 @@ from .errors import ShiftnasError
 
 # Everything heavy (torch, the engine) is imported inside the commands, so `shiftnas --help` is quick.
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
-                  help="Multi-objective, hardware-aware NAS over OFA-style elastic supernets.")
+app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    help="Multi-objective, hardware-aware NAS over OFA-style elastic supernets.",
+)
 err = Console(stderr=True)
 
 
@@ -46,22 +50,48 @@ OutOpt = typer.Option(None, "--out", "-o", help="Run directory (default runs/def
 DataOpt = typer.Option(None, "--data", help="mnist5k | digits | fashion-mnist | cifar10 | cifar100 | imagefolder:PATH")
 SpaceOpt = typer.Option(None, "--space", help="Search space: compact-mbv3 | ofa-mbv3")
 SeedOpt = typer.Option(None, "--seed", help="Random seed.")
-LatencyOpt = typer.Option(None, "--latency", help="measured (ONNX Runtime here) | predicted:DEVICE.json "
-                          "(a dataset from `shiftnas profile --space` on the deployment device).")
-ModeOpt = typer.Option(None, "--mode", help="nsga2 (NSGA-II through the supernet) | nat (NAT/NATv2 surrogate loop; "
-                       "options under --set nat.KEY=...).")
-DaskOpt = typer.Option(None, "--dask", help="Measure latency on the Dask workers of this scheduler address "
-                       "(workers started with --nthreads 1 --resources latency=1).")
-ShiftOpt = typer.Option(None, "--shift", help="Train the supernet during the search: none | per_iteration | "
-                        "per_candidate | region (options under --set shift.KEY=...).")
+LatencyOpt = typer.Option(
+    None,
+    "--latency",
+    help="measured (ONNX Runtime here) | predicted:DEVICE.json "
+    "(a dataset from `shiftnas profile --space` on the deployment device).",
+)
+ModeOpt = typer.Option(
+    None,
+    "--mode",
+    help="nsga2 (NSGA-II through the supernet) | nat (NAT/NATv2 surrogate loop; options under --set nat.KEY=...).",
+)
+DaskOpt = typer.Option(
+    None,
+    "--dask",
+    help="Measure latency on the Dask workers of this scheduler address "
+    "(workers started with --nthreads 1 --resources latency=1).",
+)
+ShiftOpt = typer.Option(
+    None,
+    "--shift",
+    help="Train the supernet during the search: none | per_iteration | "
+    "per_candidate | region (options under --set shift.KEY=...).",
+)
 
 
 def build_config(config: Optional[Path], sets: Optional[List[str]], **options) -> RunConfig:
     """Config file, then --set overrides, then the explicit options (the most specific wins)."""
-    names = {"shift": "shift.strategy", "out": "out", "seed": "seed", "checkpoint": "checkpoint", "data": "data.dataset",
-             "space": "space.name", "epochs": "train.epochs", "generations": "search.generations",
-             "pop_size": "search.pop_size", "pick": "search.pick", "latency": "hardware.latency",
-             "dask": "hardware.dask", "mode": "search.mode"}
+    names = {
+        "shift": "shift.strategy",
+        "out": "out",
+        "seed": "seed",
+        "checkpoint": "checkpoint",
+        "data": "data.dataset",
+        "space": "space.name",
+        "epochs": "train.epochs",
+        "generations": "search.generations",
+        "pop_size": "search.pop_size",
+        "pick": "search.pick",
+        "latency": "hardware.latency",
+        "dask": "hardware.dask",
+        "mode": "search.mode",
+    }
     overrides = list(sets or [])
     for opt, value in options.items():
         if value is None:
@@ -78,23 +108,47 @@ def build_config(config: Optional[Path], sets: Optional[List[str]], **options) -
 
 @app.command()
 @user_errors
-def run(config: Optional[Path] = ConfigOpt, sets: Optional[List[str]] = SetOpt, out: Optional[str] = OutOpt,
-        data: Optional[str] = DataOpt, space: Optional[str] = SpaceOpt, seed: Optional[int] = SeedOpt,
-        checkpoint: Optional[str] = typer.Option(None, help="Load this supernet instead of training one."),
-        epochs: Optional[int] = typer.Option(None, help="Supernet training epochs."),
-        generations: Optional[int] = typer.Option(None, help="NSGA-II generations."),
-        pop_size: Optional[int] = typer.Option(None, help="NSGA-II population size."),
-        objectives: Optional[str] = typer.Option(None, help="Comma-separated: error,latency,macs,params."),
-        constraint: Optional[List[str]] = typer.Option(None, help="e.g. 'latency<=5ms', 'macs<=10M' (repeatable)."),
-        pick: Optional[str] = typer.Option(None, help="knee | max-acc | min-latency | trade-off"),
-        shift: Optional[str] = ShiftOpt, latency: Optional[str] = LatencyOpt, dask: Optional[str] = DaskOpt,
-        mode: Optional[str] = ModeOpt) -> None:
+def run(
+    config: Optional[Path] = ConfigOpt,
+    sets: Optional[List[str]] = SetOpt,
+    out: Optional[str] = OutOpt,
+    data: Optional[str] = DataOpt,
+    space: Optional[str] = SpaceOpt,
+    seed: Optional[int] = SeedOpt,
+    checkpoint: Optional[str] = typer.Option(None, help="Load this supernet instead of training one."),
+    epochs: Optional[int] = typer.Option(None, help="Supernet training epochs."),
+    generations: Optional[int] = typer.Option(None, help="NSGA-II generations."),
+    pop_size: Optional[int] = typer.Option(None, help="NSGA-II population size."),
+    objectives: Optional[str] = typer.Option(None, help="Comma-separated: error,latency,macs,params."),
+    constraint: Optional[List[str]] = typer.Option(None, help="e.g. 'latency<=5ms', 'macs<=10M' (repeatable)."),
+    pick: Optional[str] = typer.Option(None, help="knee | max-acc | min-latency | trade-off"),
+    shift: Optional[str] = ShiftOpt,
+    latency: Optional[str] = LatencyOpt,
+    dask: Optional[str] = DaskOpt,
+    mode: Optional[str] = ModeOpt,
+) -> None:
     """Train a supernet, search it with NSGA-II, write the Pareto front and export the picked subnet."""
     from .pipeline.run import run as run_pipeline
 
-    cfg = build_config(config, sets, out=out, data=data, space=space, seed=seed, checkpoint=checkpoint,
-                       epochs=epochs, generations=generations, pop_size=pop_size, objectives=objectives,
-                       constraints=constraint, pick=pick, shift=shift, latency=latency, dask=dask, mode=mode)
+    cfg = build_config(
+        config,
+        sets,
+        out=out,
+        data=data,
+        space=space,
+        seed=seed,
+        checkpoint=checkpoint,
+        epochs=epochs,
+        generations=generations,
+        pop_size=pop_size,
+        objectives=objectives,
+        constraints=constraint,
+        pick=pick,
+        shift=shift,
+        latency=latency,
+        dask=dask,
+        mode=mode,
+    )
     summary = run_pipeline(cfg)
     err.print(f"done in {summary['seconds'] / 60:.1f} min; results in {cfg.out}")
 
@@ -113,9 +167,15 @@ def resume(run_dir: Path = typer.Argument(..., help="The run directory of an int
 
 @app.command()
 @user_errors
-def train(config: Optional[Path] = ConfigOpt, sets: Optional[List[str]] = SetOpt, out: Optional[str] = OutOpt,
-          data: Optional[str] = DataOpt, space: Optional[str] = SpaceOpt, seed: Optional[int] = SeedOpt,
-          epochs: Optional[int] = typer.Option(None, help="Supernet training epochs.")) -> None:
+def train(
+    config: Optional[Path] = ConfigOpt,
+    sets: Optional[List[str]] = SetOpt,
+    out: Optional[str] = OutOpt,
+    data: Optional[str] = DataOpt,
+    space: Optional[str] = SpaceOpt,
+    seed: Optional[int] = SeedOpt,
+    epochs: Optional[int] = typer.Option(None, help="Supernet training epochs."),
+) -> None:
     """Train an elastic supernet (sandwich rule + in-place distillation); writes <out>/supernet.pt."""
     from .pipeline.context import prepare
     from .pipeline.run import train_stage
@@ -128,56 +188,96 @@ def train(config: Optional[Path] = ConfigOpt, sets: Optional[List[str]] = SetOpt
 
 @app.command()
 @user_errors
-def search(checkpoint: str = typer.Option(..., help="Supernet checkpoint (shiftnas or published OFA)."),
-           config: Optional[Path] = ConfigOpt, sets: Optional[List[str]] = SetOpt, out: Optional[str] = OutOpt,
-           data: Optional[str] = DataOpt, space: Optional[str] = SpaceOpt, seed: Optional[int] = SeedOpt,
-           generations: Optional[int] = typer.Option(None, help="NSGA-II generations."),
-           pop_size: Optional[int] = typer.Option(None, help="NSGA-II population size."),
-           objectives: Optional[str] = typer.Option(None, help="Comma-separated: error,latency,macs,params."),
-           constraint: Optional[List[str]] = typer.Option(None, help="e.g. 'latency<=5ms' (repeatable)."),
-           pick: Optional[str] = typer.Option(None, help="knee | max-acc | min-latency | trade-off"),
-           shift: Optional[str] = ShiftOpt, latency: Optional[str] = LatencyOpt,
-           dask: Optional[str] = DaskOpt, mode: Optional[str] = ModeOpt) -> None:
+def search(
+    checkpoint: str = typer.Option(..., help="Supernet checkpoint (shiftnas or published OFA)."),
+    config: Optional[Path] = ConfigOpt,
+    sets: Optional[List[str]] = SetOpt,
+    out: Optional[str] = OutOpt,
+    data: Optional[str] = DataOpt,
+    space: Optional[str] = SpaceOpt,
+    seed: Optional[int] = SeedOpt,
+    generations: Optional[int] = typer.Option(None, help="NSGA-II generations."),
+    pop_size: Optional[int] = typer.Option(None, help="NSGA-II population size."),
+    objectives: Optional[str] = typer.Option(None, help="Comma-separated: error,latency,macs,params."),
+    constraint: Optional[List[str]] = typer.Option(None, help="e.g. 'latency<=5ms' (repeatable)."),
+    pick: Optional[str] = typer.Option(None, help="knee | max-acc | min-latency | trade-off"),
+    shift: Optional[str] = ShiftOpt,
+    latency: Optional[str] = LatencyOpt,
+    dask: Optional[str] = DaskOpt,
+    mode: Optional[str] = ModeOpt,
+) -> None:
     """Search a trained supernet with NSGA-II; writes the front, plots and the picked subnet's ONNX."""
     from .pipeline.run import run as run_pipeline
 
-    cfg = build_config(config, sets, out=out, data=data, space=space, seed=seed, checkpoint=checkpoint,
-                       generations=generations, pop_size=pop_size, objectives=objectives,
-                       constraints=constraint, pick=pick, shift=shift, latency=latency, dask=dask, mode=mode)
+    cfg = build_config(
+        config,
+        sets,
+        out=out,
+        data=data,
+        space=space,
+        seed=seed,
+        checkpoint=checkpoint,
+        generations=generations,
+        pop_size=pop_size,
+        objectives=objectives,
+        constraints=constraint,
+        pick=pick,
+        shift=shift,
+        latency=latency,
+        dask=dask,
+        mode=mode,
+    )
     run_pipeline(cfg)  # with cfg.checkpoint set, the supernet is loaded, not trained
 
 
 @app.command()
 @user_errors
-def transfer(supernet: str = typer.Option(..., help="A supernet trained on another data set (shiftnas checkpoint)."),
-             data: str = typer.Option(..., "--data", help="The new data set (see `shiftnas run --help`)."),
-             config: Optional[Path] = ConfigOpt, sets: Optional[List[str]] = SetOpt, out: Optional[str] = OutOpt,
-             seed: Optional[int] = SeedOpt,
-             train: str = typer.Option("all", help="What the search trains: all (backbone too) | classifier."),
-             shift: str = typer.Option("per_iteration", help="Shift strategy that trains the new classifier."),
-             generations: Optional[int] = typer.Option(None, help="NSGA-II generations."),
-             pop_size: Optional[int] = typer.Option(None, help="NSGA-II population size."),
-             objectives: Optional[str] = typer.Option(None, help="Comma-separated: error,latency,macs,params."),
-             constraint: Optional[List[str]] = typer.Option(None, help="e.g. 'latency<=5ms' (repeatable).")) -> None:
+def transfer(
+    supernet: str = typer.Option(..., help="A supernet trained on another data set (shiftnas checkpoint)."),
+    data: str = typer.Option(..., "--data", help="The new data set (see `shiftnas run --help`)."),
+    config: Optional[Path] = ConfigOpt,
+    sets: Optional[List[str]] = SetOpt,
+    out: Optional[str] = OutOpt,
+    seed: Optional[int] = SeedOpt,
+    train: str = typer.Option("all", help="What the search trains: all (backbone too) | classifier."),
+    shift: str = typer.Option("per_iteration", help="Shift strategy that trains the new classifier."),
+    generations: Optional[int] = typer.Option(None, help="NSGA-II generations."),
+    pop_size: Optional[int] = typer.Option(None, help="NSGA-II population size."),
+    objectives: Optional[str] = typer.Option(None, help="Comma-separated: error,latency,macs,params."),
+    constraint: Optional[List[str]] = typer.Option(None, help="e.g. 'latency<=5ms' (repeatable)."),
+) -> None:
     """Transfer a supernet to a new data set: reset its classifier and train it through the shifting search."""
     from .engine.checkpoint import read_checkpoint
-    from .pipeline.run import run as run_pipeline
     from .pipeline.groundtruth import space_overrides
+    from .pipeline.run import run as run_pipeline
 
     base = ["reset_classifier=true", f"shift.trainable={train}", "shift.lr=0.05", "shift.steps=10"]
     base += space_overrides(read_checkpoint(supernet))
-    cfg = build_config(config, base + list(sets or []), out=out or "runs/transfer", data=data, seed=seed,
-                       checkpoint=supernet, generations=generations, pop_size=pop_size, objectives=objectives,
-                       constraints=constraint, shift=shift)
+    cfg = build_config(
+        config,
+        base + list(sets or []),
+        out=out or "runs/transfer",
+        data=data,
+        seed=seed,
+        checkpoint=supernet,
+        generations=generations,
+        pop_size=pop_size,
+        objectives=objectives,
+        constraints=constraint,
+        shift=shift,
+    )
     run_pipeline(cfg)  # with cfg.checkpoint set, the supernet is loaded, not trained
 
 
 @app.command()
 @user_errors
-def export(run_dir: Path = typer.Argument(..., help="A run directory made by `shiftnas run` or `search`."),
-           pick: str = typer.Option("knee", help="knee | max-acc | min-latency | trade-off | an architecture key "
-                                    "from pareto.csv"),
-           out: Optional[Path] = typer.Option(None, help="ONNX file (default <run>/subnet_<pick>.onnx).")) -> None:
+def export(
+    run_dir: Path = typer.Argument(..., help="A run directory made by `shiftnas run` or `search`."),
+    pick: str = typer.Option(
+        "knee", help="knee | max-acc | min-latency | trade-off | an architecture key from pareto.csv"
+    ),
+    out: Optional[Path] = typer.Option(None, help="ONNX file (default <run>/subnet_<pick>.onnx)."),
+) -> None:
     """Export a subnet of a finished run's Pareto front to ONNX (parity-checked against PyTorch)."""
     from .pipeline.export import export_from_run
 
@@ -187,15 +287,22 @@ def export(run_dir: Path = typer.Argument(..., help="A run directory made by `sh
 
 @app.command()
 @user_errors
-def finetune(run_dir: Path = typer.Argument(..., help="A run directory made by `shiftnas run` or `search`."),
-             pick: str = typer.Option("knee", help="front (every subnet of the front) | knee | max-acc | "
-                                      "min-latency | trade-off | an architecture key from pareto.csv"),
-             max_epochs: Optional[int] = typer.Option(None, help="Phase 1: most epochs (the cosine schedule's "
-                                                      "length; default 30)."),
-             patience: Optional[int] = typer.Option(None, help="Phase 1: stop when the val loss has not improved "
-                                                    "this long (default 5)."),
-             lr: Optional[float] = typer.Option(None, help="SGD learning rate (default 0.01)."),
-             seed: int = typer.Option(0, help="Seed of the batch order.")) -> None:
+def finetune(
+    run_dir: Path = typer.Argument(..., help="A run directory made by `shiftnas run` or `search`."),
+    pick: str = typer.Option(
+        "knee",
+        help="front (every subnet of the front) | knee | max-acc | "
+        "min-latency | trade-off | an architecture key from pareto.csv",
+    ),
+    max_epochs: Optional[int] = typer.Option(
+        None, help="Phase 1: most epochs (the cosine schedule's length; default 30)."
+    ),
+    patience: Optional[int] = typer.Option(
+        None, help="Phase 1: stop when the val loss has not improved this long (default 5)."
+    ),
+    lr: Optional[float] = typer.Option(None, help="SGD learning rate (default 0.01)."),
+    seed: int = typer.Option(0, help="Seed of the batch order."),
+) -> None:
     """Fine-tune chosen subnets in two phases (epochs found on train/val, then train+val); export to ONNX."""
     from .config import FinetuneRecipe
     from .pipeline.finetune import finetune_from_run
@@ -207,34 +314,52 @@ def finetune(run_dir: Path = typer.Argument(..., help="A run directory made by `
 
 @app.command()
 @user_errors
-def profile(model: Optional[Path] = typer.Argument(None, help="An ONNX model file (or use --space for a dataset)."),
-            space: Optional[str] = typer.Option(None, "--space", help="Profile a search space on this device: "
-                                                "sample, export and measure --samples architectures."),
-            samples: int = typer.Option(100, help="With --space: architectures to measure (extremes included)."),
-            out: Optional[Path] = typer.Option(None, "--out", "-o", help="With --space: the latency dataset "
-                                               "(JSON, resumable), e.g. DEVICE.json."),
-            resolutions: Optional[str] = typer.Option(None, help="With --space: comma-separated resolutions "
-                                                      "(default: the space's; must match the search)."),
-            seed: int = typer.Option(0, help="With --space: seed of the architecture sample."),
-            dask: Optional[str] = typer.Option(None, help="With --space: measure on the Dask workers of this "
-                                               "scheduler (started with --resources latency=1)."),
-            threads: Optional[int] = typer.Option(None, help="ONNX Runtime intra-op threads (default 1)."),
-            batch_size: Optional[int] = typer.Option(None, help="Batch size of the timed input (default 1)."),
-            repeats: Optional[int] = typer.Option(None, help="Timed blocks, each in a fresh session (default 3)."),
-            runs: Optional[int] = typer.Option(None, help="Timed runs per block (default 30)."),
-            warmup: Optional[int] = typer.Option(None, help="Warm-up runs per block (default 10)."),
-            references: Optional[int] = typer.Option(None, help="With --space: reference subnets interleaved "
-                                                     "with each candidate (0-3, default 3)."),
-            provider: Optional[str] = typer.Option(None, help="CPUExecutionProvider (default) | "
-                                                   "CUDAExecutionProvider | TensorrtExecutionProvider."),
-            nodes: bool = typer.Option(True, help="For a model: also show ONNX Runtime's per-node profile."),
-            plot: Optional[Path] = typer.Option(None, help="For a model: per-node bar chart PNG "
-                                                "(default <model>.profile.png).")) -> None:
+def profile(
+    model: Optional[Path] = typer.Argument(None, help="An ONNX model file (or use --space for a dataset)."),
+    space: Optional[str] = typer.Option(
+        None,
+        "--space",
+        help="Profile a search space on this device: sample, export and measure --samples architectures.",
+    ),
+    samples: int = typer.Option(100, help="With --space: architectures to measure (extremes included)."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="With --space: the latency dataset (JSON, resumable), e.g. DEVICE.json."
+    ),
+    resolutions: Optional[str] = typer.Option(
+        None, help="With --space: comma-separated resolutions (default: the space's; must match the search)."
+    ),
+    seed: int = typer.Option(0, help="With --space: seed of the architecture sample."),
+    dask: Optional[str] = typer.Option(
+        None, help="With --space: measure on the Dask workers of this scheduler (started with --resources latency=1)."
+    ),
+    threads: Optional[int] = typer.Option(None, help="ONNX Runtime intra-op threads (default 1)."),
+    batch_size: Optional[int] = typer.Option(None, help="Batch size of the timed input (default 1)."),
+    repeats: Optional[int] = typer.Option(None, help="Timed blocks, each in a fresh session (default 3)."),
+    runs: Optional[int] = typer.Option(None, help="Timed runs per block (default 30)."),
+    warmup: Optional[int] = typer.Option(None, help="Warm-up runs per block (default 10)."),
+    references: Optional[int] = typer.Option(
+        None, help="With --space: reference subnets interleaved with each candidate (0-3, default 3)."
+    ),
+    provider: Optional[str] = typer.Option(
+        None, help="CPUExecutionProvider (default) | CUDAExecutionProvider | TensorrtExecutionProvider."
+    ),
+    nodes: bool = typer.Option(True, help="For a model: also show ONNX Runtime's per-node profile."),
+    plot: Optional[Path] = typer.Option(
+        None, help="For a model: per-node bar chart PNG (default <model>.profile.png)."
+    ),
+) -> None:
     """Latency on this machine: of one ONNX model (with a per-node profile), or of a space (a dataset)."""
     from .config import LatencyConfig, build
 
-    given = {"intra_threads": threads, "warmup": warmup, "repeats": repeats, "runs": runs, "batch_size": batch_size,
-             "provider": provider, "references": references}
+    given = {
+        "intra_threads": threads,
+        "warmup": warmup,
+        "repeats": repeats,
+        "runs": runs,
+        "batch_size": batch_size,
+        "provider": provider,
+        "references": references,
+    }
     cfg = build(LatencyConfig, {k: v for k, v in given.items() if v is not None}, "")
     if (model is None) == (space is None):
         raise ShiftnasError("give either an ONNX model or --space SPACE --out DEVICE.json")
@@ -259,25 +384,35 @@ def _int_list(text: str, option: str) -> list[int]:
 
 @app.command()
 @user_errors
-def groundtruth(out: Path = typer.Option(Path("groundtruth/compact-mbv3_fashion.jsonl"), "--out", "-o",
-                                         help="Append-only JSONL table (a .meta.json and a .csv are written "
-                                         "beside it)."),
-                data: str = typer.Option("fashion-mnist", "--data", help="Data set the architectures are trained on."),
-                space: str = typer.Option("compact-mbv3", "--space", help="Search space to sample."),
-                samples: int = typer.Option(100, help="Architectures (the smallest and largest included)."),
-                sampling: str = typer.Option("stratified", help="stratified (evenly over MACs) | uniform."),
-                best: Optional[int] = typer.Option(None, help="Instead of sampling: the BEST architectures of "
-                                                   "the existing table (e.g. a third seed for the top 20)."),
-                seeds: str = typer.Option("0,1", help="Comma-separated training seeds per architecture."),
-                epochs: Optional[int] = typer.Option(None, help="Stand-alone training epochs (the fixed recipe)."),
-                lr: Optional[float] = typer.Option(None, help="Stand-alone learning rate."),
-                batch_size: Optional[int] = typer.Option(None, help="Stand-alone batch size."),
-                sample_seed: int = typer.Option(0, help="Seed of the architecture sample."),
-                threads: int = typer.Option(1, help="torch threads (with --workers 1)."),
-                workers: int = typer.Option(1, help="Architectures trained at once, one process and one thread each."),
-                report: Optional[Path] = typer.Option(None, "--report", help="Instead of building: the reliability "
-                                                      "of this table (noise ceiling, proxies), written beside it."),
-                sets: Optional[List[str]] = SetOpt) -> None:
+def groundtruth(
+    out: Path = typer.Option(
+        Path("groundtruth/compact-mbv3_fashion.jsonl"),
+        "--out",
+        "-o",
+        help="Append-only JSONL table (a .meta.json and a .csv are written beside it).",
+    ),
+    data: str = typer.Option("fashion-mnist", "--data", help="Data set the architectures are trained on."),
+    space: str = typer.Option("compact-mbv3", "--space", help="Search space to sample."),
+    samples: int = typer.Option(100, help="Architectures (the smallest and largest included)."),
+    sampling: str = typer.Option("stratified", help="stratified (evenly over MACs) | uniform."),
+    best: Optional[int] = typer.Option(
+        None,
+        help="Instead of sampling: the BEST architectures of the existing table (e.g. a third seed for the top 20).",
+    ),
+    seeds: str = typer.Option("0,1", help="Comma-separated training seeds per architecture."),
+    epochs: Optional[int] = typer.Option(None, help="Stand-alone training epochs (the fixed recipe)."),
+    lr: Optional[float] = typer.Option(None, help="Stand-alone learning rate."),
+    batch_size: Optional[int] = typer.Option(None, help="Stand-alone batch size."),
+    sample_seed: int = typer.Option(0, help="Seed of the architecture sample."),
+    threads: int = typer.Option(1, help="torch threads (with --workers 1)."),
+    workers: int = typer.Option(1, help="Architectures trained at once, one process and one thread each."),
+    report: Optional[Path] = typer.Option(
+        None,
+        "--report",
+        help="Instead of building: the reliability of this table (noise ceiling, proxies), written beside it.",
+    ),
+    sets: Optional[List[str]] = SetOpt,
+) -> None:
     """Train a sample of architectures stand-alone with a fixed recipe: the ground truth for ranking (resumable)."""
     if report is not None:
         from .pipeline.groundtruth import write_reliability
@@ -290,16 +425,27 @@ def groundtruth(out: Path = typer.Option(Path("groundtruth/compact-mbv3_fashion.
     cfg = build_config(None, list(sets or []) + [f"threads={threads}"], data=data, space=space)
     given = {"epochs": epochs, "lr": lr, "batch_size": batch_size}
     recipe = StandaloneRecipe(**{k: v for k, v in given.items() if v is not None})
-    build_table(cfg, out, recipe, _int_list(seeds, "--seeds"), samples, sampling=sampling, best=best,
-                sample_seed=sample_seed, workers=workers)
+    build_table(
+        cfg,
+        out,
+        recipe,
+        _int_list(seeds, "--seeds"),
+        samples,
+        sampling=sampling,
+        best=best,
+        sample_seed=sample_seed,
+        workers=workers,
+    )
 
 
 @app.command()
 @user_errors
-def rank(supernet: str = typer.Option(..., help="Supernet checkpoint (shiftnas format)."),
-         table: Path = typer.Option(..., help="Ground-truth table made by `shiftnas groundtruth`."),
-         out: Optional[Path] = typer.Option(None, help="Write the report (and per-architecture scores) as JSON."),
-         sets: Optional[List[str]] = SetOpt) -> None:
+def rank(
+    supernet: str = typer.Option(..., help="Supernet checkpoint (shiftnas format)."),
+    table: Path = typer.Option(..., help="Ground-truth table made by `shiftnas groundtruth`."),
+    out: Optional[Path] = typer.Option(None, help="Write the report (and per-architecture scores) as JSON."),
+    sets: Optional[List[str]] = SetOpt,
+) -> None:
     """How well a supernet ranks architectures against stand-alone ground truth (Kendall tau, P@k, ...)."""
     from .pipeline.groundtruth import rank_against_table
 

@@ -29,15 +29,25 @@ import yaml
 from .errors import ConfigError
 
 
-def setting(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, low: float | None = None,
-            high: float | None = None, above: float | None = None, below: float | None = None,
-            choices: tuple[str, ...] | None = None) -> Any:
+def setting(
+    default: Any = dataclasses.MISSING,
+    *,
+    factory: Any = dataclasses.MISSING,
+    low: float | None = None,
+    high: float | None = None,
+    above: float | None = None,
+    below: float | None = None,
+    choices: tuple[str, ...] | None = None,
+) -> Any:
     """A dataclass field with its allowed range: ``low <= v <= high``, ``above < v < below``, one of ``choices``.
 
     For a list the range applies to every item.
     """
-    rules = {k: v for k, v in (("low", low), ("high", high), ("above", above), ("below", below),
-                               ("choices", choices)) if v is not None}
+    rules = {
+        k: v
+        for k, v in (("low", low), ("high", high), ("above", above), ("below", below), ("choices", choices))
+        if v is not None
+    }
     if factory is not dataclasses.MISSING:
         return field(default_factory=factory, metadata=rules)
     return field(default=default, metadata=rules)
@@ -112,11 +122,6 @@ class LatencyConfig(Settings):
     references: int = setting(3, low=0, high=3)  # reference subnets interleaved with every candidate
     drift: float = setting(0.05, above=0, below=1)  # re-measure a block whose reference moved more than this
     max_remeasure: int = setting(3, low=0)  # re-measured blocks per candidate, at most
-
-    def fingerprint(self):  # -> HardwareFingerprint
-        from .hardware.fingerprint import hardware_fingerprint
-
-        return hardware_fingerprint(self.provider, self.intra_threads, self.inter_threads, self.batch_size)
 
 
 LATENCY_MODE = re.compile(r"^(measured|predicted:.+)$")
@@ -291,10 +296,21 @@ def _hints(cls: type) -> dict[str, Any]:
 
 
 # the prefix a key of each section is named with in error messages
-_SECTION = {"DataConfig": "data.", "SpaceConfig": "space.", "TrainConfig": "train.", "EvalConfig": "eval.",
-            "LatencyConfig": "hardware.", "HardwareConfig": "hardware.", "SearchConfig": "search.",
-            "ShiftConfig": "shift.", "LandmarkConfig": "landmarks.", "LandmarksConfig": "landmarks.",
-            "NATConfig": "nat.", "StandaloneRecipe": "recipe.", "FinetuneRecipe": "recipe."}
+_SECTION = {
+    "DataConfig": "data.",
+    "SpaceConfig": "space.",
+    "TrainConfig": "train.",
+    "EvalConfig": "eval.",
+    "LatencyConfig": "hardware.",
+    "HardwareConfig": "hardware.",
+    "SearchConfig": "search.",
+    "ShiftConfig": "shift.",
+    "LandmarkConfig": "landmarks.",
+    "LandmarksConfig": "landmarks.",
+    "NATConfig": "nat.",
+    "StandaloneRecipe": "recipe.",
+    "FinetuneRecipe": "recipe.",
+}
 
 
 def _describe(kind: Any) -> str:
@@ -341,10 +357,12 @@ def _check_range(value: Any, rules: dict[str, Any], name: str) -> None:
             continue
         if "choices" in rules and v not in rules["choices"]:
             raise ConfigError(f"config key '{name}' must be one of {', '.join(rules['choices'])}, got {v!r}")
-        bounds = [(">=", rules.get("low"), v >= rules["low"] if "low" in rules else True),
-                  ("<=", rules.get("high"), v <= rules["high"] if "high" in rules else True),
-                  (">", rules.get("above"), v > rules["above"] if "above" in rules else True),
-                  ("<", rules.get("below"), v < rules["below"] if "below" in rules else True)]
+        bounds = [
+            (">=", rules.get("low"), v >= rules["low"] if "low" in rules else True),
+            ("<=", rules.get("high"), v <= rules["high"] if "high" in rules else True),
+            (">", rules.get("above"), v > rules["above"] if "above" in rules else True),
+            ("<", rules.get("below"), v < rules["below"] if "below" in rules else True),
+        ]
         for op, bound, ok in bounds:
             if not ok:
                 raise ConfigError(f"config key '{name}' must be {op} {bound:g}, got {v!r}")
@@ -371,8 +389,9 @@ def build(cls: type, values: dict[str, Any], where: str = "") -> Any:
 def _check_run(cfg: RunConfig) -> None:
     """The cross-key rules no single key can state."""
     if not LATENCY_MODE.match(cfg.hardware.latency):
-        raise ConfigError(f"hardware.latency must be 'measured' or 'predicted:DEVICE.json', got "
-                          f"'{cfg.hardware.latency}'")
+        raise ConfigError(
+            f"hardware.latency must be 'measured' or 'predicted:DEVICE.json', got '{cfg.hardware.latency}'"
+        )
     if len(cfg.search.objectives) < 2:
         raise ConfigError(f"a multi-objective search needs at least two objectives, got {cfg.search.objectives}")
     if len(set(cfg.search.objectives)) != len(cfg.search.objectives):
@@ -381,8 +400,10 @@ def _check_run(cfg: RunConfig) -> None:
         if cfg.search.objectives[0] != "error":
             raise ConfigError("--mode nat predicts accuracy: the first objective must be 'error'")
         if not cfg.shift.reevaluate:
-            raise ConfigError("--mode nat always re-scores its archive after the supernet changes; "
-                              "shift.reevaluate=false applies to --mode nsga2 only")
+            raise ConfigError(
+                "--mode nat always re-scores its archive after the supernet changes; "
+                "shift.reevaluate=false applies to --mode nsga2 only"
+            )
     if cfg.landmarks.rounds > 1 and not cfg.landmarks.table:
         raise ConfigError("landmarks.rounds > 1 needs landmarks.table")
 
@@ -409,8 +430,9 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None,
-                base: dict[str, Any] | None = None) -> RunConfig:
+def load_config(
+    path: str | os.PathLike | None = None, overrides: list[str] | None = None, base: dict[str, Any] | None = None
+) -> RunConfig:
     """A checked :class:`RunConfig` from an optional YAML file, then ``section.key=value`` overrides."""
     values: dict[str, Any] = dict(base or {})
     if path is not None:

@@ -25,48 +25,64 @@ def assert_one_line_error(result, needle: str) -> None:
     assert needle in text, text
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["run", "--space", "nope"], "unknown search space 'nope'"),
-    (["run", "--data", "nope"], "unknown dataset 'nope'"),
-    (["run", "--constraint", "latency=<5ms"], "malformed constraint"),
-    (["run", "--objectives", "error,speed"], "unknown objective 'speed'"),
-    (["run", "--pick", "best"], "unknown pick 'best'"),
-    (["run", "--set", "train.epoch=3"], "unknown config key 'train.epoch'"),
-    (["run", "--set", "train.epochs=many"], "config key 'train.epochs' expects an integer, got 'many'"),
-    (["run", "--set", "train.epochs=2.7"], "config key 'train.epochs' expects an integer, got 2.7"),
-    (["run", "--pop-size", "0"], "config key 'search.pop_size' must be >= 2, got 0"),
-    (["run", "--generations", "-1"], "config key 'search.generations' must be >= 1, got -1"),
-    (["run", "--set", "shift.reevaluate=maybe"], "config key 'shift.reevaluate' expects true or false, got 'maybe'"),
-    (["groundtruth", "--seeds", "a,b"], "--seeds must be comma-separated integers"),
-    (["run", "--config", "missing.yaml"], "config file not found"),
-    (["search", "--checkpoint", "missing.pt"], "checkpoint not found"),
-    (["export", "no_such_run"], "not a finished run"),
-    (["profile", "missing.onnx"], "ONNX model not found"),
-    (["resume", "no_such_run"], "not a shiftnas run directory"),
-    (["run", "--latency", "fast"], "hardware.latency must be 'measured' or 'predicted:DEVICE.json'"),
-    (["run", "--latency", "predicted:missing.json"], "latency dataset not found"),
-    (["run", "--dask", "tcp://127.0.0.1:1"], "cannot reach the Dask scheduler at tcp://127.0.0.1:1"),
-    (["profile"], "give either an ONNX model or --space"),
-    (["run", "--mode", "evolve"], "unknown search mode 'evolve'; choose one of:"),
-    (["run", "--mode", "nat", "--set", "nat.surrogate=forest"], "unknown surrogate 'forest'"),
-    (["run", "--mode", "nat", "--objectives", "macs,error"], "first objective must be 'error'"),
-    (["run", "--mode", "nat", "--set", "shift.reevaluate=false"], "shift.reevaluate=false applies to --mode nsga2"),
-    (["finetune", "no_such_run"], "not a finished run"),
-    (["profile", "--space", "compact-mbv3"], "--space needs --out"),
-    (["profile", "--space", "nope", "--out", "d.json"], "unknown search space 'nope'"),
-    (["profile", "--space", "compact-mbv3", "--out", "d.json", "--references", "7"], "references' must be <= 3, got 7"),
-    (["profile", "--space", "compact-mbv3", "--out", "d.json", "--provider", "CUDAExecutionProvider"],
-     "CUDAExecutionProvider is not available"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["run", "--space", "nope"], "unknown search space 'nope'"),
+        (["run", "--data", "nope"], "unknown dataset 'nope'"),
+        (["run", "--constraint", "latency=<5ms"], "malformed constraint"),
+        (["run", "--objectives", "error,speed"], "unknown objective 'speed'"),
+        (["run", "--pick", "best"], "unknown pick 'best'"),
+        (["run", "--set", "train.epoch=3"], "unknown config key 'train.epoch'"),
+        (["run", "--set", "train.epochs=many"], "config key 'train.epochs' expects an integer, got 'many'"),
+        (["run", "--set", "train.epochs=2.7"], "config key 'train.epochs' expects an integer, got 2.7"),
+        (["run", "--pop-size", "0"], "config key 'search.pop_size' must be >= 2, got 0"),
+        (["run", "--generations", "-1"], "config key 'search.generations' must be >= 1, got -1"),
+        (
+            ["run", "--set", "shift.reevaluate=maybe"],
+            "config key 'shift.reevaluate' expects true or false, got 'maybe'",
+        ),
+        (["groundtruth", "--seeds", "a,b"], "--seeds must be comma-separated integers"),
+        (["run", "--config", "missing.yaml"], "config file not found"),
+        (["search", "--checkpoint", "missing.pt"], "checkpoint not found"),
+        (["export", "no_such_run"], "not a finished run"),
+        (["profile", "missing.onnx"], "ONNX model not found"),
+        (["resume", "no_such_run"], "not a shiftnas run directory"),
+        (["run", "--latency", "fast"], "hardware.latency must be 'measured' or 'predicted:DEVICE.json'"),
+        (["run", "--latency", "predicted:missing.json"], "latency dataset not found"),
+        (["run", "--dask", "tcp://127.0.0.1:1"], "cannot reach the Dask scheduler at tcp://127.0.0.1:1"),
+        (["profile"], "give either an ONNX model or --space"),
+        (["run", "--mode", "evolve"], "unknown search mode 'evolve'; choose one of:"),
+        (["run", "--mode", "nat", "--set", "nat.surrogate=forest"], "unknown surrogate 'forest'"),
+        (["run", "--mode", "nat", "--objectives", "macs,error"], "first objective must be 'error'"),
+        (["run", "--mode", "nat", "--set", "shift.reevaluate=false"], "shift.reevaluate=false applies to --mode nsga2"),
+        (["finetune", "no_such_run"], "not a finished run"),
+        (["profile", "--space", "compact-mbv3"], "--space needs --out"),
+        (["profile", "--space", "nope", "--out", "d.json"], "unknown search space 'nope'"),
+        (
+            ["profile", "--space", "compact-mbv3", "--out", "d.json", "--references", "7"],
+            "references' must be <= 3, got 7",
+        ),
+        (
+            ["profile", "--space", "compact-mbv3", "--out", "d.json", "--provider", "CUDAExecutionProvider"],
+            "CUDAExecutionProvider is not available",
+        ),
+    ],
+)
 def test_bad_input_is_one_line_and_nonzero(args, needle, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert_one_line_error(runner.invoke(app, args + (["--out", str(tmp_path / "run")]
-                                                     if args[0] in ("run", "search") else [])), needle)
+    assert_one_line_error(
+        runner.invoke(app, args + (["--out", str(tmp_path / "run")] if args[0] in ("run", "search") else [])), needle
+    )
 
 
 def test_console_script_prints_no_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "shiftnas", "run", "--space", "nope", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "shiftnas", "run", "--space", "nope", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.strip().startswith("error: unknown search space")
 
@@ -79,15 +95,51 @@ def test_help(command):
 
 def test_end_to_end_run_export_and_profile(tmp_path):
     out = tmp_path / "run"
-    args = ["run", "--out", str(out), "--data", "digits", "--epochs", "1", "--generations", "2", "--pop-size", "6",
-            "--set", "space.resolutions=[16,20]", "--set", "train.batch_size=128", "--set", "train.warmup_steps=3",
-            "--set", "threads=1", "--set", "hardware.runs=5", "--set", "hardware.repeats=2",
-            "--set", "eval.calib_size=200"]
+    args = [
+        "run",
+        "--out",
+        str(out),
+        "--data",
+        "digits",
+        "--epochs",
+        "1",
+        "--generations",
+        "2",
+        "--pop-size",
+        "6",
+        "--set",
+        "space.resolutions=[16,20]",
+        "--set",
+        "train.batch_size=128",
+        "--set",
+        "train.warmup_steps=3",
+        "--set",
+        "threads=1",
+        "--set",
+        "hardware.runs=5",
+        "--set",
+        "hardware.repeats=2",
+        "--set",
+        "eval.calib_size=200",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    for name in ("config.yaml", "manifest.json", "supernet.pt", "training.json", "archive.jsonl", "pareto.csv",
-                 "pareto.json", "pareto.png", "hypervolume.json", "hypervolume.png", "latency.sqlite",
-                 "subnet_knee.onnx", "subnet_knee.pt", "summary.json"):
+    for name in (
+        "config.yaml",
+        "manifest.json",
+        "supernet.pt",
+        "training.json",
+        "archive.jsonl",
+        "pareto.csv",
+        "pareto.json",
+        "pareto.png",
+        "hypervolume.json",
+        "hypervolume.png",
+        "latency.sqlite",
+        "subnet_knee.onnx",
+        "subnet_knee.pt",
+        "summary.json",
+    ):
         assert (out / name).is_file(), name
     summary = json.loads((out / "summary.json").read_text())
     assert summary["picked"]["parity_max_abs_diff"] <= 1e-4
@@ -113,17 +165,60 @@ def test_end_to_end_run_export_and_profile(tmp_path):
 
     # profile the space on "the device" (this machine), then search with the predicted latency
     device = tmp_path / "DEVICE.json"
-    profile_args = ["profile", "--space", "compact-mbv3", "--resolutions", "16,20", "--samples", "12", "--out",
-                    str(device), "--runs", "4", "--repeats", "2", "--warmup", "1", "--references", "2"]
+    profile_args = [
+        "profile",
+        "--space",
+        "compact-mbv3",
+        "--resolutions",
+        "16,20",
+        "--samples",
+        "12",
+        "--out",
+        str(device),
+        "--runs",
+        "4",
+        "--repeats",
+        "2",
+        "--warmup",
+        "1",
+        "--references",
+        "2",
+    ]
     result = runner.invoke(app, profile_args)
     assert result.exit_code == 0, result.output
     assert len(json.loads(device.read_text())["records"]) == 12 and "(chosen)" in result.output
-    result = runner.invoke(app, ["search", "--checkpoint", str(out / "supernet.pt"), "--out", str(tmp_path / "pred"),
-                                 "--latency", f"predicted:{device}", "--generations", "1", "--pop-size", "6",
-                                 "--data", "digits", "--set", "space.resolutions=[16,20]", "--set", "threads=1",
-                                 "--set", "hardware.runs=4", "--set", "hardware.repeats=2",
-                                 "--set", "hardware.warmup=1", "--set", "hardware.references=2",
-                                 "--set", "eval.calib_size=200"])
+    result = runner.invoke(
+        app,
+        [
+            "search",
+            "--checkpoint",
+            str(out / "supernet.pt"),
+            "--out",
+            str(tmp_path / "pred"),
+            "--latency",
+            f"predicted:{device}",
+            "--generations",
+            "1",
+            "--pop-size",
+            "6",
+            "--data",
+            "digits",
+            "--set",
+            "space.resolutions=[16,20]",
+            "--set",
+            "threads=1",
+            "--set",
+            "hardware.runs=4",
+            "--set",
+            "hardware.repeats=2",
+            "--set",
+            "hardware.warmup=1",
+            "--set",
+            "hardware.references=2",
+            "--set",
+            "eval.calib_size=200",
+        ],
+    )
     assert result.exit_code == 0, result.output
     check = json.loads((tmp_path / "pred" / "summary.json").read_text())["latency_check"]
     assert check["checked"] and check["n"] >= 1 and check["mape"] >= 0  # same machine: the front is re-measured
@@ -132,8 +227,20 @@ def test_end_to_end_run_export_and_profile(tmp_path):
 
     # a command that fails touches no file of the run it is aimed at (here: a checkpoint of another space)
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    failed = runner.invoke(app, ["search", "--checkpoint", str(out / "supernet.pt"), "--out", str(out),
-                                 "--space", "ofa-mbv3", "--data", "digits"])
+    failed = runner.invoke(
+        app,
+        [
+            "search",
+            "--checkpoint",
+            str(out / "supernet.pt"),
+            "--out",
+            str(out),
+            "--space",
+            "ofa-mbv3",
+            "--data",
+            "digits",
+        ],
+    )
     assert_one_line_error(failed, "checkpoint does not match the search space's supernet")
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
@@ -153,12 +260,49 @@ def test_end_to_end_run_export_and_profile(tmp_path):
 
 def test_nat_mode_then_finetune(tmp_path):
     out = tmp_path / "nat"
-    args = ["run", "--mode", "nat", "--out", str(out), "--data", "digits", "--epochs", "1", "--objectives", "error,macs",
-            "--pick", "trade-off", "--set", "space.resolutions=[16,20]", "--set", "train.batch_size=128",
-            "--set", "train.warmup_steps=3", "--set", "threads=1", "--set", "eval.calib_size=200",
-            "--set", "nat.archive_size=8", "--set", "nat.oversample=2", "--set", "nat.candidates=3",
-            "--set", "nat.iterations=2", "--set", "nat.aux_pop_size=10", "--set", "nat.aux_generations=3",
-            "--set", "nat.adapt_steps=2", "--set", "nat.top_n=4", "--shift", "per_iteration"]
+    args = [
+        "run",
+        "--mode",
+        "nat",
+        "--out",
+        str(out),
+        "--data",
+        "digits",
+        "--epochs",
+        "1",
+        "--objectives",
+        "error,macs",
+        "--pick",
+        "trade-off",
+        "--set",
+        "space.resolutions=[16,20]",
+        "--set",
+        "train.batch_size=128",
+        "--set",
+        "train.warmup_steps=3",
+        "--set",
+        "threads=1",
+        "--set",
+        "eval.calib_size=200",
+        "--set",
+        "nat.archive_size=8",
+        "--set",
+        "nat.oversample=2",
+        "--set",
+        "nat.candidates=3",
+        "--set",
+        "nat.iterations=2",
+        "--set",
+        "nat.aux_pop_size=10",
+        "--set",
+        "nat.aux_generations=3",
+        "--set",
+        "nat.adapt_steps=2",
+        "--set",
+        "nat.top_n=4",
+        "--shift",
+        "per_iteration",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     for name in ("nat_state.json", "nat_supernet.pt", "pareto.csv", "hypervolume.json", "subnet_trade-off.onnx"):
@@ -180,6 +324,9 @@ def test_nat_mode_then_finetune(tmp_path):
     assert (out / f"finetuned_{done[0]['key']}.onnx").is_file() and "fine-tuned subnets" in result.output
     # re-running does not fine-tune again
     mtime = (out / "finetune.json").stat().st_mtime_ns
-    assert runner.invoke(app, ["finetune", str(out), "--pick", "knee", "--max-epochs", "2", "--patience", "1"]).exit_code == 0
+    assert (
+        runner.invoke(app, ["finetune", str(out), "--pick", "knee", "--max-epochs", "2", "--patience", "1"]).exit_code
+        == 0
+    )
     assert (out / "finetune.json").stat().st_mtime_ns == mtime
     assert_one_line_error(runner.invoke(app, ["finetune", str(out), "--pick", "nope"]), "neither front")

@@ -215,20 +215,21 @@ def test_fashion_mnist_from_torchvision_layout(tmp_path: Path, no_debian_copy: P
     _assert_equal_splits(d, load_dataset("fashion-mnist", root=str(tmp_path), seed=1))
 
 
-def test_fashion_mnist_gz_files_are_decompressed_into_torchvision_layout(tmp_path: Path,
-                                                                         no_debian_copy: Path) -> None:
+def test_fashion_mnist_gz_files_are_decompressed_into_torchvision_layout(tmp_path: Path, no_debian_copy: Path) -> None:
     _write_fashion(no_debian_copy, gz=True)  # where the Debian package puts the original .gz files
     root = tmp_path / "data"
     d = load_dataset("fashion-mnist", root=str(root))
     assert (len(d.train), len(d.val), len(d.test)) == (180, 20, 30)
     raw = root / "FashionMNIST" / "raw"
     assert sorted(p.name for p in raw.iterdir()) == sorted(
-        f"{p}-{k}" for p in ("t10k", "train") for k in ("images-idx3-ubyte", "labels-idx1-ubyte"))
+        f"{p}-{k}" for p in ("t10k", "train") for k in ("images-idx3-ubyte", "labels-idx1-ubyte")
+    )
     _assert_equal_splits(d, load_dataset("fashion-mnist", root=str(root)))  # now read from root directly
 
 
-def test_fashion_mnist_train_size_keeps_a_stratified_subset_and_holds_out_the_rest(tmp_path: Path,
-                                                                                   no_debian_copy: Path) -> None:
+def test_fashion_mnist_train_size_keeps_a_stratified_subset_and_holds_out_the_rest(
+    tmp_path: Path, no_debian_copy: Path
+) -> None:
     _write_fashion(tmp_path / "FashionMNIST" / "raw", per_class=30)
     full = load_dataset("fashion-mnist", root=str(tmp_path))
     d = load_dataset("fashion-mnist", root=str(tmp_path), train_size=100)
@@ -259,8 +260,10 @@ def test_fashion_mnist_missing_or_corrupted_is_one_line(tmp_path: Path, no_debia
         load_dataset("digits", download=True)
 
 
-@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz").is_file(),
-                    reason="the Debian package dataset-fashion-mnist is not installed (make test installs it)")
+@pytest.mark.skipif(
+    not Path("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz").is_file(),
+    reason="the Debian package dataset-fashion-mnist is not installed (make test installs it)",
+)
 def test_fashion_mnist_from_the_debian_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from shiftnas.data import fashion
 
@@ -322,8 +325,9 @@ def test_imagefolder_errors(tmp_path: Path) -> None:
 
 
 def test_unknown_dataset_raises_data_error() -> None:
-    expected = ("unknown dataset 'foo'; choose one of: mnist5k, digits, cifar10, cifar100, imagefolder:PATH, "
-                "fashion-mnist")
+    expected = (
+        "unknown dataset 'foo'; choose one of: mnist5k, digits, cifar10, cifar100, imagefolder:PATH, fashion-mnist"
+    )
     with pytest.raises(DataError) as err:
         load_dataset("foo")
     assert str(err.value) == expected

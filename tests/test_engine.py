@@ -17,8 +17,16 @@ from shiftnas.engine.training.supernet import distillation_loss, sandwich_archs,
 
 def small_split(data: DataSplits, n: int) -> DataSplits:
     x, y = data.train.tensors
-    return DataSplits(data.name, TensorDataset(x[:n], y[:n]), data.val, data.test, data.num_classes,
-                      data.image_size, data.mean, data.std)
+    return DataSplits(
+        data.name,
+        TensorDataset(x[:n], y[:n]),
+        data.val,
+        data.test,
+        data.num_classes,
+        data.image_size,
+        data.mean,
+        data.std,
+    )
 
 
 def test_training_lowers_the_loss_and_checkpoints(trained_supernet):
@@ -29,7 +37,8 @@ def test_training_lowers_the_loss_and_checkpoints(trained_supernet):
 
 
 def test_subnets_of_the_trained_supernet_beat_chance_only_after_bn_recalibration(
-        trained_supernet, compact_space, digits, eval_config):
+    trained_supernet, compact_space, digits, eval_config
+):
     net, _, _ = trained_supernet
     evaluator = SubnetEvaluator(compact_space, net, digits, eval_config)
     x, y = digits.val.tensors
@@ -44,7 +53,8 @@ def test_subnets_of_the_trained_supernet_beat_chance_only_after_bn_recalibration
 
 
 def test_evaluation_never_touches_the_supernet_and_is_cached_per_version(
-        trained_supernet, compact_space, digits, eval_config):
+    trained_supernet, compact_space, digits, eval_config
+):
     net, _, _ = trained_supernet
     before = {k: v.clone() for k, v in net.state_dict().items()}
     evaluator = SubnetEvaluator(compact_space, net, digits, eval_config)
@@ -65,11 +75,21 @@ def test_our_bn_recalibration_matches_ofa_set_running_statistics(trained_superne
     net, _, _ = trained_supernet
     arch = compact_space.sample(np.random.default_rng(3))
     images = digits.train.tensors[0][:200]
-    ours = recalibrate_bn(compact_space.extract(net, arch), torch.nn.functional.interpolate(
-        images, size=arch.resolution, mode="bilinear", align_corners=False), batch_size=100)
+    ours = recalibrate_bn(
+        compact_space.extract(net, arch),
+        torch.nn.functional.interpolate(images, size=arch.resolution, mode="bilinear", align_corners=False),
+        batch_size=100,
+    )
     theirs = compact_space.extract(net, arch)
-    loader = [(torch.nn.functional.interpolate(images[i:i + 100], size=arch.resolution, mode="bilinear",
-                                               align_corners=False), None) for i in range(0, 200, 100)]
+    loader = [
+        (
+            torch.nn.functional.interpolate(
+                images[i : i + 100], size=arch.resolution, mode="bilinear", align_corners=False
+            ),
+            None,
+        )
+        for i in range(0, 200, 100)
+    ]
     set_running_statistics(theirs, loader)
     for (name, a), b in zip(ours.named_buffers(), theirs.buffers()):
         if "running_mean" in name:

@@ -29,8 +29,7 @@ def watched(digits):
     return data
 
 
-def test_two_phases_and_the_test_split_is_read_only_at_the_end(trained_supernet, compact_space, watched,
-                                                                eval_config):
+def test_two_phases_and_the_test_split_is_read_only_at_the_end(trained_supernet, compact_space, watched, eval_config):
     net, _, _ = trained_supernet
     evaluator = SubnetEvaluator(compact_space, net, watched, eval_config)
     arch = compact_space.smallest()
@@ -42,8 +41,14 @@ def test_two_phases_and_the_test_split_is_read_only_at_the_end(trained_supernet,
         return evaluator.subnet(arch)
 
     recipe = FinetuneRecipe(epochs=4, patience=2, lr=0.02)
-    result = finetune(make_subnet, arch.resolution, watched, recipe, seed=0,
-                      progress=lambda phase, epoch, info: watched.events.append(f"{phase}:{epoch}"))
+    result = finetune(
+        make_subnet,
+        arch.resolution,
+        watched,
+        recipe,
+        seed=0,
+        progress=lambda phase, epoch, info: watched.events.append(f"{phase}:{epoch}"),
+    )
     events = watched.events
     assert events.count("test read") == 1 and events[-1] == "test read"  # once, after everything else
     assert any(e.startswith("phase 2") for e in events[:-1])
@@ -52,17 +57,20 @@ def test_two_phases_and_the_test_split_is_read_only_at_the_end(trained_supernet,
     assert 1 <= result["phase1_epochs"] == len(curve) <= recipe.epochs
     best = max([result["val_accuracy_before"]] + [p["val_accuracy"] for p in curve])
     assert result["val_accuracy_best"] == best
-    improving = [p["epoch"] for p in curve if p["val_accuracy"] == best and p["val_accuracy"] > result["val_accuracy_before"]]
+    improving = [
+        p["epoch"] for p in curve if p["val_accuracy"] == best and p["val_accuracy"] > result["val_accuracy_before"]
+    ]
     assert result["best_epoch"] == (improving[0] if improving else 0)
     if result["phase1_epochs"] < recipe.epochs:  # stopped early: the loss did not improve for `patience` epochs
         losses = [p["val_loss"] for p in curve]
-        before = [result["val_loss_before"]] + losses[:-recipe.patience]
-        assert min(losses[-recipe.patience:]) >= min(before) - 1e-6
+        before = [result["val_loss_before"]] + losses[: -recipe.patience]
+        assert min(losses[-recipe.patience :]) >= min(before) - 1e-6
     # the reported accuracies are the real ones of the returned model and of the untouched subnet
     test_x, test_y = watched.test.tensors
     assert result["test_accuracy_after"] == pytest.approx(accuracy(result["model"], test_x, test_y, arch.resolution))
-    assert result["test_accuracy_before"] == pytest.approx(accuracy(evaluator.subnet(arch), test_x, test_y,
-                                                                    arch.resolution))
+    assert result["test_accuracy_before"] == pytest.approx(
+        accuracy(evaluator.subnet(arch), test_x, test_y, arch.resolution)
+    )
     if result["best_epoch"] > 0:  # phase 2 trained: the weights moved away from the supernet's
         fresh = evaluator.subnet(arch)
         assert any(not torch.equal(a, b) for a, b in zip(fresh.parameters(), result["model"].parameters()))

@@ -36,8 +36,12 @@ def _arch(*layers: tuple[int, int]) -> Arch:
     return Arch(stages=tuple((layer,) for layer in layers), resolution=16)
 
 
-ARCHS = [_arch((3, 3), (3, 3), (3, 3), (3, 3)), _arch((5, 4), (3, 3), (5, 3), (3, 4)),
-         _arch((3, 6), (7, 3), (3, 3), (5, 3)), _arch((7, 3), (3, 4), (7, 4), (3, 6))]
+ARCHS = [
+    _arch((3, 3), (3, 3), (3, 3), (3, 3)),
+    _arch((5, 4), (3, 3), (5, 3), (3, 4)),
+    _arch((3, 6), (7, 3), (3, 3), (5, 3)),
+    _arch((7, 3), (3, 4), (7, 4), (3, 6)),
+]
 
 
 def _subset(data, n: int):
@@ -64,8 +68,10 @@ def table_path(space16, data16, tmp_path_factory):
 
 
 def _content(path) -> list[tuple]:
-    return [(r["key"], r["seed"], r["val_accuracy"], r["test_accuracy"], r["macs"], r["params"])
-            for r in GroundTruthTable(path).records]
+    return [
+        (r["key"], r["seed"], r["val_accuracy"], r["test_accuracy"], r["macs"], r["params"])
+        for r in GroundTruthTable(path).records
+    ]
 
 
 def test_sample_architectures(space16):
@@ -103,8 +109,9 @@ def test_table_resumes_after_interrupt(space16, data16, table_path, tmp_path):
     assert len(GroundTruthTable(path).records) == 1 and calls == [(1, 4)]
 
     calls.clear()
-    table = build_groundtruth(space16, data16, archs, RECIPE, SEEDS, path,
-                              progress=lambda d, t, r: calls.append((d, t)))
+    table = build_groundtruth(
+        space16, data16, archs, RECIPE, SEEDS, path, progress=lambda d, t, r: calls.append((d, t))
+    )
     assert calls == [(2, 4), (3, 4), (4, 4)]  # only the three missing records were trained
     lines = [json.loads(x) for x in path.read_text().splitlines()]
     assert len(lines) == 4 and len({(r["key"], r["seed"]) for r in lines}) == 4
@@ -133,8 +140,11 @@ def test_mismatched_metadata_is_refused(space16, data16, table_path, tmp_path):
     before = path.read_bytes()
     other_recipe = dataclasses.replace(RECIPE, lr=0.1)
     other_space = get_space("compact-mbv3", resolutions=[16, 20])
-    for space, data, recipe in [(space16, data16, other_recipe), (space16, _subset(data16, N_TRAIN - 50), RECIPE),
-                                (other_space, data16, RECIPE)]:
+    for space, data, recipe in [
+        (space16, data16, other_recipe),
+        (space16, _subset(data16, N_TRAIN - 50), RECIPE),
+        (other_space, data16, RECIPE),
+    ]:
         with pytest.raises(ShiftnasError) as err:
             build_groundtruth(space, data, ARCHS, recipe, SEEDS, path)
         assert "\n" not in str(err.value) and "different" in str(err.value)
@@ -220,8 +230,25 @@ def test_groundtruth_and_rank_commands(trained_supernet, tmp_path):
     _, ckpt, _ = trained_supernet  # compact-mbv3 at [16, 20] on digits
     table = tmp_path / "gt.jsonl"
     report = tmp_path / "rank.json"
-    args = ["groundtruth", "--out", str(table), "--data", "digits", "--samples", "6", "--seeds", "0", "--epochs", "1",
-            "--sampling", "uniform", "--set", "space.resolutions=[16,20]", "--set", "data.train_size=1000"]
+    args = [
+        "groundtruth",
+        "--out",
+        str(table),
+        "--data",
+        "digits",
+        "--samples",
+        "6",
+        "--seeds",
+        "0",
+        "--epochs",
+        "1",
+        "--sampling",
+        "uniform",
+        "--set",
+        "space.resolutions=[16,20]",
+        "--set",
+        "data.train_size=1000",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert table.with_suffix(".csv").is_file() and len(table.read_text().splitlines()) == 6
@@ -231,17 +258,39 @@ def test_groundtruth_and_rank_commands(trained_supernet, tmp_path):
 
     # a supernet trained with 3 landmarks from the table: rank leaves those 3 out
     run = tmp_path / "lm"
-    result = runner.invoke(app, ["train", "--data", "digits", "--out", str(run), "--epochs", "1",
-                                 "--set", "space.resolutions=[16,20]", "--set", "train.batch_size=128",
-                                 "--set", "data.train_size=1000",
-                                 "--set", "threads=1", "--set", f"landmarks.table={table}",
-                                 "--set", "landmarks.num=3", "--set", "landmarks.warmup_fraction=0"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--data",
+            "digits",
+            "--out",
+            str(run),
+            "--epochs",
+            "1",
+            "--set",
+            "space.resolutions=[16,20]",
+            "--set",
+            "train.batch_size=128",
+            "--set",
+            "data.train_size=1000",
+            "--set",
+            "threads=1",
+            "--set",
+            f"landmarks.table={table}",
+            "--set",
+            "landmarks.num=3",
+            "--set",
+            "landmarks.warmup_fraction=0",
+        ],
+    )
     assert result.exit_code == 0, result.output
     history = json.loads((run / "training.json").read_text())["history"]
     assert history[0]["landmark_loss"] >= 0 and history[0]["landmark_weight"] > 0
     assert len(json.loads((run / "landmarks.json").read_text())) == 3
-    result = runner.invoke(app, ["rank", "--supernet", str(run / "supernet.pt"), "--table", str(table),
-                                 "--out", str(report)])
+    result = runner.invoke(
+        app, ["rank", "--supernet", str(run / "supernet.pt"), "--table", str(table), "--out", str(report)]
+    )
     assert result.exit_code == 0, result.output
     ranked = json.loads(report.read_text())
     assert ranked["n"] == 3 and len(ranked["excluded"]) == 3
@@ -253,12 +302,37 @@ def test_groundtruth_and_rank_commands(trained_supernet, tmp_path):
     assert missing.exit_code == 2 and "ground-truth table not found" in missing.output
 
     # multi-round: after epoch 1 the supernet's current best joins the landmarks (trained, appended to the table)
-    rounds = ["train", "--data", "digits", "--out", str(tmp_path / "rounds"), "--epochs", "2",
-              "--set", "space.resolutions=[16,20]", "--set", "train.batch_size=128", "--set", "threads=1",
-              "--set", "data.train_size=1000",
-              "--set", f"landmarks.table={table}", "--set", "landmarks.num=3", "--set", "landmarks.warmup_fraction=0",
-              "--set", "landmarks.rounds=2", "--set", "landmarks.per_round=1", "--set", "landmarks.round_pop_size=4",
-              "--set", "landmarks.round_generations=1"]
+    rounds = [
+        "train",
+        "--data",
+        "digits",
+        "--out",
+        str(tmp_path / "rounds"),
+        "--epochs",
+        "2",
+        "--set",
+        "space.resolutions=[16,20]",
+        "--set",
+        "train.batch_size=128",
+        "--set",
+        "threads=1",
+        "--set",
+        "data.train_size=1000",
+        "--set",
+        f"landmarks.table={table}",
+        "--set",
+        "landmarks.num=3",
+        "--set",
+        "landmarks.warmup_fraction=0",
+        "--set",
+        "landmarks.rounds=2",
+        "--set",
+        "landmarks.per_round=1",
+        "--set",
+        "landmarks.round_pop_size=4",
+        "--set",
+        "landmarks.round_generations=1",
+    ]
     too_many = runner.invoke(app, rounds[:-8] + ["--set", "landmarks.rounds=3"])
     assert too_many.exit_code == 2 and "landmark rounds need" in too_many.output
     result = runner.invoke(app, rounds)
@@ -268,8 +342,10 @@ def test_groundtruth_and_rank_commands(trained_supernet, tmp_path):
     added = [m["key"] for m in marks if m["round"] == 1]
     trained = [k for k in added if k not in original_keys]  # a table architecture is looked up, not trained
     assert len(table.read_text().splitlines()) == 6 + len(trained)
-    result = runner.invoke(app, ["rank", "--supernet", str(tmp_path / "rounds" / "supernet.pt"), "--table", str(table),
-                                 "--out", str(report)])
+    result = runner.invoke(
+        app,
+        ["rank", "--supernet", str(tmp_path / "rounds" / "supernet.pt"), "--table", str(table), "--out", str(report)],
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(report.read_text())["n"] == 6 + len(trained) - 4  # the 4 landmarks left out
 

@@ -37,6 +37,7 @@ from shiftnas.hardware import (
     onnx_macs,
 )
 from shiftnas.hardware.export import _export_dynamo
+from shiftnas.hardware.fingerprint import fingerprint_of
 
 CHW = (3, 32, 32)
 N_CLASSES = 10
@@ -185,8 +186,12 @@ def test_export_failure_is_one_line_export_error(supernet):
 def test_dynamo_fallback_exporter_works():
     """The fallback path used when a future torch drops the legacy exporter."""
     tiny = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.Hardswish(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4),
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.Hardswish(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 4),
     ).eval()
     data = _export_dynamo(tiny, torch.randn(1, 3, 8, 8), opset=17)
     model = onnx.load_from_string(data)
@@ -211,7 +216,7 @@ def test_measure_latency_statistics(onnx_a):
     assert r.spread == pytest.approx(spread) and r.spread >= 0
     assert r.p90_ms < 60_000  # milliseconds, not ns: one 32x32 forward is far below a minute
     assert r.input_shape == [1, *CHW]
-    assert r.fingerprint == cfg.fingerprint().as_dict()
+    assert r.fingerprint == fingerprint_of(cfg).as_dict()
 
 
 def test_measure_latency_uses_configured_batch_size(onnx_a):
@@ -249,8 +254,13 @@ def test_fingerprint():
     assert fp.key() != hardware_fingerprint(intra_threads=2).key()
     assert fp.key() != hardware_fingerprint(batch_size=8).key()
     assert set(fp.as_dict()) == {
-        "cpu_model", "cores", "provider", "ort_version",
-        "intra_threads", "inter_threads", "batch_size",
+        "cpu_model",
+        "cores",
+        "provider",
+        "ort_version",
+        "intra_threads",
+        "inter_threads",
+        "batch_size",
     }
 
 
@@ -290,8 +300,13 @@ def test_cache_persists_across_instances(tmp_path):
     db = tmp_path / "nested" / "lat.sqlite"
     fp = hardware_fingerprint()
     res = LatencyResult(
-        median_ms=1.25, p10_ms=1.0, p90_ms=2.0, spread=0.1,
-        block_medians_ms=[1.2, 1.25, 1.32], n_runs=90, fingerprint=fp.as_dict(),
+        median_ms=1.25,
+        p10_ms=1.0,
+        p90_ms=2.0,
+        spread=0.1,
+        block_medians_ms=[1.2, 1.25, 1.32],
+        n_runs=90,
+        fingerprint=fp.as_dict(),
         input_shape=[1, *CHW],
     )
     with LatencyCache(db) as cache:
@@ -372,8 +387,7 @@ def test_macs_and_params_agree_with_thop(subnets):
             nonlocal bn_elems
             bn_elems += inp[0].numel()
 
-        handles = [m.register_forward_hook(bn_hook) for m in sub.modules()
-                   if isinstance(m, nn.BatchNorm2d)]
+        handles = [m.register_forward_hook(bn_hook) for m in sub.modules() if isinstance(m, nn.BatchNorm2d)]
         with torch.no_grad():
             sub(x)
         for h in handles:
@@ -388,8 +402,10 @@ def test_macs_and_params_agree_with_thop(subnets):
         assert int(params) == int(params_z) == count_params(sub) == sum(p.numel() for p in sub.parameters())
 
 
-@pytest.mark.skipif("CUDAExecutionProvider" not in ort.get_available_providers(),
-                    reason="needs onnxruntime-gpu and a GPU (the GPU machine)")
+@pytest.mark.skipif(
+    "CUDAExecutionProvider" not in ort.get_available_providers(),
+    reason="needs onnxruntime-gpu and a GPU (the GPU machine)",
+)
 def test_cuda_provider_measures_on_the_gpu(onnx_a):
     cfg = LatencyConfig(provider="CUDAExecutionProvider", **FAST)
     assert make_session(onnx_a, cfg).get_providers()[0] == "CUDAExecutionProvider"

@@ -38,9 +38,17 @@ def subset(data: DataSplits, n_train: int, n_val: int) -> DataSplits:
     """The first ``n_train`` training images as train, the next ``n_val`` as holdout, ``n_val`` of val."""
     (x, y), (xv, yv) = data.train.tensors, data.val.tensors
     held = slice(n_train, n_train + n_val)
-    return DataSplits(data.name, TensorDataset(x[:n_train], y[:n_train]), TensorDataset(xv[:n_val], yv[:n_val]),
-                      data.test, data.num_classes, data.image_size, data.mean, data.std,
-                      holdout=TensorDataset(x[held], y[held]))
+    return DataSplits(
+        data.name,
+        TensorDataset(x[:n_train], y[:n_train]),
+        TensorDataset(xv[:n_val], yv[:n_val]),
+        data.test,
+        data.num_classes,
+        data.image_size,
+        data.mean,
+        data.std,
+        holdout=TensorDataset(x[held], y[held]),
+    )
 
 
 def distinct_archs(space, n: int, seed: int = 0) -> list:
@@ -59,12 +67,14 @@ def landmarks(compact_space) -> list[Landmark]:
 
 # ---- hinge ---------------------------------------------------------------------------------------
 
+
 def test_hinge_is_zero_when_the_order_is_respected_and_positive_otherwise():
     worse, better = torch.tensor(2.0), torch.tensor(1.5)
     assert pairwise_hinge(worse, better).item() == 0.0  # better arch has the lower loss: no penalty
     assert pairwise_hinge(better, worse).item() == pytest.approx(0.5)
     assert pairwise_hinge(worse, better, "softplus", beta=5.0).item() == pytest.approx(
-        F.softplus(torch.tensor(-0.5), beta=5.0).item())
+        F.softplus(torch.tensor(-0.5), beta=5.0).item()
+    )
     with pytest.raises(ValueError):
         pairwise_hinge(worse, better, "tanh")
 
@@ -94,6 +104,7 @@ def test_one_sgd_step_on_the_hinge_lowers_the_better_minus_worse_loss(compact_sp
 
 # ---- weight schedule -----------------------------------------------------------------------------
 
+
 def test_weight_is_zero_before_warmup_then_rises_monotonically_to_coef():
     cfg = LandmarkConfig(coef=10.0, warmup_fraction=0.5)
     weights = [landmark_weight(e, 10, cfg) for e in range(10)]
@@ -105,6 +116,7 @@ def test_weight_is_zero_before_warmup_then_rises_monotonically_to_coef():
 
 
 # ---- pair sampling -------------------------------------------------------------------------------
+
 
 def test_pairs_are_ordered_and_code_sampling_is_not_uniform_over_pairs():
     m, n = 4, 30_000
@@ -121,6 +133,7 @@ def test_pairs_are_ordered_and_code_sampling_is_not_uniform_over_pairs():
 
 
 # ---- landmark selection and bookkeeping ----------------------------------------------------------
+
 
 def test_fixed_selection_is_evenly_spaced_and_includes_the_best(compact_space):
     archs = distinct_archs(compact_space, 10)
@@ -149,6 +162,7 @@ def test_landmarks_are_excluded_and_added_without_duplicates(compact_space, land
 
 # ---- the regulariser on a real supernet ----------------------------------------------------------
 
+
 def test_step_computes_the_weighted_hinge_on_the_held_out_batch(compact_space, digits, landmarks):
     data = subset(digits, 64, 32)  # the held-out batch is then the whole holdout
     worse, better = landmarks[0], landmarks[3]
@@ -174,7 +188,8 @@ def test_step_computes_the_weighted_hinge_on_the_held_out_batch(compact_space, d
 
 
 def test_training_with_the_regularizer_records_it_changes_the_weights_and_is_deterministic(
-        compact_space, digits, landmarks, tmp_path):
+    compact_space, digits, landmarks, tmp_path
+):
     data = subset(digits, 96, 64)
     cfg = TrainConfig(epochs=2, batch_size=32, lr=0.05, warmup_steps=2, n_random=0)
     lm_cfg = LandmarkConfig(warmup_fraction=0.0, pairs_per_step=2, batch_size=32)
@@ -209,6 +224,7 @@ def test_training_with_the_regularizer_records_it_changes_the_weights_and_is_det
 
 # ---- multi-round variant -------------------------------------------------------------------------
 
+
 def test_round_boundaries_split_the_regularised_epochs():
     assert round_boundaries(6, LandmarkConfig(warmup_fraction=0.5, rounds=1)) == []
     assert round_boundaries(6, LandmarkConfig(warmup_fraction=0.5, rounds=3)) == [4, 5]
@@ -241,8 +257,10 @@ def test_grow_keeps_the_identity_and_load_rounds_restores_the_set(compact_space,
     digits = subset(digits, 64, 32)
     reg = LandmarkRegularizer(landmarks[:2], digits, LandmarkConfig())
     ident = reg.identity()
-    added = reg.grow([Landmark(landmarks[2].arch, 75.0), Landmark(landmarks[0].arch, 1.0),
-                      Landmark(landmarks[2].arch, 76.0)], epoch=3)
+    added = reg.grow(
+        [Landmark(landmarks[2].arch, 75.0), Landmark(landmarks[0].arch, 1.0), Landmark(landmarks[2].arch, 76.0)],
+        epoch=3,
+    )
     assert [lm.arch for lm in added] == [landmarks[2].arch]  # known and repeated ones skipped
     assert [lm.accuracy for lm in reg.landmarks] == [60.0, 70.0, 75.0]
     assert reg.identity() == ident  # a resumed run is still recognised
@@ -258,20 +276,28 @@ def test_multi_round_training_adds_the_current_best_and_resumes_identically(tmp_
     space = get_space("compact-mbv3", resolutions=[16])
     data = subset(load_dataset("digits", seed=0, image_size=16), 96, 64)
     table = tmp_path / "gt.jsonl"
-    build_groundtruth(space, data, distinct_archs(space, 4, seed=5), StandaloneRecipe(epochs=1, batch_size=32),
-                      [0], table)
+    build_groundtruth(
+        space, data, distinct_archs(space, 4, seed=5), StandaloneRecipe(epochs=1, batch_size=32), [0], table
+    )
     initial = [Landmark(r["arch"], r["mean_test_accuracy"]) for r in GroundTruthTable(table).rows()]
     cfg = TrainConfig(epochs=3, batch_size=32, lr=0.05, warmup_steps=2, n_random=0)
-    lm_cfg = LandmarkConfig(warmup_fraction=0.0, batch_size=32, rounds=3, per_round=2, round_pop_size=4,
-                            round_generations=2)
+    lm_cfg = LandmarkConfig(
+        warmup_fraction=0.0, batch_size=32, rounds=3, per_round=2, round_pop_size=4, round_generations=2
+    )
     eval_cfg = EvalConfig(calib_size=64, batch_size=64)
 
     def train(name: str, crash_after: int | None = None):
         torch.manual_seed(1)
         net = space.build_supernet(10)
         reg = LandmarkRegularizer(initial, data, lm_cfg, seed=3)
-        growth = LandmarkGrowth(space, net, reg, cfg.epochs, current_best_proposer(space, data, eval_cfg, 4, 2, seed=3),
-                                table_ground_truth(table, space, data))
+        growth = LandmarkGrowth(
+            space,
+            net,
+            reg,
+            cfg.epochs,
+            current_best_proposer(space, data, eval_cfg, 4, 2, seed=3),
+            table_ground_truth(table, space, data),
+        )
 
         def hook(epochs_done: int) -> None:
             growth(epochs_done)

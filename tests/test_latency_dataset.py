@@ -23,6 +23,7 @@ from shiftnas.engine.evaluation.latency_dataset import (
 )
 from shiftnas.errors import ConfigError, ShiftnasError
 from shiftnas.hardware import export_onnx, measure_latency
+from shiftnas.hardware.fingerprint import fingerprint_of
 from shiftnas.predictors.latency import (
     choose,
     cross_validate,
@@ -58,7 +59,7 @@ def dataset(space, tmp_path_factory):
     """A real (small) latency dataset of this machine: 24 architectures, 2 references."""
     cfg = LatencyConfig(references=2, **FAST)
     path = tmp_path_factory.mktemp("device") / "DEVICE.json"
-    return build_latency_dataset(space, path, 24, cfg, cfg.fingerprint(), seed=0), path, cfg
+    return build_latency_dataset(space, path, 24, cfg, fingerprint_of(cfg), seed=0), path, cfg
 
 
 # --------------------------------------------------------------------------- protocol
@@ -121,7 +122,7 @@ def test_dataset_records_and_resume(space, dataset):
     ds, path, cfg = dataset
     assert len(ds.records) == 24 and len(ds.keys()) == 24
     assert ds.references == [a.key() for a in reference_archs(space, 2)]
-    assert ds.fingerprint == cfg.fingerprint().as_dict() and ds.space == space.describe()
+    assert ds.fingerprint == fingerprint_of(cfg).as_dict() and ds.space == space.describe()
     on_disk = LatencyDataset.load(path)
     assert on_disk.records == ds.records
     for rec in ds.records:
@@ -142,7 +143,7 @@ def test_dataset_records_and_resume(space, dataset):
         seen.extend(jobs)
         return measure_locally(jobs, references)
 
-    resumed = build_latency_dataset(space, resumed_path, 24, cfg, cfg.fingerprint(), seed=0, measure=measure)
+    resumed = build_latency_dataset(space, resumed_path, 24, cfg, fingerprint_of(cfg), seed=0, measure=measure)
     assert len(seen) == 14 and resumed.records[:10] == partial.records[:10]
     assert sorted(resumed.keys()) == sorted(ds.keys())
 
@@ -151,10 +152,10 @@ def test_dataset_refuses_other_settings_and_garbage(space, dataset, tmp_path):
     ds, path, cfg = dataset
     other = LatencyConfig(references=2, warmup=2, repeats=3, runs=7)
     with pytest.raises(ShiftnasError, match="protocol"):
-        build_latency_dataset(space, path, 24, other, other.fingerprint())
+        build_latency_dataset(space, path, 24, other, fingerprint_of(other))
     two_threads = LatencyConfig(references=2, intra_threads=2, **FAST)
     with pytest.raises(ShiftnasError, match="fingerprint"):
-        build_latency_dataset(space, path, 24, two_threads, two_threads.fingerprint())
+        build_latency_dataset(space, path, 24, two_threads, fingerprint_of(two_threads))
     bad = tmp_path / "bad.json"
     bad.write_text("[1, 2]")
     with pytest.raises(ShiftnasError, match="not a shiftnas latency dataset"):
@@ -186,8 +187,11 @@ def test_predictors_fit_and_predict_on_measured_latency(space, dataset):
 
 
 def test_choose_prefers_tau_then_mape():
-    cv = {"a": {"kendall_tau": 0.80, "mape": 9.0}, "b": {"kendall_tau": 0.79, "mape": 4.0},
-          "c": {"kendall_tau": 0.60, "mape": 1.0}}
+    cv = {
+        "a": {"kendall_tau": 0.80, "mape": 9.0},
+        "b": {"kendall_tau": 0.79, "mape": 4.0},
+        "c": {"kendall_tau": 0.60, "mape": 1.0},
+    }
     assert choose(cv) == "b"  # a and b are tied on tau (within 0.02): the lower MAPE wins
     cv["b"]["kendall_tau"] = 0.70
     assert choose(cv) == "a"

@@ -36,8 +36,16 @@ OBJS = ["error", "macs"]
 def nat_search(space, metrics, objs, cfg, seed=0, run_dir=None, log=None, shift=None, cls=NATSearch):
     """A NAT searcher over (space, metrics, objs), its state under ``run_dir`` when given."""
     files = SearchFiles(run_dir / "nat_state.json", run_dir / "nat_supernet.pt") if run_dir is not None else None
-    problem = SearchProblem(space, metrics, objs, [], log if log is not None else Archive(), seed=seed,
-                            shift=shift if shift is not None else NoShift(), files=files)
+    problem = SearchProblem(
+        space,
+        metrics,
+        objs,
+        [],
+        log if log is not None else Archive(),
+        seed=seed,
+        shift=shift if shift is not None else NoShift(),
+        files=files,
+    )
     return cls(problem, cfg)
 
 
@@ -92,8 +100,12 @@ def test_preprocessing_keeps_the_best_of_the_oversample_plus_extremes(nat_parts)
     log = []
 
     def evaluate(arch):
-        rec = {"key": arch.key(), "arch": arch.to_dict(), "genome": space.encode(arch).tolist(),
-               "metrics": metrics.metrics(arch)}
+        rec = {
+            "key": arch.key(),
+            "arch": arch.to_dict(),
+            "genome": space.encode(arch).tolist(),
+            "metrics": metrics.metrics(arch),
+        }
         log.append(rec)
         return rec
 
@@ -186,15 +198,32 @@ def test_gene_distributions_sample_what_they_were_fitted_on():
 # --------------------------------------------------------------------------- the loop
 
 
-SMALL = dict(archive_size=8, oversample=2, candidates=3, iterations=2, top_n=4, aux_pop_size=10, aux_generations=3,
-             adapt_steps=2, adapt_batch_size=32, adapt_subnets=2)
+SMALL = dict(
+    archive_size=8,
+    oversample=2,
+    candidates=3,
+    iterations=2,
+    top_n=4,
+    aux_pop_size=10,
+    aux_generations=3,
+    adapt_steps=2,
+    adapt_batch_size=32,
+    adapt_subnets=2,
+)
 
 
 def test_natv2_loop_end_to_end_and_resume(nat_parts, tmp_path):
     space, metrics, objs = nat_parts
     weights_before = [p.detach().clone() for p in metrics.evaluator.supernet.parameters()]
-    search = nat_search(space, metrics, objs, NATConfig(policy="natv2", **SMALL), seed=0, run_dir=tmp_path,
-                       log=Archive(tmp_path / "archive.jsonl"))
+    search = nat_search(
+        space,
+        metrics,
+        objs,
+        NATConfig(policy="natv2", **SMALL),
+        seed=0,
+        run_dir=tmp_path,
+        log=Archive(tmp_path / "archive.jsonl"),
+    )
     seen = []
     result = search.run(lambda it, total, s: seen.append((it, s)))
     assert [it for it, _ in seen] == [0, 1, 2]
@@ -212,8 +241,15 @@ def test_natv2_loop_end_to_end_and_resume(nat_parts, tmp_path):
     state = json.loads((tmp_path / "nat_state.json").read_text())
     assert state["iteration"] == 2 and [r["key"] for r in state["archive"]] == keys
     logged = len(result.archive)
-    again = nat_search(space, metrics, objs, NATConfig(policy="natv2", **SMALL), seed=0, run_dir=tmp_path,
-                      log=Archive(tmp_path / "archive.jsonl")).run()
+    again = nat_search(
+        space,
+        metrics,
+        objs,
+        NATConfig(policy="natv2", **SMALL),
+        seed=0,
+        run_dir=tmp_path,
+        log=Archive(tmp_path / "archive.jsonl"),
+    ).run()
     assert len(again.archive) == logged and [r["key"] for r in again.records] == keys
     with pytest.raises(ConfigError, match="other nat settings"):
         nat_search(space, metrics, objs, NATConfig(policy="nat", **SMALL), seed=0, run_dir=tmp_path).run()
@@ -241,8 +277,10 @@ def test_nat_config_is_validated():
 def test_high_tradeoff_pick():
     objs = resolve_objectives(["error", "macs"])
     # a clear knee at (2, 2): moving away from it costs a lot for little gain
-    front = [_record(k, e, m) for k, e, m in [("a", 1.0, 10.0), ("b", 1.2, 6.0), ("c", 2.0, 2.0), ("d", 6.0, 1.6),
-                                             ("e", 10.0, 1.0)]]
+    front = [
+        _record(k, e, m)
+        for k, e, m in [("a", 1.0, 10.0), ("b", 1.2, 6.0), ("c", 2.0, 2.0), ("d", 6.0, 1.6), ("e", 10.0, 1.0)]
+    ]
     high = high_tradeoff(front, objs)
     assert 2 in high
     assert pick(front, "trade-off", objs)["key"] == "c"
@@ -264,12 +302,15 @@ def test_adaptation_is_one_cosine_schedule_over_the_search(nat_parts):
     assert search.optimizer.state  # momentum buffers carried across iterations, not a fresh optimizer each time
 
 
-@pytest.mark.parametrize("strategy,kw,versions_per_iteration", [
-    ("per_iteration", {}, 2),                       # one shifting update + one adaptation
-    ("per_iteration", {"shift_on": "nondominated"}, 2),
-    ("region", {"region_steps": 2}, 2),
-    ("per_candidate", {"candidate_steps": 1}, None),  # one update per candidate + one adaptation
-])
+@pytest.mark.parametrize(
+    "strategy,kw,versions_per_iteration",
+    [
+        ("per_iteration", {}, 2),  # one shifting update + one adaptation
+        ("per_iteration", {"shift_on": "nondominated"}, 2),
+        ("region", {"region_steps": 2}, 2),
+        ("per_candidate", {"candidate_steps": 1}, None),  # one update per candidate + one adaptation
+    ],
+)
 def test_nat_loop_with_shifting(nat_parts, digits, strategy, kw, versions_per_iteration):
     space, metrics, objs = nat_parts
     shift = _shift(space, metrics, digits, strategy, **kw)
@@ -277,8 +318,11 @@ def test_nat_loop_with_shifting(nat_parts, digits, strategy, kw, versions_per_it
     history = result.hv_history
     assert shift.updates >= SMALL["iterations"] and shift.passes > 0
     final = metrics.evaluator.version
-    expected = (versions_per_iteration * SMALL["iterations"] if versions_per_iteration
-                else SMALL["iterations"] + sum(h["candidates"] for h in history))
+    expected = (
+        versions_per_iteration * SMALL["iterations"]
+        if versions_per_iteration
+        else SMALL["iterations"] + sum(h["candidates"] for h in history)
+    )
     assert final == history[-1]["supernet_version"] == expected
     # fair re-evaluation: the archive (hence the front) is scored by the final weights only
     assert all(r["supernet_version"] == final for r in result.records)
@@ -307,8 +351,7 @@ class _CrashingNAT(NATSearch):
 
 
 @pytest.mark.parametrize("where", ["between iterations", "inside an iteration"])
-def test_nat_resume_after_a_crash_is_identical(where, trained_supernet, compact_space, digits, eval_config,
-                                               tmp_path):
+def test_nat_resume_after_a_crash_is_identical(where, trained_supernet, compact_space, digits, eval_config, tmp_path):
     def parts():
         objs = resolve_objectives(OBJS)
         evaluator = SubnetEvaluator(compact_space, copy.deepcopy(trained_supernet[0]), digits, eval_config)
@@ -322,7 +365,9 @@ def test_nat_resume_after_a_crash_is_identical(where, trained_supernet, compact_
 
     metrics, objs, shift = parts()
     log = Archive(tmp_path / "archive.jsonl")
-    crashing = nat_search(compact_space, metrics, objs, cfg, seed=0, run_dir=tmp_path, log=log, shift=shift, cls=_CrashingNAT)
+    crashing = nat_search(
+        compact_space, metrics, objs, cfg, seed=0, run_dir=tmp_path, log=log, shift=shift, cls=_CrashingNAT
+    )
     # the first evaluation of iteration 2 (right after iteration 1 was saved), or its second one
     redone = 1 if where == "inside an iteration" else 0
     crashing.crash_at = whole.hv_history[1]["evaluated"] + 1 + redone
@@ -330,10 +375,19 @@ def test_nat_resume_after_a_crash_is_identical(where, trained_supernet, compact_
         crashing.run()
     logged = len(log)
     metrics, objs, shift = parts()  # a new process: fresh weights, the state on disk
-    resumed = nat_search(compact_space, metrics, objs, cfg, seed=0, run_dir=tmp_path,
-                        log=Archive(tmp_path / "archive.jsonl"), shift=shift).run()
-    assert [(r["key"], r["metrics"]["error"]) for r in resumed.records] == \
-        [(r["key"], r["metrics"]["error"]) for r in whole.records]
+    resumed = nat_search(
+        compact_space,
+        metrics,
+        objs,
+        cfg,
+        seed=0,
+        run_dir=tmp_path,
+        log=Archive(tmp_path / "archive.jsonl"),
+        shift=shift,
+    ).run()
+    assert [(r["key"], r["metrics"]["error"]) for r in resumed.records] == [
+        (r["key"], r["metrics"]["error"]) for r in whole.records
+    ]
     assert resumed.hv_history == whole.hv_history  # hypervolumes, fronts, surrogate quality, evaluation counts
     assert all(torch.equal(a, b) for a, b in zip(whole_weights, metrics.evaluator.supernet.parameters()))
     # the log keeps what the crashed process did: the work of its unfinished iteration appears twice
@@ -346,7 +400,8 @@ def test_nat_resume_after_a_crash_is_identical(where, trained_supernet, compact_
     metrics, objs, shift = parts()
     with torch.no_grad():
         next(metrics.evaluator.supernet.parameters()).add_(1.0)
-    metrics = ArchitectureMetrics(SubnetEvaluator(compact_space, metrics.evaluator.supernet, digits, eval_config),
-                                  None, metrics.needed)
+    metrics = ArchitectureMetrics(
+        SubnetEvaluator(compact_space, metrics.evaluator.supernet, digits, eval_config), None, metrics.needed
+    )
     with pytest.raises(ConfigError, match="another supernet"):
         nat_search(compact_space, metrics, objs, cfg, seed=0, run_dir=tmp_path, shift=shift).run()

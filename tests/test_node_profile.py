@@ -47,9 +47,13 @@ def profiled(tmp_path_factory):
 
 def _one_run_names(events: list[dict]) -> set[str]:
     run = max((e for e in events if e.get("name") == "model_run"), key=lambda e: e["ts"])
-    return {e["name"][: -len("_kernel_time")] for e in events
-            if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")
-            and run["ts"] <= e["ts"] <= run["ts"] + run["dur"]}
+    return {
+        e["name"][: -len("_kernel_time")]
+        for e in events
+        if e.get("cat") == "Node"
+        and e["name"].endswith("_kernel_time")
+        and run["ts"] <= e["ts"] <= run["ts"] + run["dur"]
+    }
 
 
 def test_profile_nodes_structure(profiled):
@@ -109,8 +113,7 @@ def test_parse_profile_without_node_events(profiled):
 
 def test_fence_events_ignored(profiled):
     prof, events, _ = profiled
-    extra = [dict(e, name=e["name"].replace("_kernel_time", "_fence_before"))
-             for e in events if e.get("cat") == "Node"]
+    extra = [dict(e, name=e["name"].replace("_kernel_time", "_fence_before")) for e in events if e.get("cat") == "Node"]
     assert parse_profile(events + extra, skip_runs=WARMUP).kernel_ms == pytest.approx(prof.kernel_ms)
 
 

@@ -31,6 +31,7 @@ UP = np.arange(1.0, 6.0)
 
 # ----------------------------------------------------------------------------- global metrics
 
+
 def test_perfect_and_reversed_order():
     assert kendall_tau(UP, UP * 10) == pytest.approx(1.0)
     assert spearman_rho(UP, UP * 10) == pytest.approx(1.0)
@@ -79,15 +80,16 @@ def test_constant_side_gives_nan_without_warning(recwarn):
 
 # ----------------------------------------------------------------------------- local τ
 
+
 def _top_reversed():
-    truth = np.arange(1.0, 11.0)                     # arch 9 is best
+    truth = np.arange(1.0, 11.0)  # arch 9 is best
     scores = np.array([1, 2, 3, 4, 5, 6, 7, 8, 10, 9], dtype=float)  # top-2 swapped
     return scores, truth
 
 
 def test_local_tau_sees_reversed_top_while_global_is_high():
     scores, truth = _top_reversed()
-    assert kendall_tau(scores, truth) == pytest.approx(43 / 45)   # one discordant pair of 45
+    assert kendall_tau(scores, truth) == pytest.approx(43 / 45)  # one discordant pair of 45
     assert local_kendall_tau(scores, truth, 0.2) == pytest.approx(-1.0)
     # top 30%: truth 8, 9, 10 with scores 8, 10, 9 -> C = 2, D = 1 -> 1/3
     assert local_kendall_tau(scores, truth, 0.3) == pytest.approx(1 / 3)
@@ -108,7 +110,7 @@ def test_local_tau_selects_by_truth_not_input_order():
 def test_local_tau_needs_two_items():
     scores, truth = _top_reversed()
     with pytest.raises(ValueError, match="at least 2 architectures in the top"):
-        local_kendall_tau(scores, truth, 0.1)   # 1 of 10
+        local_kendall_tau(scores, truth, 0.1)  # 1 of 10
     for bad in (0.0, 1.5, -0.1):
         with pytest.raises(ValueError, match="top_fraction"):
             local_kendall_tau(scores, truth, bad)
@@ -117,7 +119,7 @@ def test_local_tau_needs_two_items():
 # ----------------------------------------------------------------------------- sparse τ
 
 SPARSE_TRUTH = np.array([0.911, 0.9112, 0.912, 0.95])
-SPARSE_SCORES = np.array([2.0, 1.0, 3.0, 4.0])   # only the pair (0, 1) is discordant
+SPARSE_SCORES = np.array([2.0, 1.0, 3.0, 4.0])  # only the pair (0, 1) is discordant
 
 
 def test_sparse_bins_floor_like_landmark_code():
@@ -125,15 +127,15 @@ def test_sparse_bins_floor_like_landmark_code():
     # decade: it shows [1,1,2] for 1e-2, but its code gives that grouping only at 1e-3)
     assert sparse_bins([0.911, 0.9112, 0.912], 1e-3).tolist() == [911, 911, 912]
     assert sparse_bins([0.911, 0.9112, 0.912], 1e-4).tolist() == [9110, 9112, 9120]
-    assert sparse_bins([0.29, 0.3], 0.01).tolist() == [29, 30]   # no float-noise drop to 28
+    assert sparse_bins([0.29, 0.3], 0.01).tolist() == [29, 30]  # no float-noise drop to 28
 
 
 def test_sparse_tau_ties_near_equal_truth_as_threshold_grows():
     t = [sparse_kendall_tau(SPARSE_SCORES, SPARSE_TRUTH, th) for th in (1e-4, 1e-3, 1e-2)]
-    assert t[0] == pytest.approx(4 / 6)                       # all bins distinct: C=5, D=1
+    assert t[0] == pytest.approx(4 / 6)  # all bins distinct: C=5, D=1
     assert t[0] == pytest.approx(kendall_tau(SPARSE_SCORES, SPARSE_TRUTH))
-    assert t[1] == pytest.approx(5 / math.sqrt(6 * 5))        # (0,1) tied in truth
-    assert t[2] == pytest.approx(3 / math.sqrt(6 * 3))        # 0, 1, 2 all tied in truth
+    assert t[1] == pytest.approx(5 / math.sqrt(6 * 5))  # (0,1) tied in truth
+    assert t[2] == pytest.approx(3 / math.sqrt(6 * 3))  # 0, 1, 2 all tied in truth
     assert len(set(np.round(t, 9))) == 3
     assert math.isnan(sparse_kendall_tau(SPARSE_SCORES, SPARSE_TRUTH, 1.0))  # one bin
 
@@ -141,29 +143,29 @@ def test_sparse_tau_ties_near_equal_truth_as_threshold_grows():
 def test_sparse_tau_default_and_percent_input():
     assert sparse_kendall_tau(SPARSE_SCORES, SPARSE_TRUTH) == pytest.approx(5 / math.sqrt(30))
     assert sparse_kendall_tau(SPARSE_SCORES, SPARSE_TRUTH * 100) == pytest.approx(
-        sparse_kendall_tau(SPARSE_SCORES, SPARSE_TRUTH))
+        sparse_kendall_tau(SPARSE_SCORES, SPARSE_TRUTH)
+    )
     with pytest.raises(ValueError, match="threshold"):
         sparse_kendall_tau(SPARSE_SCORES, SPARSE_TRUTH, 0.0)
 
 
 # ----------------------------------------------------------------- precision@k, percentile
 
-PK_SCORES = np.array([5.0, 4.0, 3.0, 2.0, 1.0, 0.0])   # score order: 0, 1, 2, 3, 4, 5
-PK_TRUTH = np.array([6.0, 1.0, 5.0, 2.0, 4.0, 3.0])    # truth order: 0, 2, 4, 5, 3, 1
+PK_SCORES = np.array([5.0, 4.0, 3.0, 2.0, 1.0, 0.0])  # score order: 0, 1, 2, 3, 4, 5
+PK_TRUTH = np.array([6.0, 1.0, 5.0, 2.0, 4.0, 3.0])  # truth order: 0, 2, 4, 5, 3, 1
 
 
 def test_precision_at_k_by_hand():
-    assert precision_at_k(PK_SCORES, PK_TRUTH, 1) == 1.0          # {0} vs {0}
-    assert precision_at_k(PK_SCORES, PK_TRUTH, 2) == 0.5          # {0,1} vs {0,2}
-    assert precision_at_k(PK_SCORES, PK_TRUTH, 3) == pytest.approx(2 / 3)   # {0,1,2} vs {0,2,4}
+    assert precision_at_k(PK_SCORES, PK_TRUTH, 1) == 1.0  # {0} vs {0}
+    assert precision_at_k(PK_SCORES, PK_TRUTH, 2) == 0.5  # {0,1} vs {0,2}
+    assert precision_at_k(PK_SCORES, PK_TRUTH, 3) == pytest.approx(2 / 3)  # {0,1,2} vs {0,2,4}
     assert precision_at_k(PK_SCORES, PK_TRUTH, 6) == 1.0
     assert precision_at_k(PK_SCORES, -PK_SCORES, 3) == 0.0
 
 
 def test_top_k_percentile_by_hand():
     # GT ranks (1 = best): [1, 6, 2, 5, 3, 4]; top-3 by score are archs 0, 1, 2 -> 1, 6, 2
-    assert top_k_percentile(PK_SCORES, PK_TRUTH, 3) == pytest.approx(
-        {"min": 1 / 6, "median": 2 / 6, "max": 6 / 6})
+    assert top_k_percentile(PK_SCORES, PK_TRUTH, 3) == pytest.approx({"min": 1 / 6, "median": 2 / 6, "max": 6 / 6})
     perfect = top_k_percentile(PK_TRUTH, PK_TRUTH, 3)
     assert perfect == pytest.approx({"min": 1 / 6, "median": 2 / 6, "max": 3 / 6})
 
@@ -171,9 +173,11 @@ def test_top_k_percentile_by_hand():
 def test_top_k_percentile_ties_share_best_rank():
     # truth ties: archs 0 and 1 both rank 1, arch 2 rank 3
     assert top_k_percentile([0.0, 1.0, 2.0], [3.0, 3.0, 1.0], 1) == pytest.approx(
-        {"min": 1.0, "median": 1.0, "max": 1.0})
+        {"min": 1.0, "median": 1.0, "max": 1.0}
+    )
     assert top_k_percentile([0.0, 1.0, 2.0], [3.0, 3.0, 1.0], 3) == pytest.approx(
-        {"min": 1 / 3, "median": 1 / 3, "max": 1.0})
+        {"min": 1 / 3, "median": 1 / 3, "max": 1.0}
+    )
 
 
 @pytest.mark.parametrize("k", [0, 7, -1, 2.5, True])
@@ -185,6 +189,7 @@ def test_bad_k(k):
 
 
 # ----------------------------------------------------------------------------- subsample τ
+
 
 def test_subsample_tau():
     x = np.arange(30.0)
@@ -207,21 +212,33 @@ def test_subsample_tau():
 
 # ----------------------------------------------------------------------------- report
 
+
 def test_report_keys_small_sample():
     scores, truth = _top_reversed()
     rep = ranking_report(scores, truth)
     stats_keys = [f"top{k}_percentile_{s}" for k in (5, 10) for s in ("min", "median", "max")]
-    expected = {"n", "kendall_tau", "spearman_rho", "pearson_r", "rmse", "sparse_tau",
-                "local_tau@20%", "precision@5", "precision@10", *stats_keys,
-                "subsample_tau@10_mean", "subsample_tau@10_min", "subsample_tau@10_max"}
-    assert set(rep) == expected            # local_tau@10% (1 item) and sizes > 10 skipped
+    expected = {
+        "n",
+        "kendall_tau",
+        "spearman_rho",
+        "pearson_r",
+        "rmse",
+        "sparse_tau",
+        "local_tau@20%",
+        "precision@5",
+        "precision@10",
+        *stats_keys,
+        "subsample_tau@10_mean",
+        "subsample_tau@10_min",
+        "subsample_tau@10_max",
+    }
+    assert set(rep) == expected  # local_tau@10% (1 item) and sizes > 10 skipped
     assert all(isinstance(v, float) for v in rep.values())
     assert rep["n"] == 10.0
     assert rep["local_tau@20%"] == pytest.approx(-1.0)
     assert rep["kendall_tau"] == pytest.approx(43 / 45)
     assert rep["precision@5"] == pytest.approx(precision_at_k(scores, truth, 5))
-    assert rep["top5_percentile_median"] == pytest.approx(
-        top_k_percentile(scores, truth, 5)["median"])
+    assert rep["top5_percentile_median"] == pytest.approx(top_k_percentile(scores, truth, 5)["median"])
 
 
 def test_report_keys_larger_sample_and_options():
@@ -234,19 +251,23 @@ def test_report_keys_larger_sample_and_options():
     rep2 = ranking_report(s, g, ks=(3,), top_fractions=(0.25,), subsample_sizes=())
     assert "precision@3" in rep2 and "local_tau@25%" in rep2 and "precision@5" not in rep2
     assert not any(k.startswith("subsample") for k in rep2)
-    assert ranking_report(s[:3], g[:3], ks=(5,))["n"] == 3.0   # tiny input still reports
+    assert ranking_report(s[:3], g[:3], ks=(5,))["n"] == 3.0  # tiny input still reports
 
 
 # ----------------------------------------------------------------------------- validation
 
-@pytest.mark.parametrize("scores,truth,needle", [
-    ([1.0, 2.0, 3.0], [1.0, 2.0], "differ in length"),
-    ([1.0], [1.0], "at least 2"),
-    ([1.0, float("nan")], [1.0, 2.0], "scores contain NaN"),
-    ([1.0, 2.0], [1.0, float("inf")], "truth contains NaN"),
-    ([[1.0, 2.0]], [[1.0, 2.0]], "1-D"),
-    (["a", "b"], [1.0, 2.0], "numeric"),
-])
+
+@pytest.mark.parametrize(
+    "scores,truth,needle",
+    [
+        ([1.0, 2.0, 3.0], [1.0, 2.0], "differ in length"),
+        ([1.0], [1.0], "at least 2"),
+        ([1.0, float("nan")], [1.0, 2.0], "scores contain NaN"),
+        ([1.0, 2.0], [1.0, float("inf")], "truth contains NaN"),
+        ([[1.0, 2.0]], [[1.0, 2.0]], "1-D"),
+        (["a", "b"], [1.0, 2.0], "numeric"),
+    ],
+)
 def test_input_validation(scores, truth, needle):
     for fn in (kendall_tau, spearman_rho, pearson_r, rmse, sparse_kendall_tau, ranking_report):
         with pytest.raises(ValueError, match=needle) as info:
@@ -259,7 +280,7 @@ def test_input_validation(scores, truth, needle):
 
 TRANSFORMS = [
     lambda x: 3.0 * x + 7.0,
-    lambda x: x ** 3,
+    lambda x: x**3,
     lambda x: np.exp(x / 10.0),
     np.arctan,
 ]

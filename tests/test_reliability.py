@@ -22,11 +22,18 @@ N = 12
 
 def _arch(i: int) -> Arch:
     kernel, expand = (3, 5, 7)[i % 3], (3, 4, 6)[(i // 3) % 3]
-    return Arch(stages=tuple(((kernel, expand),) * (1 + (i // 9) + (s == 0)) for s in range(4)), resolution=20 + 4 * (i % 2))
+    return Arch(
+        stages=tuple(((kernel, expand),) * (1 + (i // 9) + (s == 0)) for s in range(4)), resolution=20 + 4 * (i % 2)
+    )
 
 
-def _write_table(path: Path, values: dict[int, np.ndarray], macs: np.ndarray, params: np.ndarray,
-                 losses: dict[int, np.ndarray] | None = None) -> GroundTruthTable:
+def _write_table(
+    path: Path,
+    values: dict[int, np.ndarray],
+    macs: np.ndarray,
+    params: np.ndarray,
+    losses: dict[int, np.ndarray] | None = None,
+) -> GroundTruthTable:
     """A table file of N architectures with the given per-seed accuracies (NaN: not trained)."""
     lines = []
     for seed, acc in values.items():
@@ -34,12 +41,34 @@ def _write_table(path: Path, values: dict[int, np.ndarray], macs: np.ndarray, pa
             if math.isnan(a):
                 continue
             loss = float(losses[seed][i]) if losses else 1.0 - a / 100
-            lines.append(json.dumps({"key": _arch(i).key(), "arch": _arch(i).to_dict(), "seed": seed,
-                                     "val_accuracy": float(a), "test_accuracy": float(a), "test_loss": loss,
-                                     "val_loss": loss, "seconds": 1.0, "macs": int(macs[i]), "params": int(params[i])}))
+            lines.append(
+                json.dumps(
+                    {
+                        "key": _arch(i).key(),
+                        "arch": _arch(i).to_dict(),
+                        "seed": seed,
+                        "val_accuracy": float(a),
+                        "test_accuracy": float(a),
+                        "test_loss": loss,
+                        "val_loss": loss,
+                        "seconds": 1.0,
+                        "macs": int(macs[i]),
+                        "params": int(params[i]),
+                    }
+                )
+            )
     path.write_text("\n".join(lines) + "\n")
-    meta_path(path).write_text(json.dumps({"format": FORMAT, "space": {"name": "compact-mbv3"},
-                                           "data": {"name": "fashion-mnist"}, "recipe": {}, "seeds": list(values)}))
+    meta_path(path).write_text(
+        json.dumps(
+            {
+                "format": FORMAT,
+                "space": {"name": "compact-mbv3"},
+                "data": {"name": "fashion-mnist"},
+                "recipe": {},
+                "seeds": list(values),
+            }
+        )
+    )
     return GroundTruthTable(path)
 
 

@@ -13,6 +13,7 @@ distributed = pytest.importorskip("distributed")
 from shiftnas.config import LatencyConfig  # noqa: E402
 from shiftnas.errors import ShiftnasError  # noqa: E402
 from shiftnas.hardware.export import export_onnx  # noqa: E402
+from shiftnas.hardware.fingerprint import fingerprint_of  # noqa: E402
 from shiftnas.hardware.latency import LatencyResult  # noqa: E402
 from shiftnas.hardware.remote import RESOURCE, DaskMeasurer, measure_job  # noqa: E402
 from shiftnas.search_spaces import get_space  # noqa: E402
@@ -25,10 +26,16 @@ def client():
     # Worker processes (as in deployment: jobs and results really go through pickling), each with
     # two threads, so that only the resource -- not the thread count -- keeps measurements apart.
     # dashboard_address=":0": with None the scheduler's HTTP server still takes port 8787
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=2, processes=True, resources={RESOURCE: 1},
-        dashboard_address=":0",
-    ) as cluster, distributed.Client(cluster) as c:
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=2,
+            processes=True,
+            resources={RESOURCE: 1},
+            dashboard_address=":0",
+        ) as cluster,
+        distributed.Client(cluster) as c,
+    ):
         yield c
 
 
@@ -69,13 +76,10 @@ def _overlaps(intervals: list[tuple[int, str, float, float]]) -> list[tuple[int,
     return pairs
 
 
-@dataclasses.dataclass
-class _PerWorkerConfig(LatencyConfig):
+def _per_worker_fingerprint(cfg: LatencyConfig):
     """Stands in for two different devices: the CPU name includes the worker's address."""
-
-    def fingerprint(self):
-        fp = super().fingerprint()
-        return dataclasses.replace(fp, cpu_model=f"{fp.cpu_model} @ {distributed.get_worker().address}")
+    fp = fingerprint_of(cfg)
+    return dataclasses.replace(fp, cpu_model=f"{fp.cpu_model} @ {distributed.get_worker().address}")
 
 
 def test_measure_jobs_in_order(measurer, jobs):
@@ -88,17 +92,17 @@ def test_measure_jobs_in_order(measurer, jobs):
         assert len(r.block_medians_ms) == cfg.repeats
         assert r.n_runs == cfg.repeats * cfg.runs
         assert r.input_shape == [cfg.batch_size, *chw]
-        assert r.fingerprint == CFG.fingerprint().as_dict()  # measured on this machine
+        assert r.fingerprint == fingerprint_of(CFG).as_dict()  # measured on this machine
 
 
 def test_fingerprint_on_workers_matches_local(measurer):
-    assert measurer.fingerprint(CFG) == CFG.fingerprint()
-    assert measurer.fingerprint(CFG).key() == CFG.fingerprint().key()
+    assert measurer.fingerprint(CFG) == fingerprint_of(CFG)
+    assert measurer.fingerprint(CFG).key() == fingerprint_of(CFG).key()
 
 
 def test_fingerprint_of_different_devices_is_an_error(measurer):
     with pytest.raises(ShiftnasError, match="cpu_model") as info:
-        measurer.fingerprint(_PerWorkerConfig())
+        measurer.fingerprint(CFG, probe=_per_worker_fingerprint)
     assert "one kind of device" in str(info.value)
 
 
@@ -123,9 +127,10 @@ def test_worker_exception_propagates(measurer, jobs):
 
 
 def test_workers_without_the_resource():
-    with distributed.LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
-    ) as cluster, distributed.Client(cluster) as c:
+    with (
+        distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster,
+        distributed.Client(cluster) as c,
+    ):
         with pytest.raises(ShiftnasError, match="--resources") as info:
             DaskMeasurer(c)
         assert 'latency=1"' in str(info.value) and "--nthreads 1" in str(info.value)
@@ -144,8 +149,9 @@ def test_unreachable_scheduler():
     assert "\n" not in str(info.value)
 
 
-def test_search_measures_each_population_on_the_workers(client, trained_supernet, compact_space, digits,
-                                                        eval_config, tmp_path):
+def test_search_measures_each_population_on_the_workers(
+    client, trained_supernet, compact_space, digits, eval_config, tmp_path
+):
     """`--dask`: NSGA-II sends the new architectures of every population to the latency workers at once."""
     from shiftnas.engine.evaluation.latency import MeasuredLatency
     from shiftnas.engine.evaluation.latency_dataset import reference_models
@@ -163,8 +169,12 @@ def test_search_measures_each_population_on_the_workers(client, trained_supernet
     batches = []
     remote_map = measurer.map
     measurer.map = lambda fn, items, shared=None: batches.append(len(items)) or remote_map(fn, items, shared)
-    profiler = LatencyProfiler(cfg, cache=LatencyCache(tmp_path / "l.sqlite"), fingerprint=measurer.fingerprint(cfg),
-                               references=reference_models(compact_space, net, cfg))
+    profiler = LatencyProfiler(
+        cfg,
+        cache=LatencyCache(tmp_path / "l.sqlite"),
+        fingerprint=measurer.fingerprint(cfg),
+        references=reference_models(compact_space, net, cfg),
+    )
     objs = resolve_objectives(["error", "latency"])
     evaluator = SubnetEvaluator(compact_space, net, digits, eval_config)
     metrics = ArchitectureMetrics(evaluator, MeasuredLatency(profiler, measurer), needed_metrics(objs, []))
@@ -174,5 +184,8 @@ def test_search_measures_each_population_on_the_workers(client, trained_supernet
     assert len(batches) == 2 and batches[0] == 6  # one batch per generation, the whole first population
     for r in result.archive:
         m = r["metrics"]
-        assert m["latency_ms"] > 0 and m["latency_ratio"] > 0 and m["latency_reference"] in profiler.references[0].name \
-            + profiler.references[1].name
+        assert (
+            m["latency_ms"] > 0
+            and m["latency_ratio"] > 0
+            and m["latency_reference"] in profiler.references[0].name + profiler.references[1].name
+        )

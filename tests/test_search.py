@@ -21,17 +21,26 @@ from shiftnas.hardware import LatencyCache, LatencyProfiler
 from shiftnas.report import pick
 
 
-@pytest.mark.parametrize("text,column,bound", [
-    ("latency<=5ms", "latency_ms", 5.0), ("latency <= 0.5 s", "latency_ms", 500.0),
-    ("macs<=10M", "mmacs", 10.0), ("macs<=500k", "mmacs", 0.5), ("params<=1.5M", "mparams", 1.5),
-    ("accuracy>=97%", "accuracy", 97.0), ("error<3", "error", 3.0)])
+@pytest.mark.parametrize(
+    "text,column,bound",
+    [
+        ("latency<=5ms", "latency_ms", 5.0),
+        ("latency <= 0.5 s", "latency_ms", 500.0),
+        ("macs<=10M", "mmacs", 10.0),
+        ("macs<=500k", "mmacs", 0.5),
+        ("params<=1.5M", "mparams", 1.5),
+        ("accuracy>=97%", "accuracy", 97.0),
+        ("error<3", "error", 3.0),
+    ],
+)
 def test_constraints_parse_with_units(text, column, bound):
     c = parse_constraint(text)
     assert (c.column, c.bound) == (column, pytest.approx(bound))
 
 
-@pytest.mark.parametrize("text", ["latency<=", "latency=5ms", "speed<=5", "latency<=5parsecs",
-                                  "macs>=3M", "accuracy<=90", ""])
+@pytest.mark.parametrize(
+    "text", ["latency<=", "latency=5ms", "speed<=5", "latency<=5parsecs", "macs>=3M", "accuracy<=90", ""]
+)
 def test_malformed_constraints_are_config_errors(text):
     with pytest.raises(ConfigError):
         parse_constraint(text)
@@ -44,15 +53,20 @@ def test_constraint_sign_follows_pymoo_convention():
 
 
 def test_objective_names_are_validated():
-    assert [o.column for o in resolve_objectives(["error", "latency", "macs", "params"])] == \
-        ["error", "latency_ms", "mmacs", "mparams"]
+    assert [o.column for o in resolve_objectives(["error", "latency", "macs", "params"])] == [
+        "error",
+        "latency_ms",
+        "mmacs",
+        "mparams",
+    ]
     for bad in (["error"], ["error", "speed"], ["error", "error"]):
         with pytest.raises(ConfigError):
             resolve_objectives(bad)
 
 
-def make_search(space, net, data, eval_config, objectives, constraints=(), archive=None, latency=None,
-                pop=8, gens=3, seed=0):
+def make_search(
+    space, net, data, eval_config, objectives, constraints=(), archive=None, latency=None, pop=8, gens=3, seed=0
+):
     objs = resolve_objectives(objectives)
     cons = [parse_constraint(c) for c in constraints]
     evaluator = SubnetEvaluator(space, net, data, eval_config)
@@ -67,8 +81,15 @@ def dominated(a, b):
 
 def test_nsga2_on_a_real_supernet(trained_supernet, compact_space, digits, eval_config, tmp_path):
     net, _, _ = trained_supernet
-    search, evaluator = make_search(compact_space, net, digits, eval_config, ["error", "macs"],
-                                    constraints=["macs<=4M"], archive=Archive(tmp_path / "archive.jsonl"))
+    search, evaluator = make_search(
+        compact_space,
+        net,
+        digits,
+        eval_config,
+        ["error", "macs"],
+        constraints=["macs<=4M"],
+        archive=Archive(tmp_path / "archive.jsonl"),
+    )
     seen = []
     result = search.run(lambda g, total, s: seen.append((g, total, s["hypervolume"])))
     assert [g for g, _, _ in seen] == [1, 2, 3]
@@ -87,18 +108,21 @@ def test_nsga2_on_a_real_supernet(trained_supernet, compact_space, digits, eval_
     assert len(Archive(tmp_path / "archive.jsonl")) == len(result.archive)  # persisted record by record
 
 
-def test_search_is_deterministic_and_resumes_from_the_archive(trained_supernet, compact_space, digits,
-                                                               eval_config, tmp_path):
+def test_search_is_deterministic_and_resumes_from_the_archive(
+    trained_supernet, compact_space, digits, eval_config, tmp_path
+):
     net, _, _ = trained_supernet
     path = tmp_path / "archive.jsonl"
-    first, _ = make_search(compact_space, net, digits, eval_config, ["error", "params"], archive=Archive(path),
-                           gens=2, seed=7)
+    first, _ = make_search(
+        compact_space, net, digits, eval_config, ["error", "params"], archive=Archive(path), gens=2, seed=7
+    )
     r1 = first.run()
     again, _ = make_search(compact_space, net, digits, eval_config, ["error", "params"], gens=2, seed=7)
     assert [r["key"] for r in again.run().front] == [r["key"] for r in r1.front]
     # a resumed run replays the archive: nothing is evaluated twice and the result is the same
-    resumed, evaluator = make_search(compact_space, net, digits, eval_config, ["error", "params"],
-                                     archive=Archive(path), gens=2, seed=7)
+    resumed, evaluator = make_search(
+        compact_space, net, digits, eval_config, ["error", "params"], archive=Archive(path), gens=2, seed=7
+    )
     r3 = resumed.run()
     assert evaluator.n_evaluations == 0
     assert [r["key"] for r in r3.front] == [r["key"] for r in r1.front]
@@ -106,8 +130,9 @@ def test_search_is_deterministic_and_resumes_from_the_archive(trained_supernet, 
     other = copy.deepcopy(net)
     with torch.no_grad():
         other.classifier.linear.bias.add_(0.01)
-    stale, evaluator = make_search(compact_space, other, digits, eval_config, ["error", "params"],
-                                   archive=Archive(path), gens=2, seed=7)
+    stale, evaluator = make_search(
+        compact_space, other, digits, eval_config, ["error", "params"], archive=Archive(path), gens=2, seed=7
+    )
     stale.run()
     assert evaluator.n_evaluations > 0
 
@@ -115,20 +140,35 @@ def test_search_is_deterministic_and_resumes_from_the_archive(trained_supernet, 
 def test_search_with_measured_latency(trained_supernet, compact_space, digits, eval_config, tmp_path):
     net, _, _ = trained_supernet
     profiler = LatencyProfiler(LatencyConfig(warmup=2, repeats=2, runs=5), cache=LatencyCache(tmp_path / "l.sqlite"))
-    search, _ = make_search(compact_space, net, digits, eval_config, ["error", "latency", "macs"],
-                            latency=MeasuredLatency(profiler), pop=6, gens=2)
+    search, _ = make_search(
+        compact_space,
+        net,
+        digits,
+        eval_config,
+        ["error", "latency", "macs"],
+        latency=MeasuredLatency(profiler),
+        pop=6,
+        gens=2,
+    )
     result = search.run()
     assert profiler.n_measured == len({r["key"] for r in result.archive})
     for r in result.archive:
         m = r["metrics"]
         assert m["latency_ms"] > 0 and m["latency_p10_ms"] <= m["latency_ms"] and m["mmacs"] > 0
-    assert pick(result.front, "min-latency", search.objectives)["metrics"]["latency_ms"] == \
-        min(r["metrics"]["latency_ms"] for r in result.front)
+    assert pick(result.front, "min-latency", search.objectives)["metrics"]["latency_ms"] == min(
+        r["metrics"]["latency_ms"] for r in result.front
+    )
 
 
 def _record(key, error, lat, macs):
-    return {"key": key, "metrics": {"error": error, "latency_ms": lat, "mmacs": macs}, "supernet_version": 0,
-            "generation": 1, "arch": {}, "genome": []}
+    return {
+        "key": key,
+        "metrics": {"error": error, "latency_ms": lat, "mmacs": macs},
+        "supernet_version": 0,
+        "generation": 1,
+        "arch": {},
+        "genome": [],
+    }
 
 
 def test_picks():

@@ -24,7 +24,7 @@ def genomes(space, slack: int = 2):
 def stage_genes(space, genome):
     md = space.spec.max_depth
     off = 1 if len(space.spec.resolutions) > 1 else 0
-    return [genome[off + s * md: off + (s + 1) * md] for s in range(space.spec.n_stages)]
+    return [genome[off + s * md : off + (s + 1) * md] for s in range(space.spec.n_stages)]
 
 
 @pytest.mark.parametrize("space", [COMPACT, OFA], ids=["compact", "ofa"])
@@ -91,14 +91,20 @@ def with_first_layer(arch: Arch, layer: tuple[int, int]) -> Arch:
 
 def test_validate_rejects_out_of_space_archs():
     good = COMPACT.largest()
-    bad = [Arch(good.stages, 99), Arch(good.stages[:3], 28), with_first_layer(good, (9, 6)),
-           with_first_layer(good, (3, 5)), Arch(tuple(() for _ in range(4)), 28)]
+    bad = [
+        Arch(good.stages, 99),
+        Arch(good.stages[:3], 28),
+        with_first_layer(good, (9, 6)),
+        with_first_layer(good, (3, 5)),
+        Arch(tuple(() for _ in range(4)), 28),
+    ]
     for arch in bad:
         with pytest.raises(ValueError):
             COMPACT.validate(arch)
 
 
 # ---- the ofa package's traps (ofa.md §11.3) --------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def supernet():
@@ -154,23 +160,33 @@ def test_subnet_params_grow_with_the_architecture(supernet):
 
 # ---- checkpoints -------------------------------------------------------------------------------
 
+
 def test_published_ofa_checkpoint_format_loads_and_resets_the_classifier(tmp_path):
     from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
 
     torch.manual_seed(0)
-    published = OFAMobileNetV3(n_classes=1000, dropout_rate=0, width_mult=1.0, ks_list=[3, 5, 7],
-                               expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4])
+    published = OFAMobileNetV3(
+        n_classes=1000,
+        dropout_rate=0,
+        width_mult=1.0,
+        ks_list=[3, 5, 7],
+        expand_ratio_list=[3, 4, 6],
+        depth_list=[2, 3, 4],
+    )
     # the published files pickle {'state_dict': ...} with some pre-rename key names
-    sd = {k.replace(".conv.", ".mobile_inverted_conv.", 1) if k.startswith("blocks.1.conv.") else k: v
-          for k, v in published.state_dict().items()}
+    sd = {
+        k.replace(".conv.", ".mobile_inverted_conv.", 1) if k.startswith("blocks.1.conv.") else k: v
+        for k, v in published.state_dict().items()
+    }
     path = tmp_path / "ofa_mbv3_d234_e346_k357_w1.0"
     torch.save({"state_dict": sd}, path)
     space = get_space("ofa-mbv3")
     net = space.build_supernet(10)
     reset = load_supernet_weights(net, read_checkpoint(path)["state_dict"])
     assert reset == ["classifier.linear.weight", "classifier.linear.bias"]
-    assert torch.equal(net.blocks[1].conv.depth_conv.conv.conv.weight,
-                       published.blocks[1].conv.depth_conv.conv.conv.weight)
+    assert torch.equal(
+        net.blocks[1].conv.depth_conv.conv.conv.weight, published.blocks[1].conv.depth_conv.conv.conv.weight
+    )
     assert net.classifier.linear.weight.shape == (10, 1280)
 
 

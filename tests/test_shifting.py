@@ -22,10 +22,18 @@ from shiftnas.errors import ConfigError
 def run_search(space, net, data, eval_config, shift_cfg, tmp_path, gens=3, pop=6, archive=None, seed=0):
     objs = resolve_objectives(["error", "macs"])
     evaluator = SubnetEvaluator(space, net, data, eval_config)
-    strategy = make_shift_strategy(space, evaluator, data, shift_cfg, seed=seed,
-                                   version_path=lambda v: tmp_path / f"supernet_v{v}.pt")
-    problem = SearchProblem(space, ArchitectureMetrics(evaluator, None, needed_metrics(objs, [])), objs, [],
-                            archive if archive is not None else Archive(), seed=seed, shift=strategy)
+    strategy = make_shift_strategy(
+        space, evaluator, data, shift_cfg, seed=seed, version_path=lambda v: tmp_path / f"supernet_v{v}.pt"
+    )
+    problem = SearchProblem(
+        space,
+        ArchitectureMetrics(evaluator, None, needed_metrics(objs, [])),
+        objs,
+        [],
+        archive if archive is not None else Archive(),
+        seed=seed,
+        shift=strategy,
+    )
     search = NSGA2Search(problem, pop, gens, reevaluate=shift_cfg.reevaluate)
     return search.run(), evaluator, strategy
 
@@ -50,7 +58,8 @@ def test_none_leaves_the_supernet_bit_identical(trained_supernet, compact_space,
 
 @pytest.mark.parametrize("shift_on", ["evaluated", "nondominated"])
 def test_per_iteration_updates_once_per_generation_and_rescoring_is_fair(
-        trained_supernet, compact_space, digits, eval_config, tmp_path, shift_on):
+    trained_supernet, compact_space, digits, eval_config, tmp_path, shift_on
+):
     net = copy.deepcopy(trained_supernet[0])
     before = state(net)
     cfg = ShiftConfig("per_iteration", shift_on=shift_on, lr=0.01)
@@ -73,7 +82,8 @@ def test_per_iteration_updates_once_per_generation_and_rescoring_is_fair(
 
 
 def test_per_candidate_steps_before_every_candidate_and_rescores_before_survival(
-        trained_supernet, compact_space, digits, eval_config, tmp_path):
+    trained_supernet, compact_space, digits, eval_config, tmp_path
+):
     net = copy.deepcopy(trained_supernet[0])
     cfg = ShiftConfig("per_candidate", candidate_steps=2, lr=0.01, keep_checkpoints=False)
     result, evaluator, strategy = run_search(compact_space, net, digits, eval_config, cfg, tmp_path, gens=2)
@@ -81,15 +91,22 @@ def test_per_candidate_steps_before_every_candidate_and_rescores_before_survival
     assert n_candidates == strategy.updates >= 6
     assert strategy.passes == 2 * n_candidates  # candidate_steps passes of its own path per candidate
     assert all(len(h["versions_compared"]) == 1 for h in result.hv_history)
-    unfair, _, _ = run_search(compact_space, copy.deepcopy(trained_supernet[0]), digits, eval_config,
-                              ShiftConfig("per_candidate", candidate_steps=2, lr=0.01, reevaluate=False,
-                                          keep_checkpoints=False), tmp_path, gens=2)
+    unfair, _, _ = run_search(
+        compact_space,
+        copy.deepcopy(trained_supernet[0]),
+        digits,
+        eval_config,
+        ShiftConfig("per_candidate", candidate_steps=2, lr=0.01, reevaluate=False, keep_checkpoints=False),
+        tmp_path,
+        gens=2,
+    )
     assert any(len(h["versions_compared"]) > 1 for h in unfair.hv_history)
 
 
 @pytest.mark.parametrize("sampler", ["uniform_members", "gene_marginals"])
-def test_region_fine_tunes_on_paths_from_the_population(trained_supernet, compact_space, digits, eval_config,
-                                                        tmp_path, sampler):
+def test_region_fine_tunes_on_paths_from_the_population(
+    trained_supernet, compact_space, digits, eval_config, tmp_path, sampler
+):
     net = copy.deepcopy(trained_supernet[0])
     before = state(net)
     cfg = ShiftConfig("region", region_sampler=sampler, region_steps=3, lr=0.01)
@@ -114,10 +131,26 @@ def test_region_fine_tunes_on_paths_from_the_population(trained_supernet, compac
 def test_shifted_search_is_deterministic_and_resumes(trained_supernet, compact_space, digits, eval_config, tmp_path):
     cfg = ShiftConfig("per_iteration", lr=0.01, keep_checkpoints=False)
     path = tmp_path / "archive.jsonl"
-    first, _, _ = run_search(compact_space, copy.deepcopy(trained_supernet[0]), digits, eval_config, cfg,
-                             tmp_path, gens=2, archive=Archive(path))
-    resumed, evaluator, _ = run_search(compact_space, copy.deepcopy(trained_supernet[0]), digits, eval_config,
-                                       cfg, tmp_path, gens=2, archive=Archive(path))
+    first, _, _ = run_search(
+        compact_space,
+        copy.deepcopy(trained_supernet[0]),
+        digits,
+        eval_config,
+        cfg,
+        tmp_path,
+        gens=2,
+        archive=Archive(path),
+    )
+    resumed, evaluator, _ = run_search(
+        compact_space,
+        copy.deepcopy(trained_supernet[0]),
+        digits,
+        eval_config,
+        cfg,
+        tmp_path,
+        gens=2,
+        archive=Archive(path),
+    )
     assert evaluator.n_evaluations == 0  # the updates are replayed, the scores come from the archive
     assert [r["key"] for r in resumed.front] == [r["key"] for r in first.front]
     assert [r["metrics"]["error"] for r in resumed.front] == [r["metrics"]["error"] for r in first.front]

@@ -18,16 +18,37 @@ runner = CliRunner()
 def test_transfer_resets_and_trains_the_classifier(trained_supernet, tmp_path, train):
     _, ckpt, _ = trained_supernet  # trained on digits; transferred to mnist5k
     out = tmp_path / "transfer"
-    result = runner.invoke(app, [
-        "transfer", "--supernet", str(ckpt), "--data", "mnist5k", "--out", str(out), "--train", train,
-        "--generations", "2", "--pop-size", "4", "--objectives", "error,macs",
-        "--set", "threads=1", "--set", "eval.calib_size=100", "--set", "shift.steps=3"])
+    result = runner.invoke(
+        app,
+        [
+            "transfer",
+            "--supernet",
+            str(ckpt),
+            "--data",
+            "mnist5k",
+            "--out",
+            str(out),
+            "--train",
+            train,
+            "--generations",
+            "2",
+            "--pop-size",
+            "4",
+            "--objectives",
+            "error,macs",
+            "--set",
+            "threads=1",
+            "--set",
+            "eval.calib_size=100",
+            "--set",
+            "shift.steps=3",
+        ],
+    )
     assert result.exit_code == 0, result.output
     source = read_checkpoint(ckpt)["state_dict"]
     shifted = read_checkpoint(out / "supernet_v1.pt")["state_dict"]
     assert not torch.equal(source["classifier.linear.weight"], shifted["classifier.linear.weight"])
-    params = [k for k in source if not k.startswith("classifier.") and "running" not in k
-              and "num_batches" not in k]
+    params = [k for k in source if not k.startswith("classifier.") and "running" not in k and "num_batches" not in k]
     backbone_same = all(torch.equal(source[k], shifted[k]) for k in params)
     assert backbone_same == (train == "classifier")
     summary = json.loads((out / "summary.json").read_text())
@@ -37,6 +58,7 @@ def test_transfer_resets_and_trains_the_classifier(trained_supernet, tmp_path, t
 
 
 def test_transfer_needs_an_existing_supernet(tmp_path):
-    result = runner.invoke(app, ["transfer", "--supernet", str(tmp_path / "none.pt"), "--data", "digits",
-                                 "--out", str(tmp_path / "t")])
+    result = runner.invoke(
+        app, ["transfer", "--supernet", str(tmp_path / "none.pt"), "--data", "digits", "--out", str(tmp_path / "t")]
+    )
     assert result.exit_code == 2 and result.output.strip().startswith("error: checkpoint not found")

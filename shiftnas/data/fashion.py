@@ -66,8 +66,10 @@ def locate(root: str | None, download: bool = False) -> Path:
                 return target
             except OSError:  # a read-only root: fall back to the default cache
                 continue
-        raise DataError(f"Fashion-MNIST found in {source} but cannot be decompressed under {root_dir} "
-                        f"or {DEFAULT_ROOT}: make one of them writable")
+        raise DataError(
+            f"Fashion-MNIST found in {source} but cannot be decompressed under {root_dir} "
+            f"or {DEFAULT_ROOT}: make one of them writable"
+        )
     if download:
         try:
             datasets.FashionMNIST(str(root_dir), train=True, download=True)
@@ -87,12 +89,15 @@ def _read(root: Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
     try:
         data = datasets.FashionMNIST(str(root), train=train, download=False)
     except (RuntimeError, ValueError, OSError) as err:  # bad magic number, truncated file, ...
-        raise DataError(f"cannot read Fashion-MNIST {split} files under {_raw_folder(root)}: "
-                        f"{' '.join(str(err).split())}") from None
+        raise DataError(
+            f"cannot read Fashion-MNIST {split} files under {_raw_folder(root)}: {' '.join(str(err).split())}"
+        ) from None
     images, labels = data.data.numpy(), data.targets.numpy().astype(np.int64)
     if len(images) != len(labels) or images.shape[1:] != (28, 28):
-        raise DataError(f"Fashion-MNIST {split} files under {_raw_folder(root)} are inconsistent: "
-                        f"{len(images)} images of shape {tuple(images.shape[1:])}, {len(labels)} labels")
+        raise DataError(
+            f"Fashion-MNIST {split} files under {_raw_folder(root)} are inconsistent: "
+            f"{len(images)} images of shape {tuple(images.shape[1:])}, {len(labels)} labels"
+        )
     return images, labels
 
 

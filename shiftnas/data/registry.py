@@ -69,6 +69,8 @@ def load_dataset(
         raise ConfigError(f"data.download applies to {', '.join(sorted(downloadable))}, not to {name}")
     data = loader.load(path or root, **options)
     if data.num_classes < 2:
-        raise DataError(f"{spec} has {data.num_classes} class: a classifier needs at least two (one sub-folder "
-                        "per class for an image folder)")
+        raise DataError(
+            f"{spec} has {data.num_classes} class: a classifier needs at least two (one sub-folder "
+            "per class for an image folder)"
+        )
     return limit_train(data, train_size, seed)

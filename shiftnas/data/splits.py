@@ -52,9 +52,7 @@ def check_options(val_fraction: float, test_fraction: float, image_size: int | N
 def carve(labels: np.ndarray, count: int, seed: int, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Seeded, stratified split of ``range(len(labels))`` into (rest, ``count`` carved-out indices)."""
     try:
-        return train_test_split(
-            np.arange(len(labels)), test_size=count, stratify=labels, random_state=seed % 2**32
-        )
+        return train_test_split(np.arange(len(labels)), test_size=count, stratify=labels, random_state=seed % 2**32)
     except ValueError as err:  # too few images per class for a stratified split
         reason = " ".join(str(err).split())
         message = f"{name}: cannot carve {count} of {len(labels)} images stratified by class: {reason}"
@@ -71,8 +69,10 @@ def limit_train(data: DataSplits, train_size: int | None, seed: int) -> DataSpli
     if train_size is None or train_size == len(labels):
         return data
     if not isinstance(train_size, int) or not 0 < train_size < len(labels):
-        raise ConfigError(f"data.train_size={train_size} must lie in 1..{len(labels)} "
-                          f"(the training pool of {data.name} after val and test)")
+        raise ConfigError(
+            f"data.train_size={train_size} must lie in 1..{len(labels)} "
+            f"(the training pool of {data.name} after val and test)"
+        )
     held, kept = carve(labels.numpy(), train_size, seed, data.name)
     kept, held = np.sort(kept), np.sort(held)  # keep the pool's order inside each part
     subset = TensorDataset(images[kept], labels[kept])

@@ -13,11 +13,23 @@ from ..io import atomic_torch_save
 from ..search_spaces import SearchSpace
 
 
-def save_supernet(path: str | Path, supernet: nn.Module, space: SearchSpace, num_classes: int,
-                  version: int, extra: dict[str, Any] | None = None) -> Path:
+def save_supernet(
+    path: str | Path,
+    supernet: nn.Module,
+    space: SearchSpace,
+    num_classes: int,
+    version: int,
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """Write a shiftnas supernet checkpoint atomically."""
-    payload = {"format": "shiftnas-supernet-v1", "space": space.describe(), "num_classes": num_classes,
-               "version": version, "state_dict": supernet.state_dict(), **(extra or {})}
+    payload = {
+        "format": "shiftnas-supernet-v1",
+        "space": space.describe(),
+        "num_classes": num_classes,
+        "version": version,
+        "state_dict": supernet.state_dict(),
+        **(extra or {}),
+    }
     return atomic_torch_save(path, payload)
 
 
@@ -36,7 +48,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     except CheckpointError:
         raise
     except Exception as exc:  # network errors, corrupt files, non-torch files
-        raise CheckpointError(f"cannot read checkpoint {text}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        raise CheckpointError(
+            f"cannot read checkpoint {text}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
     if isinstance(obj, dict) and "state_dict" in obj:
         return obj
     if isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -53,8 +67,9 @@ def load_supernet_weights(supernet: nn.Module, state_dict: dict[str, torch.Tenso
     # ofa renamed some modules between releases; its own loader maps the old names.
     state_dict = _ofa_key_names(supernet, state_dict)
     own = supernet.state_dict()
-    skipped = [k for k in state_dict if k.startswith("classifier.") and k in own
-               and own[k].shape != state_dict[k].shape]
+    skipped = [
+        k for k in state_dict if k.startswith("classifier.") and k in own and own[k].shape != state_dict[k].shape
+    ]
     filtered = {k: v for k, v in state_dict.items() if k not in skipped}
     missing = sorted(set(own) - set(filtered) - set(skipped))
     unexpected = sorted(set(filtered) - set(own))
@@ -63,8 +78,10 @@ def load_supernet_weights(supernet: nn.Module, state_dict: dict[str, torch.Tenso
         parts = []
         if mismatched:
             k = mismatched[0]
-            parts.append(f"{len(mismatched)} shape mismatches (e.g. {k}: checkpoint "
-                         f"{tuple(filtered[k].shape)} vs supernet {tuple(own[k].shape)})")
+            parts.append(
+                f"{len(mismatched)} shape mismatches (e.g. {k}: checkpoint "
+                f"{tuple(filtered[k].shape)} vs supernet {tuple(own[k].shape)})"
+            )
         if missing:
             parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
         if unexpected:
@@ -88,8 +105,11 @@ def _ofa_key_names(supernet: nn.Module, state_dict: dict[str, torch.Tensor]) -> 
     for key, value in state_dict.items():
         new = key.replace(".mobile_inverted_conv.", ".conv.")
         if new not in own:
-            for old, fresh in ((".bn.bn.", ".bn."), (".conv.conv.weight", ".conv.weight"),
-                               (".linear.linear.", ".linear.")):
+            for old, fresh in (
+                (".bn.bn.", ".bn."),
+                (".conv.conv.weight", ".conv.weight"),
+                (".linear.linear.", ".linear."),
+            ):
                 if old in new and new.replace(old, fresh) in own:
                     new = new.replace(old, fresh)
                     break

@@ -17,4 +17,4 @@ def iterate_batches(n: int, batch_size: int, generator: torch.Generator | None =
     """Yield index tensors covering ``range(n)`` in batches (shuffled when a generator is given)."""
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
     for start in range(0, n, batch_size):
-        yield order[start:start + batch_size]
+        yield order[start : start + batch_size]

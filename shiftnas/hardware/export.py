@@ -191,9 +191,7 @@ def check_parity(
             except Exception as exc:
                 raise ExportError(f"ONNX Runtime failed at batch {bs}: {_one_line(exc)}") from exc
             if got.shape != ref.shape:
-                raise ExportError(
-                    f"ONNX output shape {got.shape} != PyTorch {ref.shape} at batch {bs}"
-                )
+                raise ExportError(f"ONNX output shape {got.shape} != PyTorch {ref.shape} at batch {bs}")
             worst = max(worst, float(np.max(np.abs(got.astype(np.float64) - ref))))
     finally:
         model.train(was_training)
@@ -212,7 +210,5 @@ def assert_parity(
     """``check_parity`` that raises ExportError when the difference exceeds ``tolerance``."""
     report = check_parity(model, onnx_bytes_or_path, input_shape, batch_sizes, tolerance, seed)
     if not report.ok:
-        raise ExportError(
-            f"ONNX output differs from PyTorch by {report.max_abs_diff:.3g} > {tolerance:g}"
-        )
+        raise ExportError(f"ONNX output differs from PyTorch by {report.max_abs_diff:.3g} > {tolerance:g}")
     return report

@@ -9,6 +9,8 @@ import platform
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from shiftnas.config import LatencyConfig
+
 
 def cpu_model_name() -> str:
     """CPU model from ``/proc/cpuinfo`` ('model name'), else ``platform.processor()``."""
@@ -61,3 +63,8 @@ def hardware_fingerprint(
         inter_threads=int(inter_threads),
         batch_size=int(batch_size),
     )
+
+
+def fingerprint_of(cfg: LatencyConfig) -> HardwareFingerprint:
+    """Fingerprint of this machine for the measurement settings ``cfg``."""
+    return hardware_fingerprint(cfg.provider, cfg.intra_threads, cfg.inter_threads, cfg.batch_size)

@@ -24,7 +24,7 @@ from torch import nn
 from shiftnas.config import LatencyConfig
 from shiftnas.errors import ShiftnasError
 from shiftnas.hardware.export import export_onnx
-from shiftnas.hardware.fingerprint import HardwareFingerprint
+from shiftnas.hardware.fingerprint import HardwareFingerprint, fingerprint_of
 
 # Which pip package provides each execution provider (for the "not available" message).
 _PROVIDER_PACKAGES = {
@@ -79,8 +79,13 @@ def provider_options(provider: str) -> dict[str, str]:
         return {"device_id": "0", "cudnn_conv_algo_search": "EXHAUSTIVE"}
     if provider == "TensorrtExecutionProvider":
         cache = str(Path.home() / ".cache" / "shiftnas" / "trt")
-        return {"device_id": "0", "trt_engine_cache_enable": "1", "trt_engine_cache_path": cache,
-                "trt_timing_cache_enable": "1", "trt_timing_cache_path": cache}
+        return {
+            "device_id": "0",
+            "trt_engine_cache_enable": "1",
+            "trt_engine_cache_path": cache,
+            "trt_timing_cache_enable": "1",
+            "trt_timing_cache_path": cache,
+        }
     return {}
 
 
@@ -92,8 +97,7 @@ def check_provider(provider: str) -> None:
     if provider not in available:
         pkg = _PROVIDER_PACKAGES.get(provider, "an onnxruntime build that includes it")
         raise ShiftnasError(
-            f"{provider} is not available in this onnxruntime build; install {pkg} "
-            f"(available: {', '.join(available)})"
+            f"{provider} is not available in this onnxruntime build; install {pkg} (available: {', '.join(available)})"
         )
 
 
@@ -220,8 +224,9 @@ def measure_latency(
         ratios[ref.name] = float(np.median([np.median(b[0] / b[j]) for b in blocks]))
     nearest, ref_ms = None, {}
     if references:  # the reference of the most similar latency cancels contention best (latency.md §2.4)
-        ref_ms = {r.name: float(np.median(np.concatenate([b[j] for b in blocks])))
-                  for j, r in enumerate(references, start=1)}
+        ref_ms = {
+            r.name: float(np.median(np.concatenate([b[j] for b in blocks]))) for j, r in enumerate(references, start=1)
+        }
         nearest = min(ref_ms, key=lambda n: abs(np.log(ref_ms[n] / median)))
     return LatencyResult(
         median_ms=median,
@@ -230,7 +235,7 @@ def measure_latency(
         spread=(max(medians) - min(medians)) / median if median > 0 else 0.0,
         block_medians_ms=medians,
         n_runs=int(pooled.size),
-        fingerprint=cfg.fingerprint().as_dict(),
+        fingerprint=fingerprint_of(cfg).as_dict(),
         input_shape=[int(cfg.batch_size), *chw],
         ratio=ratios[nearest] if nearest else None,
         reference=nearest,
@@ -265,9 +270,7 @@ class LatencyCache:
                 " PRIMARY KEY (arch_key, input_shape, fingerprint))"
             )
 
-    def get(
-        self, arch_key: str, shape: Sequence[int] | str, fp: HardwareFingerprint | str
-    ) -> LatencyResult | None:
+    def get(self, arch_key: str, shape: Sequence[int] | str, fp: HardwareFingerprint | str) -> LatencyResult | None:
         row = self._conn.execute(
             "SELECT result FROM latency WHERE arch_key=? AND input_shape=? AND fingerprint=?",
             (arch_key, _shape_str(shape), _fp_key(fp)),
@@ -311,7 +314,7 @@ class LatencyProfiler:
         references: Sequence[ModelUnderTest] = (),
     ) -> None:
         self.cfg = cfg or LatencyConfig()
-        self.fingerprint = fingerprint or self.cfg.fingerprint()
+        self.fingerprint = fingerprint or fingerprint_of(self.cfg)
         self.cache = cache
         self.references = list(references)
         self.n_measured = 0  # measurements actually taken (cache misses)
@@ -334,9 +337,7 @@ class LatencyProfiler:
         """The graph that gets measured: deployable activations, the configured batch size."""
         return export_onnx(model, (self.cfg.batch_size, *(int(d) for d in input_shape_chw)))
 
-    def profile(
-        self, arch_key: str, model: nn.Module, input_shape_chw: Sequence[int]
-    ) -> LatencyResult:
+    def profile(self, arch_key: str, model: nn.Module, input_shape_chw: Sequence[int]) -> LatencyResult:
         """Latency of ``model`` (identified by ``arch_key``) at ``input_shape_chw``."""
         hit = self.lookup(arch_key, input_shape_chw)
         if hit is not None:

@@ -67,12 +67,15 @@ def parse_profile(events: list[dict], skip_runs: int = 0) -> NodeProfile:
     """Aggregate ORT profile ``events``, ignoring node events of the first ``skip_runs`` runs."""
     if skip_runs < 0:
         raise ShiftnasError(f"skip_runs must be >= 0, got {skip_runs}")
-    runs = sorted((e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"),
-                  key=lambda e: e["ts"])
+    runs = sorted(
+        (e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"), key=lambda e: e["ts"]
+    )
     counted = runs[skip_runs:]
     if not counted:
-        raise ShiftnasError(f"the ONNX Runtime profile has {len(runs)} model_run event(s); "
-                            f"none left after skipping {skip_runs} warm-up run(s)")
+        raise ShiftnasError(
+            f"the ONNX Runtime profile has {len(runs)} model_run event(s); "
+            f"none left after skipping {skip_runs} warm-up run(s)"
+        )
     starts = [float(r["ts"]) for r in counted]
     totals: dict[str, float] = defaultdict(float)
     meta: dict[str, tuple[str, str]] = {}
@@ -88,8 +91,10 @@ def parse_profile(events: list[dict], skip_runs: int = 0) -> NodeProfile:
         totals[node] += float(e["dur"])
         meta[node] = (str(args.get("op_name", "?")), str(args.get("provider", "?")))
     if not totals:
-        raise ShiftnasError("the ONNX Runtime profile has no node events in the counted runs "
-                            "(was the session created with profiling on?)")
+        raise ShiftnasError(
+            "the ONNX Runtime profile has no node events in the counted runs "
+            "(was the session created with profiling on?)"
+        )
     n = len(counted)
     kernel_us = sum(totals.values()) / n
     share = (lambda us: us / kernel_us) if kernel_us > 0 else (lambda us: 0.0)
@@ -104,8 +109,13 @@ def parse_profile(events: list[dict], skip_runs: int = 0) -> NodeProfile:
     return NodeProfile(nodes, by_op, n, run_ms, kernel_us / 1e3)
 
 
-def profile_nodes(onnx_bytes: bytes, input_shape_chw: Sequence[int], cfg: LatencyConfig | None = None,
-                  runs: int = 20, save_trace: str | Path | None = None) -> NodeProfile:
+def profile_nodes(
+    onnx_bytes: bytes,
+    input_shape_chw: Sequence[int],
+    cfg: LatencyConfig | None = None,
+    runs: int = 20,
+    save_trace: str | Path | None = None,
+) -> NodeProfile:
     """Profile ``runs`` runs after ``cfg.warmup`` warm-up runs; optionally keep the raw trace JSON."""
     cfg = cfg or LatencyConfig()
     if runs < 1 or cfg.warmup < 0 or cfg.batch_size < 1:

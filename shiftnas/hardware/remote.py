@@ -30,7 +30,7 @@ from typing import Any, Callable, Sequence
 
 from shiftnas.config import LatencyConfig
 from shiftnas.errors import ShiftnasError
-from shiftnas.hardware.fingerprint import HardwareFingerprint
+from shiftnas.hardware.fingerprint import HardwareFingerprint, fingerprint_of
 from shiftnas.hardware.latency import LatencyResult, ModelUnderTest, measure_latency
 
 RESOURCE = "latency"
@@ -62,10 +62,6 @@ def measure_job(job: tuple, references: Sequence[ModelUnderTest] = ()) -> Latenc
     return measure_latency(onnx_bytes, tuple(int(d) for d in input_shape_chw), cfg, references)
 
 
-def _fingerprint_job(cfg: LatencyConfig) -> HardwareFingerprint:
-    return cfg.fingerprint()
-
-
 class DaskMeasurer:
     """Sends measurement jobs to the Dask workers that own ``resource`` (capacity 1 each).
 
@@ -85,9 +81,7 @@ class DaskMeasurer:
             try:
                 self.client = distributed.Client(self.address, timeout=timeout)
             except Exception as exc:  # OSError / TimeoutError / ValueError for a bad address
-                raise ShiftnasError(
-                    f"cannot reach the Dask scheduler at {self.address}: {_one_line(exc)}"
-                ) from None
+                raise ShiftnasError(f"cannot reach the Dask scheduler at {self.address}: {_one_line(exc)}") from None
             self._owns_client = True
         try:
             if not self.workers():
@@ -108,22 +102,24 @@ class DaskMeasurer:
         except TypeError:  # distributed < 2025.4 has no n_workers argument and lists all
             info = self.client.scheduler_info()
         return sorted(
-            addr for addr, w in info.get("workers", {}).items()
-            if (w.get("resources") or {}).get(self.resource, 0) >= 1
+            addr for addr, w in info.get("workers", {}).items() if (w.get("resources") or {}).get(self.resource, 0) >= 1
         )
 
     @property
     def n_workers(self) -> int:
         return len(self.workers())
 
-    def fingerprint(self, cfg: LatencyConfig) -> HardwareFingerprint:
-        """The device fingerprint for ``cfg``, computed on every resource worker; all must agree."""
+    def fingerprint(
+        self, cfg: LatencyConfig, probe: Callable[[LatencyConfig], HardwareFingerprint] = fingerprint_of
+    ) -> HardwareFingerprint:
+        """The device fingerprint for ``cfg``, computed by ``probe`` on every resource worker; all must agree."""
         workers = self.workers()
         if not workers:
             raise ShiftnasError(f"no Dask worker at {self.address} has the '{self.resource}' resource")
         futures = [
-            self.client.submit(_fingerprint_job, cfg, resources={self.resource: 1}, workers=[w],
-                               allow_other_workers=False, pure=False)
+            self.client.submit(
+                probe, cfg, resources={self.resource: 1}, workers=[w], allow_other_workers=False, pure=False
+            )
             for w in workers
         ]
         fps: list[HardwareFingerprint] = self._gather(futures)
@@ -146,9 +142,7 @@ class DaskMeasurer:
         on a worker is re-raised here with its own type; the remaining jobs are then cancelled.
         """
         extra = () if shared is None else (self.client.scatter(shared, broadcast=True, hash=False),)
-        futures = [
-            self.client.submit(fn, item, *extra, resources={self.resource: 1}, pure=False) for item in items
-        ]
+        futures = [self.client.submit(fn, item, *extra, resources={self.resource: 1}, pure=False) for item in items]
         return self._gather(futures)
 
     def _gather(self, futures: list) -> list:

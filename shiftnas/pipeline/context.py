@@ -101,8 +101,11 @@ def prepare(cfg: RunConfig, quiet: bool = False) -> RunContext:
     mode, _ = parse_latency_mode(cfg.hardware.latency)
     if mode == "measured" and not cfg.hardware.dask and records.LATENCY in needed_metrics(objectives, constraints):
         check_provider(cfg.hardware.provider)
-    if cfg.checkpoint and not str(cfg.checkpoint).startswith(("http://", "https://")) \
-            and not Path(cfg.checkpoint).is_file():
+    if (
+        cfg.checkpoint
+        and not str(cfg.checkpoint).startswith(("http://", "https://"))
+        and not Path(cfg.checkpoint).is_file()
+    ):
         raise CheckpointError(f"checkpoint not found: {cfg.checkpoint}")
     rundir = RunDir(cfg.out)
     if rundir.path.exists() and not rundir.path.is_dir():
@@ -121,15 +124,23 @@ def prepare(cfg: RunConfig, quiet: bool = False) -> RunContext:
     ctx.regularizer = make_landmark_regularizer(ctx)
     if records.LATENCY in ctx.needed:
         with torch.random.fork_rng(devices=[]):  # exporting the reference subnets draws no random numbers of ours
-            ctx.latency = build_latency_source(space, supernet, latency_config(cfg), cfg.hardware.latency,
-                                               cfg.hardware.cache or rundir.latency_cache, cfg.hardware.dask)
+            ctx.latency = build_latency_source(
+                space,
+                supernet,
+                latency_config(cfg),
+                cfg.hardware.latency,
+                cfg.hardware.cache or rundir.latency_cache,
+                cfg.hardware.dask,
+            )
     # every check passed: only now is the run directory touched
     rundir.path.mkdir(parents=True, exist_ok=True)
     rundir.write_config(cfg)
     write_manifest(ctx)
     if not quiet:
-        console.print(f"[bold]shiftnas[/] {data.summary()}; space {space.name} "
-                      f"({getattr(space, 'size', lambda: 0)():.3g} architectures); run dir {rundir}")
+        console.print(
+            f"[bold]shiftnas[/] {data.summary()}; space {space.name} "
+            f"({getattr(space, 'size', lambda: 0)():.3g} architectures); run dir {rundir}"
+        )
     return ctx
 
 
@@ -153,13 +164,25 @@ def write_manifest(ctx: RunContext) -> None:
         except metadata.PackageNotFoundError:
             versions[pkg] = None
     h = ctx.cfg.hardware
-    fp = hardware_fingerprint(provider=h.provider, intra_threads=h.intra_threads, inter_threads=h.inter_threads,
-                              batch_size=h.batch_size)
-    ctx.rundir.write_json(ctx.rundir.manifest, {
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": sys.argv, "seed": ctx.cfg.seed,
-        "python": platform.python_version(), "platform": platform.platform(), "versions": versions,
-        "torch_threads": torch.get_num_threads(), "hardware": fp.as_dict(), "hardware_key": fp.key(),
-        "data": ctx.data.summary(), "space": ctx.space.describe()})
+    fp = hardware_fingerprint(
+        provider=h.provider, intra_threads=h.intra_threads, inter_threads=h.inter_threads, batch_size=h.batch_size
+    )
+    ctx.rundir.write_json(
+        ctx.rundir.manifest,
+        {
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "command": sys.argv,
+            "seed": ctx.cfg.seed,
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "versions": versions,
+            "torch_threads": torch.get_num_threads(),
+            "hardware": fp.as_dict(),
+            "hardware_key": fp.key(),
+            "data": ctx.data.summary(),
+            "space": ctx.space.describe(),
+        },
+    )
 
 
 # ----------------------------------------------------------------------------- landmarks
@@ -184,8 +207,10 @@ def make_landmark_regularizer(ctx: RunContext) -> LandmarkRegularizer | None:
     if lc.rounds > 1:
         table_data = table.meta.get("data", {})
         if table_data.get("labels_sha1") != data_identity(ctx.data)["labels_sha1"]:
-            raise ConfigError(f"landmarks.rounds > 1 trains new landmarks with the recipe of {lc.table}, which was "
-                              f"made on {table_data.get('summary')}; this run uses {ctx.data.summary()}")
+            raise ConfigError(
+                f"landmarks.rounds > 1 trains new landmarks with the recipe of {lc.table}, which was "
+                f"made on {table_data.get('summary')}; this run uses {ctx.data.summary()}"
+            )
     candidates = [(row["arch"], row["mean_test_accuracy"]) for row in rows]
     landmarks = select_landmarks(candidates, lc.num, lc.selection, np.random.default_rng(ctx.cfg.seed))
     settings = LandmarkConfig(**{f.name: getattr(lc, f.name) for f in fields(LandmarkConfig)})
@@ -204,14 +229,24 @@ def make_landmark_growth(ctx: RunContext) -> LandmarkGrowth | None:
 
     def on_round(epoch: int, added: list) -> None:
         if not ctx.quiet:
-            ctx.console.print(f"landmarks after epoch {epoch}: added {len(added)} current-best architectures "
-                              f"({len(regularizer.landmarks)} landmarks)")
+            ctx.console.print(
+                f"landmarks after epoch {epoch}: added {len(added)} current-best architectures "
+                f"({len(regularizer.landmarks)} landmarks)"
+            )
 
-    propose = current_best_proposer(ctx.space, ctx.data, ctx.cfg.eval, lc.round_pop_size, lc.round_generations,
-                                    ctx.cfg.seed)
+    propose = current_best_proposer(
+        ctx.space, ctx.data, ctx.cfg.eval, lc.round_pop_size, lc.round_generations, ctx.cfg.seed
+    )
     try:
-        return LandmarkGrowth(ctx.space, ctx.supernet, regularizer, ctx.cfg.train.epochs, propose,
-                              table_ground_truth(lc.table, ctx.space, ctx.data), on_round)
+        return LandmarkGrowth(
+            ctx.space,
+            ctx.supernet,
+            regularizer,
+            ctx.cfg.train.epochs,
+            propose,
+            table_ground_truth(lc.table, ctx.space, ctx.data),
+            on_round,
+        )
     except ValueError as exc:  # too many rounds for the regularised epochs
         raise ConfigError(f"landmarks: {exc}") from None
 
@@ -242,8 +277,9 @@ def load_finished_run(rundir: RunDir, version: int = 0, cfg: RunConfig | None = 
     if version:  # the front was scored by a supernet changed during the search: use those weights
         path = rundir.weights_for_version(cfg.search.mode, version)
         if not path.is_file():
-            raise ShiftnasError(f"{path.name} is missing (the run kept no checkpoint of the weights that scored "
-                                "its front)")
+            raise ShiftnasError(
+                f"{path.name} is missing (the run kept no checkpoint of the weights that scored its front)"
+            )
         load_supernet_weights(supernet, read_checkpoint(path)["state_dict"])
     elif cfg.checkpoint:
         load_checkpoint(cfg, supernet)
@@ -252,6 +288,6 @@ def load_finished_run(rundir: RunDir, version: int = 0, cfg: RunConfig | None = 
             raise ShiftnasError(f"no supernet in {rundir} ({rundir.supernet.name} is missing)")
         load_supernet_weights(supernet, read_checkpoint(rundir.supernet)["state_dict"])
     supernet.eval()
-    return FinishedRun(cfg, rundir, data, space, supernet, SubnetEvaluator(space, supernet, data, cfg.eval,
-                                                                           seed=cfg.seed))
-
+    return FinishedRun(
+        cfg, rundir, data, space, supernet, SubnetEvaluator(space, supernet, data, cfg.eval, seed=cfg.seed)
+    )

@@ -14,8 +14,9 @@ from .run import export_subnet
 from .rundir import RunDir
 
 
-def select_records(front: list[dict[str, Any]], how: str, cfg: RunConfig, rundir: RunDir,
-                   allow_front: bool = False) -> list[dict[str, Any]]:
+def select_records(
+    front: list[dict[str, Any]], how: str, cfg: RunConfig, rundir: RunDir, allow_front: bool = False
+) -> list[dict[str, Any]]:
     """``front`` (all of it), a pick (knee, max-acc, ...) or an architecture key of ``pareto.csv``."""
     if allow_front and how == "front":
         return list(front)

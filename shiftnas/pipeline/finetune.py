@@ -27,8 +27,9 @@ from .progress import progress_bar, stderr_console
 from .rundir import RunDir
 
 
-def finetune_from_run(run_dir: str | Path, how: str, recipe: FinetuneRecipe, seed: int = 0,
-                      console: Console | None = None) -> list[dict[str, Any]]:
+def finetune_from_run(
+    run_dir: str | Path, how: str, recipe: FinetuneRecipe, seed: int = 0, console: Console | None = None
+) -> list[dict[str, Any]]:
     """Fine-tune the records ``how`` selects; returns (and writes) one result per subnet."""
     rundir = RunDir(run_dir)
     console = console or stderr_console()
@@ -48,31 +49,59 @@ def finetune_from_run(run_dir: str | Path, how: str, recipe: FinetuneRecipe, see
             arch = Arch.from_dict(record["arch"])
             shape = tuple(run.space.input_size(arch))
             with progress_bar(f"fine-tuning {record['key'][:32]}", recipe.epochs, console) as update:
-                res = finetune(lambda: run.evaluator.subnet(arch), arch.resolution, run.data, recipe, seed,
-                               progress=lambda phase, epoch, info: update(epoch, info=phase))
+                res = finetune(
+                    lambda: run.evaluator.subnet(arch),
+                    arch.resolution,
+                    run.data,
+                    recipe,
+                    seed,
+                    progress=lambda phase, epoch, info: update(epoch, info=phase),
+                )
             model = res.pop("model")
             onnx_path = rundir.finetuned(record["key"])
             export_onnx(model, (1, *shape), onnx_path)
             parity = assert_parity(model, onnx_path, (1, *shape))
-            torch.save({"arch": record["arch"], "net_config": model.config, "state_dict": model.state_dict()},
-                       onnx_path.with_suffix(".pt"))
+            torch.save(
+                {"arch": record["arch"], "net_config": model.config, "state_dict": model.state_dict()},
+                onnx_path.with_suffix(".pt"),
+            )
             latency, source = record["metrics"].get(rec.LATENCY), "run"
             if latency is None:
-                latency, source = LatencyProfiler(latency_config(cfg)).profile(record["key"], model, shape).median_ms, \
-                    "measured by finetune"
-            done[record["key"]] = {"key": record["key"], "arch": record["arch"], **res,
-                                   "mparams": count_params(model) / 1e6, "mmacs": count_macs(model, shape) / 1e6,
-                                   "latency_ms": latency, "latency_source": source, "onnx": str(onnx_path),
-                                   "parity_max_abs_diff": parity.max_abs_diff}
+                latency, source = (
+                    LatencyProfiler(latency_config(cfg)).profile(record["key"], model, shape).median_ms,
+                    "measured by finetune",
+                )
+            done[record["key"]] = {
+                "key": record["key"],
+                "arch": record["arch"],
+                **res,
+                "mparams": count_params(model) / 1e6,
+                "mmacs": count_macs(model, shape) / 1e6,
+                "latency_ms": latency,
+                "latency_source": source,
+                "onnx": str(onnx_path),
+                "parity_max_abs_diff": parity.max_abs_diff,
+            }
             rundir.write_json(path, {"recipe": recipe.__dict__, "seed": seed, "subnets": list(done.values())})
     results = [done[r["key"]] for r in records]
     summary_path = rundir.summary
     if summary_path.is_file():  # the run's report gains the fine-tuned results
         summary = rundir.read_json(summary_path)
-        summary["finetuned"] = {r["key"]: {k: r[k] for k in ("test_accuracy_before", "test_accuracy_after",
-                                                            "best_epoch", "mparams", "mmacs", "latency_ms", "onnx")}
-                                for r in done.values()}
+        summary["finetuned"] = {
+            r["key"]: {
+                k: r[k]
+                for k in (
+                    "test_accuracy_before",
+                    "test_accuracy_after",
+                    "best_epoch",
+                    "mparams",
+                    "mmacs",
+                    "latency_ms",
+                    "onnx",
+                )
+            }
+            for r in done.values()
+        }
         rundir.write_json(summary_path, summary)
     Console().print(finetune_table(results))
     return results
-

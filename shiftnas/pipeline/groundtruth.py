@@ -30,9 +30,17 @@ from .progress import progress_bar, stderr_console
 SAMPLINGS = ("stratified", "uniform")
 
 
-def build_table(cfg: RunConfig, out: Path, recipe: StandaloneRecipe, seeds: list[int], samples: int,
-                sampling: str = "stratified", best: int | None = None, sample_seed: int = 0,
-                workers: int = 1) -> GroundTruthTable:
+def build_table(
+    cfg: RunConfig,
+    out: Path,
+    recipe: StandaloneRecipe,
+    seeds: list[int],
+    samples: int,
+    sampling: str = "stratified",
+    best: int | None = None,
+    sample_seed: int = 0,
+    workers: int = 1,
+) -> GroundTruthTable:
     """Train the sampled (or ``best``) architectures with ``recipe`` and ``seeds`` into the table at ``out``."""
     if sampling not in SAMPLINGS:
         raise ShiftnasError(f"--sampling must be one of {', '.join(SAMPLINGS)}, got '{sampling}'")
@@ -50,8 +58,16 @@ def build_table(cfg: RunConfig, out: Path, recipe: StandaloneRecipe, seeds: list
     else:
         archs = sample_architectures(space, samples, sample_seed)
     with progress_bar("stand-alone training", len(archs) * len(seeds)) as update:
-        table = build_groundtruth(space, data, archs, recipe, seeds, out, workers=workers,
-                                  progress=lambda done, total, rec: update(done, info=rec["key"][:40]))
+        table = build_groundtruth(
+            space,
+            data,
+            archs,
+            recipe,
+            seeds,
+            out,
+            workers=workers,
+            progress=lambda done, total, rec: update(done, info=rec["key"][:40]),
+        )
     csv_path = table.write_csv(out.with_suffix(".csv"))
     stderr_console().print(f"{len(table.rows())} architectures in {out} (summary: {csv_path})")
     return table
@@ -93,8 +109,9 @@ def rank_against_table(supernet: str, table_path: Path, out: Path | None, overri
     load_supernet_weights(net, state["state_dict"])
     landmarks = landmark_keys(state.get("training") or {})
     result = rank_supernet(space, net.eval(), data, table, cfg.eval, exclude=landmarks)  # landmarks are not scored
-    Console().print(metrics_table(f"{Path(supernet).name} vs {table_path.name}: {result['n']} architectures",
-                                  result["report"]))
+    Console().print(
+        metrics_table(f"{Path(supernet).name} vs {table_path.name}: {result['n']} architectures", result["report"])
+    )
     if out:
         atomic_write_json(out, result)
     return result

@@ -13,6 +13,7 @@ from ..config import LatencyConfig
 from ..engine.evaluation.latency_dataset import build_latency_dataset
 from ..errors import ConfigError, ShiftnasError
 from ..hardware import measure_latency
+from ..hardware.fingerprint import fingerprint_of
 from ..hardware.node_profile import profile_nodes
 from ..predictors.latency import predictor_from_dataset
 from ..report.profile import node_profile_table, plot_node_profile, top_nodes_table
@@ -21,8 +22,16 @@ from ..search_spaces import get_space
 from .progress import progress_bar, stderr_console
 
 
-def profile_space(space_name: str, out: Path, samples: int, cfg: LatencyConfig, resolutions: str | None = None,
-                  seed: int = 0, dask: str | None = None, console: Console | None = None):
+def profile_space(
+    space_name: str,
+    out: Path,
+    samples: int,
+    cfg: LatencyConfig,
+    resolutions: str | None = None,
+    seed: int = 0,
+    dask: str | None = None,
+    console: Console | None = None,
+):
     """Measure ``samples`` architectures of a space (resumable), then cross-validate the latency predictors."""
     console = console or stderr_console()
     try:
@@ -30,7 +39,7 @@ def profile_space(space_name: str, out: Path, samples: int, cfg: LatencyConfig, 
     except ValueError:
         raise ConfigError(f"--resolutions must be comma-separated integers, got '{resolutions}'") from None
     space = get_space(space_name, **({"resolutions": res} if res else {}))
-    measure, fingerprint, chunk, measurer = None, cfg.fingerprint(), 1, None
+    measure, fingerprint, chunk, measurer = None, fingerprint_of(cfg), 1, None
     if dask:
         from ..hardware.remote import DaskMeasurer, measure_job
 
@@ -44,15 +53,24 @@ def profile_space(space_name: str, out: Path, samples: int, cfg: LatencyConfig, 
     def progress(done: int, total: int, key: str) -> None:
         nonlocal update
         if update is None:
-            update = bar.enter_context(progress_bar(
-                f"profiling {space.name} on {fingerprint.cpu_model} ({cfg.provider})", total, console))
+            update = bar.enter_context(
+                progress_bar(f"profiling {space.name} on {fingerprint.cpu_model} ({cfg.provider})", total, console)
+            )
         update(done, info=key[:40])
 
     try:
         with bar:
-            dataset = build_latency_dataset(space, out, samples, cfg, fingerprint, seed=seed,
-                                            **({"measure": measure} if measure else {}), chunk=chunk,
-                                            progress=progress)
+            dataset = build_latency_dataset(
+                space,
+                out,
+                samples,
+                cfg,
+                fingerprint,
+                seed=seed,
+                **({"measure": measure} if measure else {}),
+                chunk=chunk,
+                progress=progress,
+            )
     finally:
         if measurer is not None:
             measurer.close()
@@ -73,8 +91,13 @@ def onnx_input_shape(model: onnx.ModelProto) -> tuple[int, ...]:
     return tuple(shape[1:])
 
 
-def profile_onnx_file(path: str | Path, cfg: LatencyConfig, nodes: bool = True, plot: str | Path | None = None,
-                      console: Console | None = None):
+def profile_onnx_file(
+    path: str | Path,
+    cfg: LatencyConfig,
+    nodes: bool = True,
+    plot: str | Path | None = None,
+    console: Console | None = None,
+):
     """Measure and print the latency of the ONNX model at ``path``, then (``nodes``) where its time goes.
 
     The per-node profile is taken in a separate session (ONNX Runtime's profiler slows runs down by
@@ -89,12 +112,22 @@ def profile_onnx_file(path: str | Path, cfg: LatencyConfig, nodes: bool = True, 
         data = path.read_bytes()
         model = onnx.load_from_string(data)
     except Exception as exc:
-        raise ShiftnasError(f"{path} is not a readable ONNX model: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+        raise ShiftnasError(
+            f"{path} is not a readable ONNX model: {str(exc).splitlines()[0] if str(exc) else exc}"
+        ) from None
     shape = onnx_input_shape(model)
     result = measure_latency(data, shape, cfg)
-    console.print(latency_table(f"{path.name}: input {cfg.batch_size}x{'x'.join(map(str, shape))}, {cfg.provider}, "
-                                f"{cfg.intra_threads} thread(s)", result.median_ms, result.p10_ms, result.p90_ms,
-                                result.spread, result.n_runs))
+    console.print(
+        latency_table(
+            f"{path.name}: input {cfg.batch_size}x{'x'.join(map(str, shape))}, {cfg.provider}, "
+            f"{cfg.intra_threads} thread(s)",
+            result.median_ms,
+            result.p10_ms,
+            result.p90_ms,
+            result.spread,
+            result.n_runs,
+        )
+    )
     profile = None
     if nodes:
         profile = profile_nodes(data, shape, cfg, runs=max(cfg.runs, 10))

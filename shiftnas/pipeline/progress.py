@@ -21,8 +21,14 @@ def progress_bar(description: str, total: float, console: Console | None = None,
     if quiet:
         yield lambda *a, **k: None
         return
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-               TimeElapsedColumn(), TimeRemainingColumn()]
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
     with Progress(*columns, console=console or stderr_console(), transient=False) as prog:
         task = prog.add_task(description, total=total, info="")
         yield lambda completed, info="": prog.update(task, completed=completed, info=info)

@@ -53,10 +53,21 @@ def train_stage(ctx: RunContext) -> None:
         return
     t0 = time.time()
     with progress_bar("training supernet", 1, ctx.console, ctx.quiet) as update:
+
         def report(step: int, total: int, loss: float) -> None:
             update(step / total, info=f"step {step}/{total} loss {loss:.3f}")
-        history = train_supernet(ctx.space, ctx.supernet, ctx.data, cfg.train, path, seed=cfg.seed, progress=report,
-                                 regularizer=regularizer, after_epoch=make_landmark_growth(ctx))
+
+        history = train_supernet(
+            ctx.space,
+            ctx.supernet,
+            ctx.data,
+            cfg.train,
+            path,
+            seed=cfg.seed,
+            progress=report,
+            regularizer=regularizer,
+            after_epoch=make_landmark_growth(ctx),
+        )
     if regularizer is not None:
         write_landmarks(ctx)
     ctx.rundir.write_json(ctx.rundir.training, {"history": history, "seconds": time.time() - t0})
@@ -66,9 +77,13 @@ def write_landmarks(ctx: RunContext) -> None:
     """``landmarks.json``: every landmark (worst first) and the round that added it (0: initial)."""
     regularizer = ctx.regularizer
     added_in = {a["key"]: i + 1 for i, entry in enumerate(regularizer.rounds) for a in entry["added"]}
-    ctx.rundir.write_json(ctx.rundir.landmarks,
-                          [{"key": lm.arch.key(), "accuracy": lm.accuracy, "round": added_in.get(lm.arch.key(), 0)}
-                           for lm in regularizer.landmarks])
+    ctx.rundir.write_json(
+        ctx.rundir.landmarks,
+        [
+            {"key": lm.arch.key(), "accuracy": lm.accuracy, "round": added_in.get(lm.arch.key(), 0)}
+            for lm in regularizer.landmarks
+        ],
+    )
 
 
 def search_stage(ctx: RunContext) -> tuple[SearchResult, SubnetEvaluator]:
@@ -79,10 +94,19 @@ def search_stage(ctx: RunContext) -> tuple[SearchResult, SubnetEvaluator]:
     archive = Archive(ctx.rundir.archive)
     if len(archive) and not ctx.quiet:
         ctx.console.print(f"resuming: {len(archive)} architectures already in the archive")
-    shift = make_shift_strategy(ctx.space, evaluator, ctx.data, cfg.shift, seed=cfg.seed,
-                                version_path=ctx.rundir.supernet_version)
-    problem = SearchProblem(ctx.space, metrics, ctx.objectives, ctx.constraints, archive, seed=cfg.seed, shift=shift,
-                            files=ctx.rundir.search_files())
+    shift = make_shift_strategy(
+        ctx.space, evaluator, ctx.data, cfg.shift, seed=cfg.seed, version_path=ctx.rundir.supernet_version
+    )
+    problem = SearchProblem(
+        ctx.space,
+        metrics,
+        ctx.objectives,
+        ctx.constraints,
+        archive,
+        seed=cfg.seed,
+        shift=shift,
+        files=ctx.rundir.search_files(),
+    )
     searcher = SEARCHERS.get(cfg.search.mode)(problem, cfg)
     with progress_bar(searcher.label, searcher.total_steps, ctx.console, ctx.quiet) as update:
         result = searcher.run(lambda step, total, stats: update(step, info=step_info(stats)))
@@ -92,8 +116,10 @@ def search_stage(ctx: RunContext) -> tuple[SearchResult, SubnetEvaluator]:
 
 def step_info(stats: dict[str, Any]) -> str:
     """One line on a search step for the progress bar."""
-    parts = [f"archive {stats['archive_size']}" if "archive_size" in stats else f"evaluated {stats['evaluated']}",
-             f"HV {stats['hypervolume']:.4f}"]
+    parts = [
+        f"archive {stats['archive_size']}" if "archive_size" in stats else f"evaluated {stats['evaluated']}",
+        f"HV {stats['hypervolume']:.4f}",
+    ]
     tau = (stats.get("surrogate_quality") or {}).get("kendall_tau")
     if tau is not None and np.isfinite(tau):
         parts.append(f"surrogate tau {tau:.2f}")
@@ -108,10 +134,17 @@ def export_subnet(space: SearchSpace, evaluator: SubnetEvaluator, record: dict[s
     shape = space.input_size(arch)
     export_onnx(subnet, (1, *shape), path)
     parity = assert_parity(subnet, path, (1, *shape))
-    torch.save({"arch": record["arch"], "net_config": subnet.config, "state_dict": subnet.state_dict()},
-               path.with_suffix(".pt"))
-    return {"onnx": str(path), "pytorch": str(path.with_suffix(".pt")), "key": record["key"],
-            "input_shape": [1, *shape], "parity_max_abs_diff": parity.max_abs_diff}
+    torch.save(
+        {"arch": record["arch"], "net_config": subnet.config, "state_dict": subnet.state_dict()},
+        path.with_suffix(".pt"),
+    )
+    return {
+        "onnx": str(path),
+        "pytorch": str(path.with_suffix(".pt")),
+        "key": record["key"],
+        "input_shape": [1, *shape],
+        "parity_max_abs_diff": parity.max_abs_diff,
+    }
 
 
 def finalize(ctx: RunContext, result: SearchResult, evaluator: SubnetEvaluator) -> dict[str, Any]:
@@ -125,22 +158,43 @@ def finalize(ctx: RunContext, result: SearchResult, evaluator: SubnetEvaluator) 
         record["metrics"][records.TEST_ACCURACY] = evaluator.score(Arch.from_dict(record["arch"]), "test").accuracy
     latency_check = None
     if isinstance(ctx.latency, PredictedLatency):
-        latency_check = check_predictions(ctx.latency, result.front, ctx.space, ctx.supernet, latency_config(cfg),
-                                          cfg.hardware.cache or rundir.latency_cache, cfg.hardware.dask)
+        latency_check = check_predictions(
+            ctx.latency,
+            result.front,
+            ctx.space,
+            ctx.supernet,
+            latency_config(cfg),
+            cfg.hardware.cache or rundir.latency_cache,
+            cfg.hardware.dask,
+        )
         latency_check["dataset"] = ctx.latency.source
     chosen = pick(result.front, how, result.objectives)
-    write_front(result.front, rundir.pareto_csv, rundir.pareto_json,
-                extra={"objectives": [o.name for o in result.objectives], "constraints": cfg.search.constraints,
-                       "picked": {"how": how, "key": chosen["key"]}})
-    plot_front(result.records, result.front, rundir.pareto_png, chosen["key"],
-               title=f"{ctx.data.name} · {ctx.space.name} · {len(result.front)} Pareto-optimal of "
-                     f"{len(result.records)}")
+    write_front(
+        result.front,
+        rundir.pareto_csv,
+        rundir.pareto_json,
+        extra={
+            "objectives": [o.name for o in result.objectives],
+            "constraints": cfg.search.constraints,
+            "picked": {"how": how, "key": chosen["key"]},
+        },
+    )
+    plot_front(
+        result.records,
+        result.front,
+        rundir.pareto_png,
+        chosen["key"],
+        title=f"{ctx.data.name} · {ctx.space.name} · {len(result.front)} Pareto-optimal of {len(result.records)}",
+    )
     plot_hypervolume(result.hv_history, rundir.hypervolume_png)
     exported = export_subnet(ctx.space, evaluator, chosen, rundir.subnet(how))
-    summary = {"picked": {**exported, "how": how, "metrics": chosen["metrics"], "arch": chosen["arch"]},
-               "front_size": len(result.front), "evaluated": len(result.records),
-               "best_test_accuracy": max(r["metrics"][records.TEST_ACCURACY] for r in result.front),
-               "hypervolume": result.hv_history[-1]["hypervolume"] if result.hv_history else None}
+    summary = {
+        "picked": {**exported, "how": how, "metrics": chosen["metrics"], "arch": chosen["arch"]},
+        "front_size": len(result.front),
+        "evaluated": len(result.records),
+        "best_test_accuracy": max(r["metrics"][records.TEST_ACCURACY] for r in result.front),
+        "hypervolume": result.hv_history[-1]["hypervolume"] if result.hv_history else None,
+    }
     if latency_check is not None:
         summary["latency_check"] = latency_check
     rundir.write_json(rundir.summary, summary)
@@ -148,8 +202,9 @@ def finalize(ctx: RunContext, result: SearchResult, evaluator: SubnetEvaluator) 
         if latency_check is not None:
             ctx.console.print(latency_check_line(latency_check))
         Console().print(front_table(result.front, chosen["key"]))
-        ctx.console.print(f"picked ({how}): {chosen['key']} -> {exported['onnx']} "
-                          f"(ONNX parity {exported['parity_max_abs_diff']:.2e})")
+        ctx.console.print(
+            f"picked ({how}): {chosen['key']} -> {exported['onnx']} (ONNX parity {exported['parity_max_abs_diff']:.2e})"
+        )
     return summary
 
 
@@ -160,10 +215,10 @@ def run(cfg: RunConfig, quiet: bool = False) -> dict[str, Any]:
     train_stage(ctx)
     result, evaluator = search_stage(ctx)
     if not result.front:
-        raise ShiftnasError("no architecture satisfies the constraints "
-                            f"{cfg.search.constraints}; relax them or enlarge the search")
+        raise ShiftnasError(
+            f"no architecture satisfies the constraints {cfg.search.constraints}; relax them or enlarge the search"
+        )
     summary = finalize(ctx, result, evaluator)
     summary["seconds"] = time.time() - t0
     ctx.rundir.write_json(ctx.rundir.summary, summary)
     return summary
-

@@ -35,8 +35,13 @@ def prediction_errors(y_true: Sequence[float], y_pred: Sequence[float]) -> dict[
     """Kendall tau, Spearman rho, MAPE (%), RMSE (ms) and the share within +-10 %."""
     t, p = np.asarray(y_true, float), np.asarray(y_pred, float)
     rel = np.abs(p - t) / t
-    return {"kendall_tau": kendall_tau(p, t), "spearman_rho": spearman_rho(p, t), "mape": float(100 * rel.mean()),
-            "rmse_ms": rmse(p, t), "within_10pct": float(100 * np.mean(rel <= 0.10))}
+    return {
+        "kendall_tau": kendall_tau(p, t),
+        "spearman_rho": spearman_rho(p, t),
+        "mape": float(100 * rel.mean()),
+        "rmse_ms": rmse(p, t),
+        "within_10pct": float(100 * np.mean(rel <= 0.10)),
+    }
 
 
 class _Model:
@@ -68,7 +73,7 @@ class _LUT(_Model):
             X[row, -2:] = (area, 1.0)
             for s, stage in enumerate(arch.stages):
                 for k, e in stage:
-                    X[row, 3 * s:3 * s + 3] += area * np.array([e * k * k / 49.0, e / 6.0, 1.0])
+                    X[row, 3 * s : 3 * s + 3] += area * np.array([e * k * k / 49.0, e / 6.0, 1.0])
         return X
 
     def fit(self, archs, mmacs, y):
@@ -90,14 +95,16 @@ class _MACs(_Model):
 
 class _GBM(_Model):
     def _features(self, archs, mmacs):
-        return np.column_stack([np.array([self.space.encode(a) for a in archs]),
-                                [a.resolution for a in archs], np.asarray(mmacs, float)])
+        return np.column_stack(
+            [np.array([self.space.encode(a) for a in archs]), [a.resolution for a in archs], np.asarray(mmacs, float)]
+        )
 
     def fit(self, archs, mmacs, y):
         from sklearn.ensemble import GradientBoostingRegressor
 
-        self.model_ = GradientBoostingRegressor(n_estimators=300, max_depth=3, learning_rate=0.05,
-                                                subsample=0.8, random_state=self.seed)
+        self.model_ = GradientBoostingRegressor(
+            n_estimators=300, max_depth=3, learning_rate=0.05, subsample=0.8, random_state=self.seed
+        )
         self.model_.fit(self._features(archs, mmacs), np.asarray(y, float))
         return self
 
@@ -122,8 +129,9 @@ class LatencyPredictor:
         return np.maximum(self.model.predict(list(archs), mmacs), 1e-6)
 
 
-def cross_validate(kind: str, space: SearchSpace, archs: list[Arch], mmacs: np.ndarray, y: np.ndarray,
-                   folds: int = 5, seed: int = 0) -> dict[str, float]:
+def cross_validate(
+    kind: str, space: SearchSpace, archs: list[Arch], mmacs: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0
+) -> dict[str, float]:
     """Mean and std over ``folds`` folds of the held-out errors of one predictor family."""
     from sklearn.model_selection import KFold
 
@@ -145,16 +153,25 @@ def choose(cv: dict[str, dict[str, float]]) -> str:
     return min(tied, key=lambda k: cv[k]["mape"])
 
 
-def fit_latency_predictor(space: SearchSpace, archs: Sequence[Arch], mmacs: Sequence[float], latency_ms: Sequence[float],
-                          candidates: Sequence[str] = CANDIDATES, folds: int = 5, seed: int = 0) -> LatencyPredictor:
+def fit_latency_predictor(
+    space: SearchSpace,
+    archs: Sequence[Arch],
+    mmacs: Sequence[float],
+    latency_ms: Sequence[float],
+    candidates: Sequence[str] = CANDIDATES,
+    folds: int = 5,
+    seed: int = 0,
+) -> LatencyPredictor:
     """Cross-validate ``candidates``, keep the better one and refit it on all the data."""
     archs, mmacs, y = list(archs), np.asarray(mmacs, float), np.asarray(latency_ms, float)
     unknown = [c for c in candidates if c not in _FAMILIES]
     if unknown:
         raise ShiftnasError(f"unknown latency predictor '{unknown[0]}'; choose from {', '.join(_FAMILIES)}")
     if len(y) < 2 * folds:
-        raise ShiftnasError(f"a latency predictor needs at least {2 * folds} measured architectures, got {len(y)}; "
-                            "profile more with `shiftnas profile --space ... --samples N`")
+        raise ShiftnasError(
+            f"a latency predictor needs at least {2 * folds} measured architectures, got {len(y)}; "
+            "profile more with `shiftnas profile --space ... --samples N`"
+        )
     if np.any(~np.isfinite(y)) or np.any(y <= 0):
         raise ShiftnasError("the latency dataset holds non-positive or non-finite latencies")
     cv = {kind: cross_validate(kind, space, archs, mmacs, y, folds, seed) for kind in candidates}
@@ -166,7 +183,8 @@ def fit_latency_predictor(space: SearchSpace, archs: Sequence[Arch], mmacs: Sequ
 def predictor_from_dataset(space: SearchSpace, dataset, **kwargs) -> LatencyPredictor:
     """Fit a predictor on a :class:`~shiftnas.engine.latency_dataset.LatencyDataset` of ``space``."""
     if dataset.space != space.describe():
-        raise ShiftnasError(f"the latency dataset was measured on space {dataset.space}, "
-                            f"but the search runs on {space.describe()}")
+        raise ShiftnasError(
+            f"the latency dataset was measured on space {dataset.space}, but the search runs on {space.describe()}"
+        )
     archs = dataset.archs()
     return fit_latency_predictor(space, archs, [r["mmacs"] for r in dataset.records], dataset.latencies(), **kwargs)

@@ -48,6 +48,7 @@ class RankingError(ShiftnasError, ValueError):
 
 # ----------------------------------------------------------------------------- helpers
 
+
 def _as_vector(x: ArrayLike, name: str) -> np.ndarray:
     try:
         arr = np.asarray(x, dtype=float)
@@ -107,6 +108,7 @@ def _tau(s: np.ndarray, g: np.ndarray) -> float:
 
 # ----------------------------------------------------------------------------- global metrics
 
+
 def kendall_tau(scores: ArrayLike, truth: ArrayLike) -> float:
     """Kendall τ_b (scipy.stats.kendalltau); ``nan`` if one side is constant."""
     s, g = _check(scores, truth)
@@ -132,6 +134,7 @@ def rmse(scores: ArrayLike, truth: ArrayLike) -> float:
 
 
 # ----------------------------------------------------------------------------- local / sparse τ
+
 
 def _local_count(top_fraction: float, n: int) -> int:
     ok = isinstance(top_fraction, Real) and not isinstance(top_fraction, bool)
@@ -187,6 +190,7 @@ def sparse_kendall_tau(scores: ArrayLike, truth: ArrayLike, threshold: float = 1
 
 # ----------------------------------------------------------------------------- top-k metrics
 
+
 def precision_at_k(scores: ArrayLike, truth: ArrayLike, k: int) -> float:
     """P@k = |top_k(scores) ∩ top_k(truth)| / k (ties at the cut-off: earlier index first)."""
     s, g = _check(scores, truth)
@@ -211,9 +215,7 @@ def top_k_percentile(scores: ArrayLike, truth: ArrayLike, k: int) -> dict[str, f
     return {"min": float(pct.min()), "median": float(np.median(pct)), "max": float(pct.max())}
 
 
-def subsample_tau(
-    scores: ArrayLike, truth: ArrayLike, size: int, repeats: int = 5, seed: int = 0
-) -> dict[str, float]:
+def subsample_tau(scores: ArrayLike, truth: ArrayLike, size: int, repeats: int = 5, seed: int = 0) -> dict[str, float]:
     """τ_b on ``repeats`` random subsets of ``size`` architectures (without replacement).
 
     Returns ``{'mean', 'min', 'max'}`` (methods.md §1.8; landmark uses 5 repeats of 10/20/50/100).
@@ -226,10 +228,9 @@ def subsample_tau(
         raise RankingError(f"subsample size {size} exceeds the number of architectures ({s.size})")
     repeats = _check_int(repeats, "repeats", 1)
     rng = np.random.default_rng(seed)
-    taus = np.array([
-        _tau(s[idx], g[idx])
-        for idx in (rng.choice(s.size, size=size, replace=False) for _ in range(repeats))
-    ])
+    taus = np.array(
+        [_tau(s[idx], g[idx]) for idx in (rng.choice(s.size, size=size, replace=False) for _ in range(repeats))]
+    )
     taus = taus[np.isfinite(taus)]
     if taus.size == 0:
         return {"mean": math.nan, "min": math.nan, "max": math.nan}
@@ -237,6 +238,7 @@ def subsample_tau(
 
 
 # ----------------------------------------------------------------------------- report
+
 
 def _pct_label(fraction: float) -> str:
     return f"{fraction * 100:g}%"

@@ -28,8 +28,12 @@ from .ranking import kendall_tau, pearson_r, rmse, spearman_rho
 
 def fit_quality(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     """RMSE, Pearson r, Spearman rho and Kendall tau of predictions (logged every iteration)."""
-    return {"rmse": rmse(predicted, truth), "pearson_r": pearson_r(predicted, truth),
-            "spearman_rho": spearman_rho(predicted, truth), "kendall_tau": kendall_tau(predicted, truth)}
+    return {
+        "rmse": rmse(predicted, truth),
+        "pearson_r": pearson_r(predicted, truth),
+        "spearman_rho": spearman_rho(predicted, truth),
+        "kendall_tau": kendall_tau(predicted, truth),
+    }
 
 
 class Surrogate(abc.ABC):
@@ -71,8 +75,14 @@ class LGBMEnsemble(Surrogate):
         X, y = np.asarray(X, float), np.asarray(y, float)
         self.models = []
         for train, _ in _folds(len(y), self.folds, self.seed):
-            model = LGBMRegressor(objective="huber", random_state=self.seed, verbose=-1, deterministic=True,
-                                  n_jobs=1, min_child_samples=max(2, min(20, len(train) // 10)))
+            model = LGBMRegressor(
+                objective="huber",
+                random_state=self.seed,
+                verbose=-1,
+                deterministic=True,
+                n_jobs=1,
+                min_child_samples=max(2, min(20, len(train) // 10)),
+            )
             self.models.append(model.fit(X[train], y[train]))
         return self
 
@@ -119,8 +129,9 @@ class RBFEnsemble(Surrogate):
             size = int(rng.integers(1, max(1, min(len(varying), len(y) - 1)) + 1))
             cols = _independent_columns(X, np.sort(rng.choice(varying, size=size, replace=False)))
             # a tiny smoothing keeps the system solvable when a gene subset repeats points
-            interp = RBFInterpolator(X[:, cols], y, kernel="cubic", degree=1 if len(y) > len(cols) else 0,
-                                     smoothing=1e-6)
+            interp = RBFInterpolator(
+                X[:, cols], y, kernel="cubic", degree=1 if len(y) > len(cols) else 0, smoothing=1e-6
+            )
             self.models.append((cols, interp))
         return self
 
@@ -138,8 +149,9 @@ class GPSurrogate(Surrogate):
 
         X, y = np.asarray(X, float), np.asarray(y, float)
         self.scale = np.maximum(X.max(axis=0) - X.min(axis=0), 1.0)
-        kernel = ConstantKernel() * RBF(length_scale=np.ones(X.shape[1]), length_scale_bounds=(1e-2, 1e3)) \
-            + WhiteKernel(noise_level=1e-2, noise_level_bounds=(1e-6, 1e1))
+        kernel = ConstantKernel() * RBF(
+            length_scale=np.ones(X.shape[1]), length_scale_bounds=(1e-2, 1e3)
+        ) + WhiteKernel(noise_level=1e-2, noise_level_bounds=(1e-6, 1e1))
         self.model = GaussianProcessRegressor(kernel, normalize_y=True, random_state=self.seed, n_restarts_optimizer=2)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # convergence warnings at bounds on tiny archives
@@ -180,7 +192,11 @@ class AdaptiveSwitching(Surrogate):
         self.cv = {}
         for name in self.candidates:
             taus = cv_kendall(name, X, y, self.folds, self.seed)
-            self.cv[name] = {"mean": float(taus.mean()), "std": float(taus.std()), "score": float(taus.mean() - taus.std())}
+            self.cv[name] = {
+                "mean": float(taus.mean()),
+                "std": float(taus.std()),
+                "score": float(taus.mean() - taus.std()),
+            }
         self.chosen = max(self.candidates, key=lambda n: self.cv[n]["score"])
         self.model = _FAMILIES[self.chosen](self.seed).fit(X, y)
         return self

@@ -15,9 +15,20 @@ from ..engine.evaluation.objectives import Objective
 from ..io import atomic_write_json, atomic_write_text
 from ..registry import Registry
 
-COLUMNS = ["key", "val_accuracy", records.TEST_ACCURACY, records.LATENCY, records.LATENCY_P10, records.LATENCY_RATIO,
-           records.LATENCY_REFERENCE, records.LATENCY_MEASURED, records.MMACS, records.MPARAMS,
-           "supernet_version", "generation"]
+COLUMNS = [
+    "key",
+    "val_accuracy",
+    records.TEST_ACCURACY,
+    records.LATENCY,
+    records.LATENCY_P10,
+    records.LATENCY_RATIO,
+    records.LATENCY_REFERENCE,
+    records.LATENCY_MEASURED,
+    records.MMACS,
+    records.MPARAMS,
+    "supernet_version",
+    "generation",
+]
 
 
 def front_rows(front: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -25,15 +36,21 @@ def front_rows(front: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for r in front:
         m = r["metrics"]
-        rows.append({"key": r["key"], "val_accuracy": m.get(records.ACCURACY),
-                     **{c: m.get(c) for c in COLUMNS if c not in ("key", "val_accuracy", "supernet_version",
-                                                                     "generation")},
-                     "supernet_version": r["supernet_version"], "generation": r["generation"]})
+        rows.append(
+            {
+                "key": r["key"],
+                "val_accuracy": m.get(records.ACCURACY),
+                **{c: m.get(c) for c in COLUMNS if c not in ("key", "val_accuracy", "supernet_version", "generation")},
+                "supernet_version": r["supernet_version"],
+                "generation": r["generation"],
+            }
+        )
     return rows
 
 
-def write_front(front: list[dict[str, Any]], csv_path: Path, json_path: Path,
-                extra: dict[str, Any] | None = None) -> None:
+def write_front(
+    front: list[dict[str, Any]], csv_path: Path, json_path: Path, extra: dict[str, Any] | None = None
+) -> None:
     """Write the front as CSV (``COLUMNS``) and as JSON (full records, ``extra`` beside them), atomically."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS)
@@ -41,8 +58,10 @@ def write_front(front: list[dict[str, Any]], csv_path: Path, json_path: Path,
     for row in front_rows(front):
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
     atomic_write_text(csv_path, buf.getvalue())
-    atomic_write_json(json_path, {"units": {"accuracy": "%", "latency": "ms", "macs": "MMACs",
-                                                          "params": "M"}, **(extra or {}), "front": front})
+    atomic_write_json(
+        json_path,
+        {"units": {"accuracy": "%", "latency": "ms", "macs": "MMACs", "params": "M"}, **(extra or {}), "front": front},
+    )
 
 
 PickFn = Callable[[list[dict[str, Any]], list[Objective]], dict[str, Any]]

@@ -22,8 +22,13 @@ def _save(fig, path: Path) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def plot_front(records: list[dict[str, Any]], front: list[dict[str, Any]], path: str | Path,
-               picked_key: str | None = None, title: str = "") -> Path:
+def plot_front(
+    records: list[dict[str, Any]],
+    front: list[dict[str, Any]],
+    path: str | Path,
+    picked_key: str | None = None,
+    title: str = "",
+) -> Path:
     """Accuracy vs latency and vs MMACs: all evaluated architectures grey, the front highlighted."""
     cost_axes = [c for c in ("latency_ms", "mmacs", "mparams") if front and c in front[0]["metrics"]][:2]
     labels = {"latency_ms": "latency (ms, ONNX Runtime)", "mmacs": "MMACs", "mparams": "params (M)"}

@@ -12,8 +12,15 @@ from .pareto import front_rows
 def front_table(front: list[dict[str, Any]], picked_key: str | None = None, max_rows: int = 15) -> Table:
     """The front as a rich table; the picked architecture is marked with '*'."""
     table = Table(title=f"Pareto front ({len(front)} architectures)")
-    for col, justify in (("", "left"), ("architecture", "left"), ("val acc %", "right"), ("test acc %", "right"),
-                         ("latency ms", "right"), ("MMACs", "right"), ("params M", "right")):
+    for col, justify in (
+        ("", "left"),
+        ("architecture", "left"),
+        ("val acc %", "right"),
+        ("test acc %", "right"),
+        ("latency ms", "right"),
+        ("MMACs", "right"),
+        ("params M", "right"),
+    ):
         table.add_column(col, justify=justify, overflow="fold")
     rows = front_rows(front)
     if len(rows) > max_rows:
@@ -25,8 +32,15 @@ def front_table(front: list[dict[str, Any]], picked_key: str | None = None, max_
         return "-" if v is None else f"{v:.{p}f}"
 
     for r in rows:
-        table.add_row("*" if r["key"] == picked_key else "", r["key"], fmt(r["val_accuracy"], 2),
-                      fmt(r["test_accuracy"], 2), fmt(r["latency_ms"], 3), fmt(r["mmacs"], 2), fmt(r["mparams"], 3))
+        table.add_row(
+            "*" if r["key"] == picked_key else "",
+            r["key"],
+            fmt(r["val_accuracy"], 2),
+            fmt(r["test_accuracy"], 2),
+            fmt(r["latency_ms"], 3),
+            fmt(r["mmacs"], 2),
+            fmt(r["mparams"], 3),
+        )
     return table
 
 
@@ -35,8 +49,10 @@ def latency_check_line(check: dict[str, Any]) -> str:
     if not check["checked"]:
         return f"latency was predicted ({check['dataset']}); the front was not re-measured: {check['reason']}"
     tau = f", Kendall tau {check['kendall_tau']:.2f}" if "kendall_tau" in check else ""
-    return (f"predicted vs re-measured latency of the {check['n']} front architectures: "
-            f"MAPE {check['mape']:.1f}%{tau} ({check['predictor']} predictor)")
+    return (
+        f"predicted vs re-measured latency of the {check['n']} front architectures: "
+        f"MAPE {check['mape']:.1f}%{tau} ({check['predictor']} predictor)"
+    )
 
 
 def finetune_table(results: list[dict[str, Any]]) -> Table:
@@ -46,9 +62,15 @@ def finetune_table(results: list[dict[str, Any]]) -> Table:
         table.add_column(col, justify="right" if col != "subnet" else "left")
     for r in results:
         lat = r.get("latency_ms")
-        table.add_row(r["key"], f"{r['test_accuracy_before']:.2f}", f"{r['test_accuracy_after']:.2f}",
-                      str(r["best_epoch"]), f"{r['mparams']:.3f}", f"{r['mmacs']:.2f}",
-                      f"{lat:.3f}" if lat is not None else "-")
+        table.add_row(
+            r["key"],
+            f"{r['test_accuracy_before']:.2f}",
+            f"{r['test_accuracy_after']:.2f}",
+            str(r["best_epoch"]),
+            f"{r['mparams']:.3f}",
+            f"{r['mmacs']:.2f}",
+            f"{lat:.3f}" if lat is not None else "-",
+        )
     return table
 
 
@@ -59,8 +81,13 @@ def predictor_cv_table(cv: dict[str, dict[str, float]], chosen: str, n: int) -> 
         table.add_column(col, justify="right")
     for kind, r in cv.items():
         mark = " (chosen)" if kind == chosen else ""
-        table.add_row(kind + mark, f"{r['kendall_tau']:.3f}±{r['kendall_tau_std']:.3f}",
-                      f"{r['spearman_rho']:.3f}", f"{r['mape']:.1f}", f"{r['within_10pct']:.0f}%")
+        table.add_row(
+            kind + mark,
+            f"{r['kendall_tau']:.3f}±{r['kendall_tau_std']:.3f}",
+            f"{r['spearman_rho']:.3f}",
+            f"{r['mape']:.1f}",
+            f"{r['within_10pct']:.0f}%",
+        )
     return table
 
 

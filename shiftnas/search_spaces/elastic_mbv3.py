@@ -55,8 +55,9 @@ class ElasticSpec:
 class ElasticMobileNetSpace(SearchSpace):
     """A :class:`SearchSpace` over an ``OFAMobileNetV3``-like supernet (built by ``build_fn``)."""
 
-    def __init__(self, name: str, spec: ElasticSpec, build_fn: Callable[[int], nn.Module],
-                 extra: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, name: str, spec: ElasticSpec, build_fn: Callable[[int], nn.Module], extra: dict[str, Any] | None = None
+    ) -> None:
         self.name = name
         self.spec = spec
         self._build_fn = build_fn
@@ -86,7 +87,7 @@ class ElasticMobileNetSpace(SearchSpace):
         offset = 1 if self._has_res_gene else 0
         md = self.spec.max_depth
         for s in range(self.spec.n_stages):
-            seg = g[offset + s * md: offset + (s + 1) * md]
+            seg = g[offset + s * md : offset + (s + 1) * md]
             kept = seg[seg > 0]
             seg[:] = np.concatenate([kept, np.zeros(md - len(kept), dtype=int)])
         return g
@@ -97,7 +98,7 @@ class ElasticMobileNetSpace(SearchSpace):
         layers = g[1:] if self._has_res_gene else g
         md = self.spec.max_depth
         stages = tuple(
-            tuple(self._choices[v - 1] for v in layers[s * md:(s + 1) * md] if v > 0)
+            tuple(self._choices[v - 1] for v in layers[s * md : (s + 1) * md] if v > 0)
             for s in range(self.spec.n_stages)
         )
         return Arch(stages=stages, resolution=int(res))
@@ -142,13 +143,15 @@ class ElasticMobileNetSpace(SearchSpace):
                 raise ValueError(f"stage {i} has depth {len(stage)}, allowed {sp.depths}")
             for k, e in stage:
                 if k not in sp.kernel_sizes or e not in sp.expand_ratios:
-                    raise ValueError(f"stage {i} layer (k={k}, e={e}) not in kernels {sp.kernel_sizes} "
-                                     f"x expand ratios {sp.expand_ratios}")
+                    raise ValueError(
+                        f"stage {i} layer (k={k}, e={e}) not in kernels {sp.kernel_sizes} "
+                        f"x expand ratios {sp.expand_ratios}"
+                    )
 
     def size(self) -> int:
         """Number of distinct architectures (all resolutions)."""
         per_stage = sum(len(self._choices) ** d for d in self.spec.depths)
-        return per_stage ** self.spec.n_stages * len(self.spec.resolutions)
+        return per_stage**self.spec.n_stages * len(self.spec.resolutions)
 
     # ---- supernet ---------------------------------------------------------------------------
     def build_supernet(self, num_classes: int) -> nn.Module:
@@ -174,8 +177,10 @@ class ElasticMobileNetSpace(SearchSpace):
         self.validate(arch)
         n_blocks = len(supernet.blocks) - 1
         if n_blocks != self.spec.n_stages * self.spec.max_depth:
-            raise ValueError(f"supernet has {n_blocks} elastic blocks; space '{self.name}' expects "
-                             f"{self.spec.n_stages * self.spec.max_depth}")
+            raise ValueError(
+                f"supernet has {n_blocks} elastic blocks; space '{self.name}' expects "
+                f"{self.spec.n_stages * self.spec.max_depth}"
+            )
         s = self.ofa_settings(arch)
         supernet.set_active_subnet(ks=s["ks"], e=s["e"], d=s["d"])
 

@@ -13,10 +13,8 @@ from .registry import SPACES
 
 #: Where the OFA authors publish the supernets (used only when a URL is given and we are online).
 OFA_CHECKPOINT_URLS = {
-    "ofa_mbv3_d234_e346_k357_w1.0":
-        "https://raw.githubusercontent.com/han-cai/files/master/ofa/ofa_nets/ofa_mbv3_d234_e346_k357_w1.0",
-    "ofa_mbv3_d234_e346_k357_w1.2":
-        "https://raw.githubusercontent.com/han-cai/files/master/ofa/ofa_nets/ofa_mbv3_d234_e346_k357_w1.2",
+    "ofa_mbv3_d234_e346_k357_w1.0": "https://raw.githubusercontent.com/han-cai/files/master/ofa/ofa_nets/ofa_mbv3_d234_e346_k357_w1.0",
+    "ofa_mbv3_d234_e346_k357_w1.2": "https://raw.githubusercontent.com/han-cai/files/master/ofa/ofa_nets/ofa_mbv3_d234_e346_k357_w1.2",
 }
 
 
@@ -24,14 +22,26 @@ def build_ofa_mbv3_supernet(num_classes: int, width_mult: float = 1.0) -> nn.Mod
     """``OFAMobileNetV3`` exactly as ``ofa.model_zoo.ofa_net`` builds it (dropout 0)."""
     from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
 
-    return OFAMobileNetV3(n_classes=num_classes, dropout_rate=0, width_mult=width_mult,
-                          ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4])
+    return OFAMobileNetV3(
+        n_classes=num_classes,
+        dropout_rate=0,
+        width_mult=width_mult,
+        ks_list=[3, 5, 7],
+        expand_ratio_list=[3, 4, 6],
+        depth_list=[2, 3, 4],
+    )
 
 
 @SPACES.register("ofa-mbv3")
 def ofa_mbv3(resolutions: tuple[int, ...] | list[int] | None = None, width_mult: float = 1.0) -> ElasticMobileNetSpace:
     """OFA MobileNetV3: 5 stages x depth {2,3,4} x kernel {3,5,7} x expand {3,4,6}."""
-    spec = ElasticSpec(n_stages=5, kernel_sizes=(3, 5, 7), expand_ratios=(3, 4, 6), depths=(2, 3, 4),
-                       resolutions=tuple(resolutions or (128, 160, 192, 224)))
-    return ElasticMobileNetSpace("ofa-mbv3", spec, lambda n: build_ofa_mbv3_supernet(n, width_mult),
-                                 extra={"width_mult": width_mult})
+    spec = ElasticSpec(
+        n_stages=5,
+        kernel_sizes=(3, 5, 7),
+        expand_ratios=(3, 4, 6),
+        depths=(2, 3, 4),
+        resolutions=tuple(resolutions or (128, 160, 192, 224)),
+    )
+    return ElasticMobileNetSpace(
+        "ofa-mbv3", spec, lambda n: build_ofa_mbv3_supernet(n, width_mult), extra={"width_mult": width_mult}
+    )

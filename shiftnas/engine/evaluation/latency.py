@@ -17,7 +17,7 @@ from ... import records as rec
 from ...config import LatencyConfig
 from ...errors import ConfigError
 from ...hardware import LatencyCache, LatencyProfiler, LatencyResult
-from ...hardware.fingerprint import HardwareFingerprint
+from ...hardware.fingerprint import HardwareFingerprint, fingerprint_of
 from ...predictors.latency import LatencyPredictor, prediction_errors
 from ...search_spaces import Arch, SearchSpace
 
@@ -34,8 +34,7 @@ class LatencySource(Protocol):
 
 def latency_metrics(result: LatencyResult) -> dict[str, Any]:
     """The metrics a measured latency adds to an architecture's record."""
-    out = {rec.LATENCY: result.median_ms, rec.LATENCY_P10: result.p10_ms,
-           rec.LATENCY_SPREAD: result.spread}
+    out = {rec.LATENCY: result.median_ms, rec.LATENCY_P10: result.p10_ms, rec.LATENCY_SPREAD: result.spread}
     if result.ratio is not None:
         out.update({rec.LATENCY_RATIO: result.ratio, rec.LATENCY_REFERENCE: result.reference})
     return out
@@ -88,8 +87,14 @@ def parse_latency_mode(text: str) -> tuple[str, Path | None]:
     raise ConfigError(f"hardware.latency must be 'measured' or 'predicted:DEVICE.json', got '{text}'")
 
 
-def build_latency_source(space: SearchSpace, supernet: nn.Module, cfg: LatencyConfig, mode: str,
-                         cache_path: Path | str, dask: str | None = None) -> LatencySource:
+def build_latency_source(
+    space: SearchSpace,
+    supernet: nn.Module,
+    cfg: LatencyConfig,
+    mode: str,
+    cache_path: Path | str,
+    dask: str | None = None,
+) -> LatencySource:
     """The latency source a run's ``hardware`` settings ask for (see the module docstring)."""
     kind, dataset_path = parse_latency_mode(mode)
     if kind == "predicted":
@@ -101,35 +106,46 @@ def build_latency_source(space: SearchSpace, supernet: nn.Module, cfg: LatencyCo
     return measured_latency(space, supernet, cfg, cache_path, dask)
 
 
-def measured_latency(space: SearchSpace, supernet: nn.Module, cfg: LatencyConfig, cache_path: Path | str,
-                     dask: str | None = None) -> MeasuredLatency:
+def measured_latency(
+    space: SearchSpace, supernet: nn.Module, cfg: LatencyConfig, cache_path: Path | str, dask: str | None = None
+) -> MeasuredLatency:
     """Measured latency with references from ``space``, here or on the Dask workers at ``dask``."""
     from .latency_dataset import reference_models
 
     measurer = None
-    fingerprint = cfg.fingerprint()
+    fingerprint = fingerprint_of(cfg)
     if dask:
         from ...hardware.remote import DaskMeasurer
 
         measurer = DaskMeasurer(dask)
         fingerprint = measurer.fingerprint(cfg)
-    profiler = LatencyProfiler(cfg, cache=LatencyCache(cache_path), fingerprint=fingerprint,
-                               references=reference_models(space, supernet, cfg))
+    profiler = LatencyProfiler(
+        cfg, cache=LatencyCache(cache_path), fingerprint=fingerprint, references=reference_models(space, supernet, cfg)
+    )
     return MeasuredLatency(profiler, measurer)
 
 
-def check_predictions(source: PredictedLatency, records: list[dict[str, Any]], space: SearchSpace,
-                      supernet: nn.Module, cfg: LatencyConfig, cache_path: Path | str,
-                      dask: str | None = None) -> dict[str, Any]:
+def check_predictions(
+    source: PredictedLatency,
+    records: list[dict[str, Any]],
+    space: SearchSpace,
+    supernet: nn.Module,
+    cfg: LatencyConfig,
+    cache_path: Path | str,
+    dask: str | None = None,
+) -> dict[str, Any]:
     """Re-measure ``records`` (the final front) when this run can reach the profiled device.
 
     Adds ``latency_measured_ms`` to each record's metrics and returns predicted-vs-measured errors;
     on another device nothing is measured and the reason is returned instead.
     """
-    here = dask_fingerprint(cfg, dask) if dask else cfg.fingerprint()
+    here = dask_fingerprint(cfg, dask) if dask else fingerprint_of(cfg)
     if here.key() != source.dataset.fingerprint_key:
-        return {"checked": False, "reason": f"the latency dataset was measured on {source.dataset.fingerprint}, "
-                                            f"this run measures on {here.as_dict()}"}
+        return {
+            "checked": False,
+            "reason": f"the latency dataset was measured on {source.dataset.fingerprint}, "
+            f"this run measures on {here.as_dict()}",
+        }
     measured = measured_latency(space, supernet, cfg, cache_path, dask)
     archs = [Arch.from_dict(r["arch"]) for r in records]
     items = [(a, space.extract(supernet, a), tuple(space.input_size(a))) for a in archs]

@@ -147,9 +147,17 @@ def measure_locally(jobs: Sequence[Job], references: Sequence[ModelUnderTest] = 
     return [measure_latency(onnx_bytes, chw, cfg, references) for onnx_bytes, chw, cfg in jobs]
 
 
-def build_latency_dataset(space: SearchSpace, out: Path | str, samples: int, cfg: LatencyConfig,
-                          fingerprint: HardwareFingerprint, seed: int = 0, measure: MeasureMany = measure_locally,
-                          chunk: int = 1, progress: Callable[[int, int, str], None] | None = None) -> LatencyDataset:
+def build_latency_dataset(
+    space: SearchSpace,
+    out: Path | str,
+    samples: int,
+    cfg: LatencyConfig,
+    fingerprint: HardwareFingerprint,
+    seed: int = 0,
+    measure: MeasureMany = measure_locally,
+    chunk: int = 1,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> LatencyDataset:
     """Sample, export and measure ``samples`` architectures of ``space`` into ``out`` (resumable).
 
     ``measure(jobs, references)`` returns the jobs' results (locally, or on Dask workers, ``chunk``
@@ -160,26 +168,32 @@ def build_latency_dataset(space: SearchSpace, out: Path | str, samples: int, cfg
     torch.manual_seed(seed)  # latency does not depend on the weights; the graph is fixed by the arch
     supernet = space.build_supernet(10).eval()
     refs = reference_models(space, supernet, cfg)
-    protocol = {k: v for k, v in asdict(cfg).items() if k not in ("provider", "intra_threads", "inter_threads",
-                                                                   "batch_size")}
-    fresh = LatencyDataset(space=space.describe(), fingerprint=fingerprint.as_dict(), protocol=protocol,
-                           references=[r.name for r in refs])
+    protocol = {
+        k: v for k, v in asdict(cfg).items() if k not in ("provider", "intra_threads", "inter_threads", "batch_size")
+    }
+    fresh = LatencyDataset(
+        space=space.describe(), fingerprint=fingerprint.as_dict(), protocol=protocol, references=[r.name for r in refs]
+    )
     dataset = fresh
     if out.exists():
         dataset = LatencyDataset.load(out)
-        for what, mine, theirs in (("space", fresh.space, dataset.space),
-                                   ("device fingerprint", fresh.fingerprint, dataset.fingerprint),
-                                   ("measurement protocol", fresh.protocol, dataset.protocol)):
+        for what, mine, theirs in (
+            ("space", fresh.space, dataset.space),
+            ("device fingerprint", fresh.fingerprint, dataset.fingerprint),
+            ("measurement protocol", fresh.protocol, dataset.protocol),
+        ):
             if mine != theirs:
                 diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-                raise ShiftnasError(f"{out} holds measurements with another {what} ({', '.join(diff)} differ); "
-                                    "pass another --out or the same settings")
+                raise ShiftnasError(
+                    f"{out} holds measurements with another {what} ({', '.join(diff)} differ); "
+                    "pass another --out or the same settings"
+                )
     todo = [a for a in stratified_sample(space, samples, seed) if a.key() not in dataset.keys()]
     done = samples - len(todo)
     if progress:
         progress(done, samples, "resuming" if done else "")
     for start in range(0, len(todo), max(1, chunk)):
-        batch = todo[start:start + max(1, chunk)]
+        batch = todo[start : start + max(1, chunk)]
         models, jobs = [], []
         for arch in batch:
             model = space.extract(supernet, arch)
@@ -188,10 +202,17 @@ def build_latency_dataset(space: SearchSpace, out: Path | str, samples: int, cfg
             jobs.append((export_onnx(model, (cfg.batch_size, *chw)), chw, cfg))
         for arch, (model, chw), result in zip(batch, models, measure(jobs, refs)):
             result.fingerprint = fingerprint.as_dict()
-            dataset.records.append({"key": arch.key(), "arch": arch.to_dict(),
-                                    "genome": [int(g) for g in space.encode(arch)], "input_chw": list(chw),
-                                    "mmacs": count_macs(model, chw) / 1e6, "mparams": count_params(model) / 1e6,
-                                    "latency": result.as_dict()})
+            dataset.records.append(
+                {
+                    "key": arch.key(),
+                    "arch": arch.to_dict(),
+                    "genome": [int(g) for g in space.encode(arch)],
+                    "input_chw": list(chw),
+                    "mmacs": count_macs(model, chw) / 1e6,
+                    "mparams": count_params(model) / 1e6,
+                    "latency": result.as_dict(),
+                }
+            )
             done += 1
             if progress:
                 progress(done, samples, arch.key())

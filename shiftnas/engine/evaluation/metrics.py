@@ -31,8 +31,11 @@ class ArchitectureMetrics:
         needs_accuracy = bool({records.ERROR, records.ACCURACY} & self.needed)
         subnet = None
         if arch.key() not in self._cost:  # extract once, for both the accuracy and the cost metrics
-            subnet = self.evaluator.subnet(arch) if needs_accuracy else self.evaluator.space.extract(
-                self.evaluator.supernet, arch)
+            subnet = (
+                self.evaluator.subnet(arch)
+                if needs_accuracy
+                else self.evaluator.space.extract(self.evaluator.supernet, arch)
+            )
         out: dict[str, Any] = {}
         if needs_accuracy:
             acc = self.evaluator.score(arch, "val", subnet=subnet).accuracy
@@ -47,8 +50,10 @@ class ArchitectureMetrics:
             space = self.evaluator.space
             model = subnet if subnet is not None else space.extract(self.evaluator.supernet, arch)
             shape = space.input_size(arch)
-            cost: dict[str, Any] = {records.MMACS: count_macs(model, shape) / 1e6,
-                                    records.MPARAMS: count_params(model) / 1e6}
+            cost: dict[str, Any] = {
+                records.MMACS: count_macs(model, shape) / 1e6,
+                records.MPARAMS: count_params(model) / 1e6,
+            }
             if records.LATENCY in self.needed:
                 cost.update(self.latency.latency(arch, model, shape, cost[records.MMACS]))
             self._cost[key] = cost

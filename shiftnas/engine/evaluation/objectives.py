@@ -94,8 +94,10 @@ def parse_constraint(text: str) -> Constraint:
         raise ConfigError(f"constraint '{text}': unknown metric '{metric}'; use one of {', '.join(_UNITS)}")
     column, units = _UNITS[metric]
     if unit not in units:
-        raise ConfigError(f"constraint '{text}': unknown unit '{unit}' for {metric}; use one of "
-                          f"{', '.join(u or '(none)' for u in units)}")
+        raise ConfigError(
+            f"constraint '{text}': unknown unit '{unit}' for {metric}; use one of "
+            f"{', '.join(u or '(none)' for u in units)}"
+        )
     if metric == "accuracy" and op in ("<=", "<"):
         raise ConfigError(f"constraint '{text}': accuracy bounds must be lower bounds (>=)")
     if metric != "accuracy" and op in (">=", ">"):

@@ -34,20 +34,21 @@ def recalibrate_bn(model: nn.Module, images: torch.Tensor, batch_size: int = 100
         bn.momentum = None  # cumulative moving average = plain mean over batches
     model.train()
     for start in range(0, len(images), batch_size):
-        model(images[start:start + batch_size])
+        model(images[start : start + batch_size])
     for bn, m in zip(bns, saved):
         bn.momentum = m
     return model.eval()
 
 
 @torch.no_grad()
-def accuracy_and_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, resolution: int,
-                      batch_size: int = 100) -> tuple[float, float]:
+def accuracy_and_loss(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, resolution: int, batch_size: int = 100
+) -> tuple[float, float]:
     """(top-1 accuracy in percent, mean cross-entropy) of ``model`` in eval mode."""
     model.eval()
     correct, loss = 0, 0.0
     for start in range(0, len(labels), batch_size):
-        x, y = resize(images[start:start + batch_size], resolution), labels[start:start + batch_size]
+        x, y = resize(images[start : start + batch_size], resolution), labels[start : start + batch_size]
         logits = model(x)
         correct += (logits.argmax(1) == y).sum().item()
         loss += F.cross_entropy(logits, y, reduction="sum").item()
@@ -55,8 +56,9 @@ def accuracy_and_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tens
     return 100.0 * correct / n, loss / n
 
 
-def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, resolution: int,
-             batch_size: int = 100) -> float:
+def accuracy(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, resolution: int, batch_size: int = 100
+) -> float:
     """Top-1 accuracy in percent."""
     return accuracy_and_loss(model, images, labels, resolution, batch_size)[0]
 
@@ -64,7 +66,7 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, resol
 @dataclass
 class SubnetScore:
     arch: Arch
-    accuracy: float          # percent, on the split it was asked for
+    accuracy: float  # percent, on the split it was asked for
     split: str
     supernet_version: int
 
@@ -76,8 +78,15 @@ class SubnetEvaluator:
     fine-tuning) bumps it, so stale scores are never reused.
     """
 
-    def __init__(self, space: SearchSpace, supernet: nn.Module, data: DataSplits, cfg: EvalConfig,
-                 seed: int = 0, version: int = 0) -> None:
+    def __init__(
+        self,
+        space: SearchSpace,
+        supernet: nn.Module,
+        data: DataSplits,
+        cfg: EvalConfig,
+        seed: int = 0,
+        version: int = 0,
+    ) -> None:
         self.space, self.supernet, self.data, self.cfg = space, supernet, data, cfg
         self.version = version
         self.supernet_id = weights_fingerprint(supernet)  # which weights version 0 refers to

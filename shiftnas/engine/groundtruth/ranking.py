@@ -16,8 +16,14 @@ from ..evaluation.subnet import SubnetEvaluator
 from .table import GroundTruthTable, data_identity
 
 
-def rank_supernet(space: SearchSpace, supernet: nn.Module, data: DataSplits, table: GroundTruthTable,
-                  eval_cfg: EvalConfig, exclude: Set[str] = frozenset()) -> dict[str, Any]:
+def rank_supernet(
+    space: SearchSpace,
+    supernet: nn.Module,
+    data: DataSplits,
+    table: GroundTruthTable,
+    eval_cfg: EvalConfig,
+    exclude: Set[str] = frozenset(),
+) -> dict[str, Any]:
     """Score every table architecture not in ``exclude`` through ``supernet`` and rank against the truth.
 
     Scores are supernet top-1 accuracies (%) on ``data.val`` after BN recalibration
@@ -32,12 +38,16 @@ def rank_supernet(space: SearchSpace, supernet: nn.Module, data: DataSplits, tab
     table_labels = table.meta.get("data", {}).get("labels_sha1") or {}
     labels = data_identity(data)["labels_sha1"]
     if any(table_labels.get(split) != labels[split] for split in ("val", "test")):
-        raise ShiftnasError(f"ground-truth table {table.path} was made on a different data split "
-                            f"({table.meta.get('data', {}).get('summary')}) than {data.summary()}")
+        raise ShiftnasError(
+            f"ground-truth table {table.path} was made on a different data split "
+            f"({table.meta.get('data', {}).get('summary')}) than {data.summary()}"
+        )
     keys = [k for k in table.keys() if k not in exclude]
     if len(keys) < 2:
-        raise ShiftnasError(f"need at least 2 ground-truth architectures to rank, got {len(keys)} "
-                            f"({len(table)} in the table, {len(table) - len(keys)} excluded)")
+        raise ShiftnasError(
+            f"need at least 2 ground-truth architectures to rank, got {len(keys)} "
+            f"({len(table)} in the table, {len(table) - len(keys)} excluded)"
+        )
     archs = {row["key"]: row["arch"] for row in table.rows()}
     for key in keys:
         try:

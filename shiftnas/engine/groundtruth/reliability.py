@@ -133,8 +133,10 @@ def reliability_report(table: GroundTruthTable, metric: str = "test_accuracy") -
     report["holdout_seed_tau"] = holdout_seed_tau(values)
     report.update(spread(values))
     report["proxy_tau"] = proxy_taus(table, means)
-    report["range"] = {"min": float(np.nanmin(values)) * METRICS[metric],
-                       "max": float(np.nanmax(values)) * METRICS[metric]}
+    report["range"] = {
+        "min": float(np.nanmin(values)) * METRICS[metric],
+        "max": float(np.nanmax(values)) * METRICS[metric],
+    }
     return report
 
 
@@ -145,30 +147,44 @@ def acceptance(report: dict[str, Any], min_ratio: float = 3.0, min_tau: float = 
 
 def report_markdown(table: GroundTruthTable, reports: list[dict[str, Any]]) -> str:
     """A short markdown summary of :func:`reliability_report` results (one column per metric)."""
+
     def fmt(x: Any) -> str:
         return "–" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.3f}"
 
-    lines = [f"# Reliability of `{table.path.name}`", "",
-             f"{reports[0]['n_architectures']} architectures; records per seed: "
-             + ", ".join(f"seed {s}: {n}" for s, n in reports[0]["n_per_seed"].items()) + ".", "",
-             "| | " + " | ".join(r["metric"] for r in reports) + " |",
-             "|---|" + "---|" * len(reports)]
-    rows = [("seed-vs-seed τ (mean over pairs)", lambda r: r["seed_tau_mean"]),
-            ("local seed-vs-seed τ, top 20 %", lambda r: r["local_seed_tau@20%_mean"]),
-            ("local seed-vs-seed τ, top 10 %", lambda r: r["local_seed_tau@10%_mean"]),
-            ("held-out seed τ among the best", lambda r: (r["holdout_seed_tau"] or {}).get("tau")),
-            ("σ_arch", lambda r: r["sigma_arch"]), ("σ_seed", lambda r: r["sigma_seed"]),
-            ("σ_arch / σ_seed", lambda r: r["ratio"]),
-            ("τ(MACs, mean)", lambda r: r["proxy_tau"]["macs"]),
-            ("τ(params, mean)", lambda r: r["proxy_tau"]["params"]),
-            ("τ(MACs, mean), top 20 %", lambda r: r["proxy_tau"].get("macs@top20%")),
-            ("τ(params, mean), top 20 %", lambda r: r["proxy_tau"].get("params@top20%"))]
+    lines = [
+        f"# Reliability of `{table.path.name}`",
+        "",
+        f"{reports[0]['n_architectures']} architectures; records per seed: "
+        + ", ".join(f"seed {s}: {n}" for s, n in reports[0]["n_per_seed"].items())
+        + ".",
+        "",
+        "| | " + " | ".join(r["metric"] for r in reports) + " |",
+        "|---|" + "---|" * len(reports),
+    ]
+    rows = [
+        ("seed-vs-seed τ (mean over pairs)", lambda r: r["seed_tau_mean"]),
+        ("local seed-vs-seed τ, top 20 %", lambda r: r["local_seed_tau@20%_mean"]),
+        ("local seed-vs-seed τ, top 10 %", lambda r: r["local_seed_tau@10%_mean"]),
+        ("held-out seed τ among the best", lambda r: (r["holdout_seed_tau"] or {}).get("tau")),
+        ("σ_arch", lambda r: r["sigma_arch"]),
+        ("σ_seed", lambda r: r["sigma_seed"]),
+        ("σ_arch / σ_seed", lambda r: r["ratio"]),
+        ("τ(MACs, mean)", lambda r: r["proxy_tau"]["macs"]),
+        ("τ(params, mean)", lambda r: r["proxy_tau"]["params"]),
+        ("τ(MACs, mean), top 20 %", lambda r: r["proxy_tau"].get("macs@top20%")),
+        ("τ(params, mean), top 20 %", lambda r: r["proxy_tau"].get("params@top20%")),
+    ]
     for label, get in rows:
         lines.append(f"| {label} | " + " | ".join(fmt(get(r)) for r in reports) + " |")
     holdout = reports[0]["holdout_seed_tau"]
     if holdout:
-        lines += ["", f"Held-out seed τ: over the {holdout['n']} architectures with ≥ 3 seeds, the last seed "
-                  "against the mean of the earlier ones (which picked them)."]
-    lines += ["", "Losses are negated (higher is better) before any τ; σ in the metric's unit "
-              "(accuracy: percentage points)."]
+        lines += [
+            "",
+            f"Held-out seed τ: over the {holdout['n']} architectures with ≥ 3 seeds, the last seed "
+            "against the mean of the earlier ones (which picked them).",
+        ]
+    lines += [
+        "",
+        "Losses are negated (higher is better) before any τ; σ in the metric's unit (accuracy: percentage points).",
+    ]
     return "\n".join(lines) + "\n"

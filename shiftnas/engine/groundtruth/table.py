@@ -42,8 +42,16 @@ from ..training.standalone import fresh_subnet, train_standalone
 
 FORMAT = "shiftnas-groundtruth/1"
 GroundTruthProgress = Callable[[int, int, dict], None]  # (records done, records total, new record)
-CSV_COLUMNS = ("key", "mean_test_accuracy", "std_test_accuracy", "mean_val_accuracy", "n_seeds",
-               "mmacs", "params_m", "arch")
+CSV_COLUMNS = (
+    "key",
+    "mean_test_accuracy",
+    "std_test_accuracy",
+    "mean_val_accuracy",
+    "n_seeds",
+    "mmacs",
+    "params_m",
+    "arch",
+)
 
 
 def meta_path(path: str | Path) -> Path:
@@ -52,6 +60,7 @@ def meta_path(path: str | Path) -> Path:
 
 
 # ----------------------------------------------------------------------------- sampling
+
 
 def sample_architectures(space: SearchSpace, n: int, seed: int) -> list[Arch]:
     """``n`` distinct architectures: the smallest, the largest, then uniform random samples."""
@@ -72,8 +81,9 @@ def sample_architectures(space: SearchSpace, n: int, seed: int) -> list[Arch]:
     return list(archs.values())
 
 
-def sample_stratified(space: SearchSpace, n: int, seed: int, pool_factor: int = 20,
-                      num_classes: int = 10) -> list[Arch]:
+def sample_stratified(
+    space: SearchSpace, n: int, seed: int, pool_factor: int = 20, num_classes: int = 10
+) -> list[Arch]:
     """``n`` distinct architectures spread evenly over MACs: the smallest, the largest, and one
     random architecture from each of ``n - 2`` equal-count MACs bins of a uniform random pool of
     ``pool_factor * n`` architectures (so the sample covers the range a search explores)."""
@@ -94,10 +104,13 @@ def best_architectures(table: GroundTruthTable, k: int) -> list[Arch]:
 
 # ----------------------------------------------------------------------------- metadata
 
+
 def data_identity(data: DataSplits) -> dict[str, Any]:
     """The data set and its exact split (a hash of each split's labels; independent of image size)."""
-    labels = {name: hashlib.sha1(getattr(data, name).tensors[1].numpy().tobytes()).hexdigest()
-              for name in ("train", "val", "test")}
+    labels = {
+        name: hashlib.sha1(getattr(data, name).tensors[1].numpy().tobytes()).hexdigest()
+        for name in ("train", "val", "test")
+    }
     identity = {"name": data.name, "summary": data.summary(), "labels_sha1": labels}
     if data.holdout is not None and len(data.holdout):
         identity["train_size"] = len(data.train)  # a subset of the pool: `data.train_size` rebuilds it
@@ -118,8 +131,10 @@ def _check_or_write_meta(path: Path, identity: dict[str, Any], seeds: Sequence[i
         meta = json.loads(mpath.read_text(encoding="utf-8"))
         diff = [k for k in identity if meta.get(k) != identity[k]]
         if diff:
-            raise ShiftnasError(f"ground-truth table {path} was made with a different {', '.join(diff)} "
-                                f"(see {mpath.name}); use another path")
+            raise ShiftnasError(
+                f"ground-truth table {path} was made with a different {', '.join(diff)} "
+                f"(see {mpath.name}); use another path"
+            )
         seeds = sorted(set(meta.get("seeds", [])) | set(seeds))
         if seeds == meta.get("seeds"):
             return
@@ -139,9 +154,17 @@ def data_overrides(meta: dict[str, Any]) -> list[str]:
 
 # ----------------------------------------------------------------------------- building
 
-def build_groundtruth(space: SearchSpace, data: DataSplits, archs: Iterable[Arch], recipe: StandaloneRecipe,
-                      seeds: Sequence[int], path: str | Path,
-                      progress: GroundTruthProgress | None = None, workers: int = 1) -> GroundTruthTable:
+
+def build_groundtruth(
+    space: SearchSpace,
+    data: DataSplits,
+    archs: Iterable[Arch],
+    recipe: StandaloneRecipe,
+    seeds: Sequence[int],
+    path: str | Path,
+    progress: GroundTruthProgress | None = None,
+    workers: int = 1,
+) -> GroundTruthTable:
     """Train every (arch, seed) missing from the table at ``path`` and append it; returns the table.
 
     Work order is seed-major (all architectures with the first seed, then the next seed), so an
@@ -170,16 +193,23 @@ def build_groundtruth(space: SearchSpace, data: DataSplits, archs: Iterable[Arch
         key = arch.key()
         if key not in costs:
             costs[key] = _cost(space, arch, data.num_classes)
-        record = {"key": key, "arch": arch.to_dict(), "seed": int(seed), **result,
-                  "macs": costs[key][0], "params": costs[key][1]}
+        record = {
+            "key": key,
+            "arch": arch.to_dict(),
+            "seed": int(seed),
+            **result,
+            "macs": costs[key][0],
+            "params": costs[key][1],
+        }
         append_jsonl(path, record)
         if progress is not None:
             progress(total - len(todo) + i + 1, total, record)
     return GroundTruthTable(path)
 
 
-def _train_all(space: SearchSpace, data: DataSplits, recipe: StandaloneRecipe, todo: list[tuple[int, Arch]],
-               workers: int) -> Iterator[tuple[int, Arch, dict[str, float]]]:
+def _train_all(
+    space: SearchSpace, data: DataSplits, recipe: StandaloneRecipe, todo: list[tuple[int, Arch]], workers: int
+) -> Iterator[tuple[int, Arch, dict[str, float]]]:
     """Yield (seed, arch, result) for every job, sequentially or from a pool of spawned processes."""
     if workers <= 1:
         for seed, arch in todo:
@@ -190,8 +220,9 @@ def _train_all(space: SearchSpace, data: DataSplits, recipe: StandaloneRecipe, t
 
     ctx = multiprocessing.get_context("spawn")  # fork after OpenMP has started can deadlock
     data = replace(data, holdout=None)  # workers train on train and score val/test only: send no more
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(space.describe(), data, recipe)) as pool:
+    with ProcessPoolExecutor(
+        workers, mp_context=ctx, initializer=_init_worker, initargs=(space.describe(), data, recipe)
+    ) as pool:
         futures = {pool.submit(_train_in_worker, arch.to_dict(), int(seed)): (seed, arch) for seed, arch in todo}
         try:
             for future in as_completed(futures):
@@ -226,6 +257,7 @@ def _cost(space: SearchSpace, arch: Arch, num_classes: int) -> tuple[int, int]:
 
 
 # ----------------------------------------------------------------------------- the table
+
 
 class GroundTruthTable:
     """A loaded ground-truth table (records + metadata); per-architecture aggregates over seeds."""
@@ -303,10 +335,12 @@ def _fmt(value: Any) -> Any:
     return f"{value:.6g}" if isinstance(value, float) else value
 
 
-def table_ground_truth(table_path: str | Path, space: SearchSpace, data: DataSplits
-                       ) -> Callable[[Sequence[Arch]], list[float]]:
+def table_ground_truth(
+    table_path: str | Path, space: SearchSpace, data: DataSplits
+) -> Callable[[Sequence[Arch]], list[float]]:
     """Stand-alone accuracy from the table at ``table_path``; missing architectures are trained with
     the table's recipe and seeds and appended to it (so a crash loses nothing and the table grows)."""
+
     def ground_truth(archs: Sequence[Arch]) -> list[float]:
         meta = GroundTruthTable(table_path).meta
         table = build_groundtruth(space, data, archs, StandaloneRecipe(**meta["recipe"]), meta["seeds"], table_path)

@@ -29,11 +29,25 @@ class Archive:
             drop_torn_line(self.path)  # else the next record would be appended onto the torn one
         self.records: list[dict[str, Any]] = read_jsonl(self.path) if self.path else []
 
-    def add(self, arch: Arch, genome: np.ndarray, metrics: dict[str, Any], supernet_version: int,
-            generation: int, supernet_id: str = "") -> dict[str, Any]:
-        record = {"key": arch.key(), "arch": arch.to_dict(), "genome": [int(g) for g in genome],
-                  "metrics": metrics, "supernet_version": supernet_version, "supernet_id": supernet_id,
-                  "generation": generation, "time": time.time()}
+    def add(
+        self,
+        arch: Arch,
+        genome: np.ndarray,
+        metrics: dict[str, Any],
+        supernet_version: int,
+        generation: int,
+        supernet_id: str = "",
+    ) -> dict[str, Any]:
+        record = {
+            "key": arch.key(),
+            "arch": arch.to_dict(),
+            "genome": [int(g) for g in genome],
+            "metrics": metrics,
+            "supernet_version": supernet_version,
+            "supernet_id": supernet_id,
+            "generation": generation,
+            "time": time.time(),
+        }
         self.records.append(record)
         if self.path:
             append_jsonl(self.path, record)

@@ -109,14 +109,16 @@ class ArchitectureSampling(Sampling):
         self.space = space
 
     def _do(self, problem, n_samples, *args, random_state=None, **kwargs):
-        return sample_genomes(self.space, n_samples, random_state if random_state is not None else
-                              np.random.default_rng())
+        return sample_genomes(
+            self.space, n_samples, random_state if random_state is not None else np.random.default_rng()
+        )
 
 
 def genome_operators(space: SearchSpace) -> dict[str, Any]:
     """The variation operators every pymoo algorithm of shiftnas takes (keyword arguments)."""
-    return dict(crossover=SBX(prob=0.9, eta=15), mutation=PM(eta=20), repair=GenomeRepair(space),
-                eliminate_duplicates=True)
+    return dict(
+        crossover=SBX(prob=0.9, eta=15), mutation=PM(eta=20), repair=GenomeRepair(space), eliminate_duplicates=True
+    )
 
 
 # ----------------------------------------------------------------------------- Pareto and hypervolume
@@ -152,8 +154,9 @@ def objective_matrix(records: list[dict[str, Any]], columns: list[str]) -> np.nd
     return np.array([[r["metrics"][c] for c in columns] for r in records], dtype=float)
 
 
-def pareto_records(records: list[dict[str, Any]], objectives: list[Objective],
-                   constraints: list[Constraint]) -> list[dict[str, Any]]:
+def pareto_records(
+    records: list[dict[str, Any]], objectives: list[Objective], constraints: list[Constraint]
+) -> list[dict[str, Any]]:
     """Non-dominated, feasible records among ``records`` (one per architecture, same supernet),
     sorted by the second objective, then the first."""
     records = [r for r in records if all(c.g(r["metrics"]) <= 0 for c in constraints)]

@@ -116,11 +116,22 @@ def select_subset(front_costs: np.ndarray, cand_costs: np.ndarray, k: int, fallb
 class _AuxProblem(Problem):
     """Genomes -> (predicted error, exact cheap objectives); cheap constraints as ``g <= 0``."""
 
-    def __init__(self, space: SearchSpace, predict: Callable[[np.ndarray], np.ndarray],
-                 costs: Callable[[Arch], dict[str, Any]], cost_columns: list[str], constraints: list[Constraint]):
+    def __init__(
+        self,
+        space: SearchSpace,
+        predict: Callable[[np.ndarray], np.ndarray],
+        costs: Callable[[Arch], dict[str, Any]],
+        cost_columns: list[str],
+        constraints: list[Constraint],
+    ):
         lo, hi = space.bounds
-        super().__init__(n_var=space.n_var, n_obj=1 + len(cost_columns), n_ieq_constr=len(constraints),
-                         xl=lo.astype(float), xu=hi.astype(float))
+        super().__init__(
+            n_var=space.n_var,
+            n_obj=1 + len(cost_columns),
+            n_ieq_constr=len(constraints),
+            xl=lo.astype(float),
+            xu=hi.astype(float),
+        )
         self.space, self.predict, self.costs = space, predict, costs
         self.cost_columns, self.cons = cost_columns, constraints
 
@@ -143,8 +154,10 @@ class NATSearch:
     def __init__(self, problem: SearchProblem, cfg: NATConfig) -> None:
         expensive = [o.name for o in problem.objectives if not o.cheap]
         if expensive != ["error"]:
-            raise ConfigError("--mode nat predicts the validation error with a surrogate: exactly one objective "
-                              f"must be measured through the supernet ('error'), got {expensive or 'none'}")
+            raise ConfigError(
+                "--mode nat predicts the validation error with a surrogate: exactly one objective "
+                f"must be measured through the supernet ('error'), got {expensive or 'none'}"
+            )
         self.space, self.metrics, self.objectives = problem.space, problem.metrics, problem.objectives
         self.constraints, self.seed, self.files = problem.constraints, problem.seed, problem.files
         self.cfg = cfg.resolved()
@@ -157,8 +170,9 @@ class NATSearch:
         self.evaluator = self.metrics.evaluator
         self.shift = problem.shift
         c = self.cfg
-        self.optim = OptimizerSettings(c.adapt_lr, c.adapt_momentum, c.adapt_weight_decay, c.adapt_grad_clip,
-                                       c.adapt_warmup_steps)
+        self.optim = OptimizerSettings(
+            c.adapt_lr, c.adapt_momentum, c.adapt_weight_decay, c.adapt_grad_clip, c.adapt_warmup_steps
+        )
         self.optimizer = make_optimizer(self.evaluator.supernet, self.optim)
         self.label = f"{c.policy.upper()} search ({c.surrogate} surrogate)"
         strategy = self.shift.describe().get("strategy", "none")
@@ -172,8 +186,14 @@ class NATSearch:
     def evaluate(self, arch: Arch) -> dict[str, Any]:
         """A fresh record of ``arch`` under the current supernet."""
         self._evaluations += 1
-        return self.log.add(arch, self.space.encode(arch), self.metrics.metrics(arch), self.evaluator.version,
-                            self._iteration, self.evaluator.supernet_id)
+        return self.log.add(
+            arch,
+            self.space.encode(arch),
+            self.metrics.metrics(arch),
+            self.evaluator.version,
+            self._iteration,
+            self.evaluator.supernet_id,
+        )
 
     def reevaluate(self, archive: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [self.evaluate(Arch.from_dict(r["arch"])) for r in archive]
@@ -185,13 +205,29 @@ class NATSearch:
     def _save(self, archive, history, ref_point) -> None:
         paths = self._state_paths()
         if paths:
-            atomic_torch_save(paths[1], {"state_dict": self.evaluator.supernet.state_dict(),
-                                         "version": self.evaluator.version, "optimizer": self.optimizer.state_dict(),
-                                         "shift": self.shift.state_dict()})
-            atomic_write_json(paths[0], {"iteration": self._iteration, "evaluations": self._evaluations,
-                                         "archive": archive, "history": history,
-                                         "ref_point": ref_point.tolist(), "config": asdict(self.cfg), "seed": self.seed,
-                                         "shift": self.shift.describe(), "supernet_id": self.evaluator.supernet_id})
+            atomic_torch_save(
+                paths[1],
+                {
+                    "state_dict": self.evaluator.supernet.state_dict(),
+                    "version": self.evaluator.version,
+                    "optimizer": self.optimizer.state_dict(),
+                    "shift": self.shift.state_dict(),
+                },
+            )
+            atomic_write_json(
+                paths[0],
+                {
+                    "iteration": self._iteration,
+                    "evaluations": self._evaluations,
+                    "archive": archive,
+                    "history": history,
+                    "ref_point": ref_point.tolist(),
+                    "config": asdict(self.cfg),
+                    "seed": self.seed,
+                    "shift": self.shift.describe(),
+                    "supernet_id": self.evaluator.supernet_id,
+                },
+            )
 
     def _load(self):
         paths = self._state_paths()
@@ -219,8 +255,9 @@ class NATSearch:
     def start(self, rng: np.random.Generator) -> list[dict[str, Any]]:
         c = self.cfg
         if c.preprocess:
-            archive = preprocess(self.space, c.archive_size, c.oversample, c.init, self.evaluate, self.columns,
-                                 rng, self.seed)
+            archive = preprocess(
+                self.space, c.archive_size, c.oversample, c.init, self.evaluate, self.columns, rng, self.seed
+            )
         else:
             archive = initial_archive(self.space, c.archive_size, c.init, self.evaluate, rng)
         return archive
@@ -228,14 +265,18 @@ class NATSearch:
     def propose(self, archive: list[dict[str, Any]], surrogate, iteration: int) -> list[Arch]:
         """Candidates from NSGA-II/III on the surrogate, not yet in the archive, subset-selected to K."""
         c = self.cfg
-        problem = _AuxProblem(self.space, surrogate.predict, self.metrics.cost_metrics, self.cost_columns,
-                              self.aux_constraints)
+        problem = _AuxProblem(
+            self.space, surrogate.predict, self.metrics.cost_metrics, self.cost_columns, self.aux_constraints
+        )
         F = objective_matrix(archive, self.columns)
         nd = nondominated(F)
         seeds = np.array([archive[i]["genome"] for i in nd][: c.aux_pop_size], dtype=float)
         rng = np.random.default_rng([self.seed, iteration, 1])
-        sampled = sample_genomes(self.space, c.aux_pop_size - len(seeds), rng) \
-            if len(seeds) < c.aux_pop_size else np.empty((0, self.space.n_var))
+        sampled = (
+            sample_genomes(self.space, c.aux_pop_size - len(seeds), rng)
+            if len(seeds) < c.aux_pop_size
+            else np.empty((0, self.space.n_var))
+        )
         X0 = Population.new("X", np.vstack([seeds, sampled]))
         kwargs = dict(pop_size=c.aux_pop_size, sampling=X0, **genome_operators(self.space))
         if problem.n_obj > 2:
@@ -280,8 +321,9 @@ class NATSearch:
         for i in range(c.adapt_steps):
             set_lr(self.optimizer, (iteration - 1) * c.adapt_steps + i, total, self.optim)
             idx = torch.randint(len(labels), (c.adapt_batch_size,), generator=gen)
-            archs = [self.space.largest()] + [self.space.decode(sample_from(dists, lo, rng))
-                                              for _ in range(c.adapt_subnets)]
+            archs = [self.space.largest()] + [
+                self.space.decode(sample_from(dists, lo, rng)) for _ in range(c.adapt_subnets)
+            ]
             self.optimizer.zero_grad(set_to_none=True)
             sandwich_step(self.space, net, images[idx], labels[idx], archs, c.kd_ratio)
             clipped_step(self.optimizer, net, self.optim)
@@ -321,8 +363,9 @@ class NATSearch:
                 pred = surrogate.predict(np.array([r["genome"] for r in new], dtype=float))
                 quality = fit_quality(pred, np.array([r["metrics"]["error"] for r in new]))
             archive = update_archive(archive, new, c.update, c.archive_size, self.columns, self.seed)
-            shifted = self.shift.end_generation(candidates, self._nondominated(archive),
-                                                np.array([r["genome"] for r in archive], dtype=int))
+            shifted = self.shift.end_generation(
+                candidates, self._nondominated(archive), np.array([r["genome"] for r in archive], dtype=int)
+            )
             if self.adapt(archive, it) or shifted:
                 archive = self.reevaluate(archive)
             history.append(self._stats(archive, ref_point, surrogate.describe(), quality, len(new)))
@@ -338,11 +381,19 @@ class NATSearch:
     def _stats(self, archive, ref_point, surrogate, quality, n_new: int = 0) -> dict[str, Any]:
         F = objective_matrix(archive, self.columns)
         nd = nondominated(F)
-        return {"generation": self._iteration, "iteration": self._iteration,
-                "hypervolume": normalized_hypervolume(F, ref_point), "archive_size": len(archive),
-                "candidates": n_new, "evaluated": self._evaluations, "supernet_version": self.evaluator.version,
-                "surrogate": surrogate, "surrogate_quality": quality,
-                "best_error": float(F[:, self.error_index].min()), "front": F[nd].tolist()}
+        return {
+            "generation": self._iteration,
+            "iteration": self._iteration,
+            "hypervolume": normalized_hypervolume(F, ref_point),
+            "archive_size": len(archive),
+            "candidates": n_new,
+            "evaluated": self._evaluations,
+            "supernet_version": self.evaluator.version,
+            "surrogate": surrogate,
+            "surrogate_quality": quality,
+            "best_error": float(F[:, self.error_index].min()),
+            "front": F[nd].tolist(),
+        }
 
 
 @SEARCHERS.register("nat")

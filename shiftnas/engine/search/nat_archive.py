@@ -30,7 +30,6 @@ INIT_POLICIES = ("genome-uniform", "architecture-space")
 UPDATE_POLICIES = ("grow", "bounded")
 
 
-
 def sample_genome_uniform(space: SearchSpace, rng: np.random.Generator) -> Arch:
     """NAT: every gene uniform over its integer bounds (skips are rare: depth is mostly maximal)."""
     lo, hi = space.bounds
@@ -52,8 +51,9 @@ def sample_architecture_space(space: SearchSpace, rng: np.random.Generator) -> A
     return Arch(stages=tuple(stages), resolution=int(rng.choice(spec.resolutions)))
 
 
-def initial_architectures(space: SearchSpace, n: int, policy: str, rng: np.random.Generator,
-                          exclude: set[str] = frozenset()) -> list[Arch]:
+def initial_architectures(
+    space: SearchSpace, n: int, policy: str, rng: np.random.Generator, exclude: set[str] = frozenset()
+) -> list[Arch]:
     """``n`` distinct architectures drawn by ``policy`` (none of the keys in ``exclude``)."""
     if policy not in INIT_POLICIES:
         raise ConfigError(f"unknown archive initialisation '{policy}'; choose one of: {', '.join(INIT_POLICIES)}")
@@ -86,8 +86,16 @@ def survive(records: list[dict[str, Any]], n: int, columns: list[str], seed: int
     return [records[i] for i in sorted(int(i) for i in keep)]
 
 
-def preprocess(space: SearchSpace, size: int, oversample: int, policy: str, evaluate: Callable[[Arch], dict],
-               columns: list[str], rng: np.random.Generator, seed: int = 0) -> list[dict[str, Any]]:
+def preprocess(
+    space: SearchSpace,
+    size: int,
+    oversample: int,
+    policy: str,
+    evaluate: Callable[[Arch], dict],
+    columns: list[str],
+    rng: np.random.Generator,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
     """NATv2 pre-processing: evaluate ``oversample x size - 2`` samples, keep ``size - 2``, add the extremes."""
     extremes = [space.smallest(), space.largest()]
     pool = initial_architectures(space, oversample * size - 2, policy, rng, {a.key() for a in extremes})
@@ -95,16 +103,23 @@ def preprocess(space: SearchSpace, size: int, oversample: int, policy: str, eval
     return kept + [evaluate(a) for a in extremes]
 
 
-def initial_archive(space: SearchSpace, size: int, policy: str, evaluate: Callable[[Arch], dict],
-                    rng: np.random.Generator) -> list[dict[str, Any]]:
+def initial_archive(
+    space: SearchSpace, size: int, policy: str, evaluate: Callable[[Arch], dict], rng: np.random.Generator
+) -> list[dict[str, Any]]:
     """NAT: the smallest and largest networks plus ``size - 2`` samples, all evaluated."""
     extremes = [space.smallest(), space.largest()]
     pool = initial_architectures(space, size - 2, policy, rng, {a.key() for a in extremes})
     return [evaluate(a) for a in pool + extremes]
 
 
-def update_archive(archive: list[dict[str, Any]], candidates: list[dict[str, Any]], policy: str, size: int,
-                   columns: list[str], seed: int = 0) -> list[dict[str, Any]]:
+def update_archive(
+    archive: list[dict[str, Any]],
+    candidates: list[dict[str, Any]],
+    policy: str,
+    size: int,
+    columns: list[str],
+    seed: int = 0,
+) -> list[dict[str, Any]]:
     """Add ``candidates`` (deduplicated on the architecture); ``bounded`` then survives back to ``size``."""
     if policy not in UPDATE_POLICIES:
         raise ConfigError(f"unknown archive update '{policy}'; choose one of: {', '.join(UPDATE_POLICIES)}")

@@ -46,8 +46,13 @@ from .base import (
 class NASProblem(Problem):
     """pymoo problem: genome rows -> objective values F and constraint values G."""
 
-    def __init__(self, space: SearchSpace, evaluate: Callable[[np.ndarray], tuple[list[float], list[float]]],
-                 n_obj: int, n_constr: int) -> None:
+    def __init__(
+        self,
+        space: SearchSpace,
+        evaluate: Callable[[np.ndarray], tuple[list[float], list[float]]],
+        n_obj: int,
+        n_constr: int,
+    ) -> None:
         xl, xu = space.bounds
         super().__init__(n_var=space.n_var, n_obj=n_obj, n_ieq_constr=n_constr, xl=xl, xu=xu, vtype=int)
         self._evaluate_one = evaluate
@@ -77,12 +82,15 @@ class NSGA2Search:
         self.total_steps = generations
         self._generation = 0
         self._rescoring = False
-        self._evaluated: list[Arch] = []          # new candidates scored in the current generation
-        self._version_of: dict[str, int] = {}     # supernet version behind each architecture's current F
+        self._evaluated: list[Arch] = []  # new candidates scored in the current generation
+        self._version_of: dict[str, int] = {}  # supernet version behind each architecture's current F
         ev, columns = self.metrics.evaluator, self.metrics.needed
         # records a resumed run may reuse: same starting weights, every metric it needs
-        self._stored = {(r["key"], r["supernet_version"]): r for r in self.archive
-                        if r.get("supernet_id") == ev.supernet_id and columns <= set(r["metrics"])}
+        self._stored = {
+            (r["key"], r["supernet_version"]): r
+            for r in self.archive
+            if r.get("supernet_id") == ev.supernet_id and columns <= set(r["metrics"])
+        }
 
     @property
     def version(self) -> int:
@@ -93,8 +101,14 @@ class NSGA2Search:
         key = (arch.key(), self.version)
         if key not in self._stored:
             values = self.metrics.metrics(arch)
-            self._stored[key] = self.archive.add(arch, self.space.encode(arch), values, self.version,
-                                                 self._generation, self.metrics.evaluator.supernet_id)
+            self._stored[key] = self.archive.add(
+                arch,
+                self.space.encode(arch),
+                values,
+                self.version,
+                self._generation,
+                self.metrics.evaluator.supernet_id,
+            )
         self._version_of[arch.key()] = self.version
         return self._stored[key]["metrics"]
 
@@ -117,8 +131,9 @@ class NSGA2Search:
 
     def run(self, on_step: StepCallback | None = None) -> SearchResult:
         problem = NASProblem(self.space, self.evaluate_genome, len(self.objectives), len(self.constraints))
-        algorithm = NSGA2(pop_size=self.pop_size, sampling=ArchitectureSampling(self.space),
-                          **genome_operators(self.space))
+        algorithm = NSGA2(
+            pop_size=self.pop_size, sampling=ArchitectureSampling(self.space), **genome_operators(self.space)
+        )
         algorithm.setup(problem, termination=("n_gen", self.generations), seed=self.seed, verbose=False)
         hv_history: list[dict[str, Any]] = []
         ref_point: np.ndarray | None = None
@@ -141,22 +156,37 @@ class NSGA2Search:
                 changed = self.shift.end_generation(list(self._evaluated), nondominated, region)
                 if changed and self.reevaluate:
                     self._rescore(algorithm, problem, algorithm.pop)
-                    algorithm.pop = algorithm.survival.do(problem, algorithm.pop, n_survive=len(algorithm.pop),
-                                                          algorithm=algorithm, random_state=algorithm.random_state)
+                    algorithm.pop = algorithm.survival.do(
+                        problem,
+                        algorithm.pop,
+                        n_survive=len(algorithm.pop),
+                        algorithm=algorithm,
+                        random_state=algorithm.random_state,
+                    )
             F = algorithm.pop.get("F")
             feasible = feasible_mask(algorithm.pop.get("G"), len(F))
             if ref_point is None:  # fixed at generation 1 so later values are comparable (methods §1.9)
                 ref_point = 1.01 * F.max(axis=0)
-            stats = {"generation": self._generation, "hypervolume": normalized_hypervolume(F[feasible], ref_point),
-                     "evaluated": len(self.archive), "feasible": int(feasible.sum()),
-                     "supernet_version": self.version, "versions_compared": versions,
-                     "best_error": float(F[:, 0].min()) if self.objectives[0].name == "error" else None}
+            stats = {
+                "generation": self._generation,
+                "hypervolume": normalized_hypervolume(F[feasible], ref_point),
+                "evaluated": len(self.archive),
+                "feasible": int(feasible.sum()),
+                "supernet_version": self.version,
+                "versions_compared": versions,
+                "best_error": float(F[:, 0].min()) if self.objectives[0].name == "error" else None,
+            }
             hv_history.append(stats)
             if on_step:
                 on_step(self._generation, self.generations, stats)
         current = [r for (key, v), r in self._stored.items() if v == self.version]
-        return SearchResult(self.archive, current, pareto_records(current, self.objectives, self.constraints),
-                            hv_history, self.objectives)
+        return SearchResult(
+            self.archive,
+            current,
+            pareto_records(current, self.objectives, self.constraints),
+            hv_history,
+            self.objectives,
+        )
 
     def _nondominated(self, pop) -> list[Arch]:
         return [self.space.decode(pop[i].X) for i in nondominated(pop.get("F"))]
@@ -168,8 +198,9 @@ def nsga2_searcher(problem: SearchProblem, cfg: RunConfig) -> NSGA2Search:
     return NSGA2Search(problem, cfg.search.pop_size, cfg.search.generations, reevaluate=cfg.shift.reevaluate)
 
 
-def current_best_proposer(space: SearchSpace, data: DataSplits, eval_cfg: EvalConfig, pop_size: int,
-                          generations: int, seed: int) -> Callable[[nn.Module, int], list[Arch]]:
+def current_best_proposer(
+    space: SearchSpace, data: DataSplits, eval_cfg: EvalConfig, pop_size: int, generations: int, seed: int
+) -> Callable[[nn.Module, int], list[Arch]]:
     """The multi-round landmark proposer: a short NSGA-II (supernet error, params) through the current
     supernet, returning every scored architecture, best first (``training.landmarks.LandmarkGrowth``)."""
     objectives = resolve_objectives(["error", "params"])
@@ -185,5 +216,3 @@ def current_best_proposer(space: SearchSpace, data: DataSplits, eval_cfg: EvalCo
         return [Arch.from_dict(r["arch"]) for r in ranked]
 
     return propose
-
-

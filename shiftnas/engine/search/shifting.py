@@ -86,8 +86,15 @@ class NoShift(ShiftStrategy):
 class _Trainer(ShiftStrategy):
     """Shared machinery: an SGD optimizer over the supernet and a seeded stream of training batches."""
 
-    def __init__(self, space: SearchSpace, evaluator: SubnetEvaluator, data: DataSplits, cfg: ShiftConfig,
-                 seed: int = 0, version_path: VersionPath | None = None) -> None:
+    def __init__(
+        self,
+        space: SearchSpace,
+        evaluator: SubnetEvaluator,
+        data: DataSplits,
+        cfg: ShiftConfig,
+        seed: int = 0,
+        version_path: VersionPath | None = None,
+    ) -> None:
         self.space, self.evaluator, self.cfg = space, evaluator, cfg
         self.supernet: nn.Module = evaluator.supernet
         self.images, self.labels = data.train.tensors
@@ -100,15 +107,20 @@ class _Trainer(ShiftStrategy):
         self._order = torch.empty(0, dtype=torch.long)
         self.version_path = version_path
         self.updates = 0
-        self.passes = 0   # forward/backward passes of one path over one batch (the compute spent shifting)
+        self.passes = 0  # forward/backward passes of one path over one batch (the compute spent shifting)
 
     def describe(self) -> dict:
         return asdict(self.cfg)
 
     def state_dict(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict(), "generator": self._gen.get_state(),
-                "rng": self.rng.bit_generator.state, "order": self._order.clone(),
-                "updates": self.updates, "passes": self.passes}
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self._gen.get_state(),
+            "rng": self.rng.bit_generator.state,
+            "order": self._order.clone(),
+            "updates": self.updates,
+            "passes": self.passes,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
@@ -120,7 +132,7 @@ class _Trainer(ShiftStrategy):
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         if len(self._order) < self.cfg.batch_size:
             self._order = torch.randperm(len(self.labels), generator=self._gen)
-        idx, self._order = self._order[:self.cfg.batch_size], self._order[self.cfg.batch_size:]
+        idx, self._order = self._order[: self.cfg.batch_size], self._order[self.cfg.batch_size :]
         return self.images[idx], self.labels[idx]
 
     def path_loss(self, arch: Arch) -> torch.Tensor:
@@ -199,8 +211,14 @@ SHIFT_STRATEGIES.add("per_candidate", PerCandidateShift)
 SHIFT_STRATEGIES.add("region", RegionShift)
 
 
-def make_shift_strategy(space: SearchSpace, evaluator: SubnetEvaluator, data: DataSplits, cfg: ShiftConfig,
-                        seed: int = 0, version_path: VersionPath | None = None) -> ShiftStrategy:
+def make_shift_strategy(
+    space: SearchSpace,
+    evaluator: SubnetEvaluator,
+    data: DataSplits,
+    cfg: ShiftConfig,
+    seed: int = 0,
+    version_path: VersionPath | None = None,
+) -> ShiftStrategy:
     """The strategy named by ``cfg.strategy`` (``version_path``: where each updated supernet is kept)."""
     cls = SHIFT_STRATEGIES.get(cfg.strategy)
     if cls is NoShift:

@@ -31,8 +31,15 @@ def _loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float
     return accuracy_and_loss(model, images, labels, images.shape[-1], batch_size=250)[1]
 
 
-def _train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: FinetuneRecipe, epochs: int,
-           seed: int, after_epoch: Callable[[int], bool] | None = None) -> int:
+def _train(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    recipe: FinetuneRecipe,
+    epochs: int,
+    seed: int,
+    after_epoch: Callable[[int], bool] | None = None,
+) -> int:
     """Train ``epochs`` epochs (schedule over ``recipe.epochs``); ``after_epoch`` may stop early."""
     optimizer = make_optimizer(model, OptimizerSettings.of(recipe))
     total_steps = math.ceil(len(labels) / recipe.batch_size) * recipe.epochs
@@ -46,8 +53,14 @@ def _train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe:
     return done
 
 
-def finetune(make_subnet: Callable[[], nn.Module], resolution: int, data: DataSplits, recipe: FinetuneRecipe,
-             seed: int = 0, progress: Callable[[str, int, dict], None] | None = None) -> dict[str, Any]:
+def finetune(
+    make_subnet: Callable[[], nn.Module],
+    resolution: int,
+    data: DataSplits,
+    recipe: FinetuneRecipe,
+    seed: int = 0,
+    progress: Callable[[str, int, dict], None] | None = None,
+) -> dict[str, Any]:
     """Fine-tune the subnet ``make_subnet()`` returns; test accuracy before and after, read at the end.
 
     ``make_subnet`` must return a fresh copy each call (phase 2 starts again from the supernet's weights).
@@ -66,8 +79,11 @@ def finetune(make_subnet: Callable[[], nn.Module], resolution: int, data: DataSp
 
     def after_epoch(epoch: int) -> bool:
         nonlocal best_loss, since
-        point = {"epoch": epoch, "val_accuracy": accuracy(before, val_x, val_y, resolution),
-                 "val_loss": _loss(before, val_x, val_y)}
+        point = {
+            "epoch": epoch,
+            "val_accuracy": accuracy(before, val_x, val_y, resolution),
+            "val_loss": _loss(before, val_x, val_y),
+        }
         curve.append(point)
         if point["val_accuracy"] > best["val_accuracy"]:
             best.update(point)
@@ -88,10 +104,16 @@ def finetune(make_subnet: Callable[[], nn.Module], resolution: int, data: DataSp
     report("phase 2", epochs, {})
     # the test split is read here, once, for the report
     test_x, test_y = data.test.tensors
-    result = {"best_epoch": epochs, "phase1_epochs": phase1_epochs, "val_accuracy_before": val_before,
-              "val_loss_before": initial_loss,
-              "val_accuracy_best": best["val_accuracy"], "curve": curve,
-              "test_accuracy_before": accuracy(initial, test_x, test_y, resolution),
-              "test_accuracy_after": accuracy(final, test_x, test_y, resolution), "recipe": asdict(recipe)}
+    result = {
+        "best_epoch": epochs,
+        "phase1_epochs": phase1_epochs,
+        "val_accuracy_before": val_before,
+        "val_loss_before": initial_loss,
+        "val_accuracy_best": best["val_accuracy"],
+        "curve": curve,
+        "test_accuracy_before": accuracy(initial, test_x, test_y, resolution),
+        "test_accuracy_after": accuracy(final, test_x, test_y, resolution),
+        "recipe": asdict(recipe),
+    }
     result["model"] = final
     return result

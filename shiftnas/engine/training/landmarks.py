@@ -52,7 +52,8 @@ def regularizer_batch_source(data: DataSplits, source: str) -> TensorDataset:
             raise ConfigError(
                 f"landmarks.batch_source=holdout needs training images held out of train: set "
                 f"data.train_size below the {len(data.train)} of {data.name}'s training pool "
-                "(or landmarks.batch_source=val, which draws on the split the search scores on)")
+                "(or landmarks.batch_source=val, which draws on the split the search scores on)"
+            )
         return data.holdout
     return data.val if source == "val" else data.train
 
@@ -62,9 +63,12 @@ def sort_landmarks(landmarks: Sequence[Landmark]) -> list[Landmark]:
     return sorted(landmarks, key=lambda lm: (lm.accuracy, lm.arch.key()))
 
 
-def select_landmarks(candidates: Sequence[tuple[Arch, float]], m: int,
-                     method: Literal["random", "fixed"] = "random",
-                     rng: np.random.Generator | None = None) -> list[Landmark]:
+def select_landmarks(
+    candidates: Sequence[tuple[Arch, float]],
+    m: int,
+    method: Literal["random", "fixed"] = "random",
+    rng: np.random.Generator | None = None,
+) -> list[Landmark]:
     """``m`` landmarks out of (arch, stand-alone accuracy) candidates, sorted ascending by accuracy.
 
     ``random``: ``m`` candidates uniformly without replacement. ``fixed``: evenly spaced ground-truth
@@ -116,8 +120,9 @@ def round_boundaries(epochs: int, cfg: LandmarkConfig) -> list[int]:
         raise ValueError(f"landmark rounds must be >= 1, got {cfg.rounds}")
     t_w = warmup_epochs(epochs, cfg)
     if cfg.rounds > epochs - t_w:
-        raise ValueError(f"{cfg.rounds} landmark rounds need at least as many epochs after the warm-up "
-                         f"({epochs - t_w} of {epochs})")
+        raise ValueError(
+            f"{cfg.rounds} landmark rounds need at least as many epochs after the warm-up ({epochs - t_w} of {epochs})"
+        )
     return [t_w + round(k * (epochs - t_w) / cfg.rounds) for k in range(1, cfg.rounds)]
 
 
@@ -164,8 +169,9 @@ def sample_pairs(m: int, n: int, method: str, rng: np.random.Generator) -> list[
     return pairs
 
 
-def pairwise_hinge(loss_worse: torch.Tensor, loss_better: torch.Tensor, kind: str = "relu",
-                   beta: float = 5.0) -> torch.Tensor:
+def pairwise_hinge(
+    loss_worse: torch.Tensor, loss_better: torch.Tensor, kind: str = "relu", beta: float = 5.0
+) -> torch.Tensor:
     """φ(ℓ(better) − ℓ(worse)): positive when the better architecture has the higher loss.
 
     ``relu`` is exactly zero when the order is respected; ``softplus`` (``beta``) is a smooth version.
@@ -185,11 +191,12 @@ class LandmarkRegularizer:
     the same pairs and batches) and :meth:`step` once per training step.
     """
 
-    def __init__(self, landmarks: Sequence[Landmark], data: DataSplits, cfg: LandmarkConfig | None = None,
-                 seed: int = 0):
+    def __init__(
+        self, landmarks: Sequence[Landmark], data: DataSplits, cfg: LandmarkConfig | None = None, seed: int = 0
+    ):
         self.landmarks = sort_landmarks(landmarks)
         self._initial = list(self.landmarks)
-        self.rounds: list[dict] = []      # landmarks added by the multi-round variant, per epoch
+        self.rounds: list[dict] = []  # landmarks added by the multi-round variant, per epoch
         if len(self.landmarks) < 2:
             raise ValueError("landmark regularization needs at least 2 landmarks")
         if len({lm.arch.key() for lm in self.landmarks}) != len(self.landmarks):
@@ -206,8 +213,7 @@ class LandmarkRegularizer:
 
     def identity(self) -> dict:
         """What the regulariser contributes to the training identity (initial landmarks and config)."""
-        return {"landmarks": [[lm.arch.key(), lm.accuracy] for lm in self._initial],
-                "config": asdict(self.cfg)}
+        return {"landmarks": [[lm.arch.key(), lm.accuracy] for lm in self._initial], "config": asdict(self.cfg)}
 
     def grow(self, new: Sequence[Landmark], epoch: int) -> list[Landmark]:
         """Add ``new`` landmarks after ``epoch`` epochs (multi-round variant); returns those added.
@@ -218,16 +224,21 @@ class LandmarkRegularizer:
         known = {lm.arch.key() for lm in self.landmarks}
         self.landmarks = add_landmarks(self.landmarks, new)
         added = [lm for lm in self.landmarks if lm.arch.key() not in known]
-        self.rounds.append({"epoch": epoch, "added": [{"key": lm.arch.key(), "arch": lm.arch.to_dict(),
-                                                        "accuracy": lm.accuracy} for lm in added]})
+        self.rounds.append(
+            {
+                "epoch": epoch,
+                "added": [{"key": lm.arch.key(), "arch": lm.arch.to_dict(), "accuracy": lm.accuracy} for lm in added],
+            }
+        )
         return added
 
     def load_rounds(self, rounds: Sequence[dict]) -> None:
         """Restore the landmarks added by earlier rounds (from a checkpoint's ``landmark_rounds``)."""
         self.landmarks, self.rounds = list(self._initial), []
         for entry in rounds:
-            self.grow([Landmark(Arch.from_dict(a["arch"]), float(a["accuracy"])) for a in entry["added"]],
-                      int(entry["epoch"]))
+            self.grow(
+                [Landmark(Arch.from_dict(a["arch"]), float(a["accuracy"])) for a in entry["added"]], int(entry["epoch"])
+            )
 
     def begin_epoch(self, epoch: int, seed: int | None = None) -> None:
         """Re-derive the pair rng and the held-out batch order from (seed, epoch)."""
@@ -244,7 +255,7 @@ class LandmarkRegularizer:
         while True:
             order = torch.from_numpy(rng.permutation(n))
             for start in range(0, n - size + 1, size):
-                yield order[start:start + size]
+                yield order[start : start + size]
 
     def step(self, space: SearchSpace, supernet: nn.Module, epoch: int, epochs: int) -> float:
         """Backpropagate λ_e·Σ φ(ℓ(α_b) − ℓ(α_a)) over the sampled pairs on one held-out batch.
@@ -258,9 +269,11 @@ class LandmarkRegularizer:
         weight = landmark_weight(epoch, epochs, self.cfg)
         if weight == 0.0:
             return 0.0
-        pairs = [(a, b) for a, b in sample_pairs(len(self.landmarks), self.cfg.pairs_per_step,
-                                                   self.cfg.pair_sampling, self.rng)
-                 if self.landmarks[a].accuracy < self.landmarks[b].accuracy]
+        pairs = [
+            (a, b)
+            for a, b in sample_pairs(len(self.landmarks), self.cfg.pairs_per_step, self.cfg.pair_sampling, self.rng)
+            if self.landmarks[a].accuracy < self.landmarks[b].accuracy
+        ]
         idx = next(self._batches)
         if not pairs:
             return 0.0
@@ -274,8 +287,9 @@ class LandmarkRegularizer:
                 losses[i] = F.cross_entropy(supernet(resize(images, arch.resolution)), labels)
             return losses[i]
 
-        total = weight * sum(pairwise_hinge(loss_of(a), loss_of(b), self.cfg.loss, self.cfg.softplus_beta)
-                             for a, b in pairs)
+        total = weight * sum(
+            pairwise_hinge(loss_of(a), loss_of(b), self.cfg.loss, self.cfg.softplus_beta) for a, b in pairs
+        )
         total.backward()
         return float(total.item())
 
@@ -291,9 +305,16 @@ class LandmarkGrowth:
     supernet's current best architectures (``propose``, a short search through the supernet) get
     their stand-alone accuracy (``ground_truth``: the table's recipe) and join the landmarks."""
 
-    def __init__(self, space: SearchSpace, supernet: nn.Module, regularizer: LandmarkRegularizer, epochs: int,
-                 propose: Proposer, ground_truth: GroundTruthFn,
-                 on_round: Callable[[int, list[Landmark]], None] | None = None) -> None:
+    def __init__(
+        self,
+        space: SearchSpace,
+        supernet: nn.Module,
+        regularizer: LandmarkRegularizer,
+        epochs: int,
+        propose: Proposer,
+        ground_truth: GroundTruthFn,
+        on_round: Callable[[int, list[Landmark]], None] | None = None,
+    ) -> None:
         self.space, self.supernet, self.regularizer = space, supernet, regularizer
         self.boundaries = round_boundaries(epochs, regularizer.cfg)
         self.propose, self.ground_truth, self.on_round = propose, ground_truth, on_round
@@ -303,7 +324,7 @@ class LandmarkGrowth:
             return
         known = {lm.arch.key() for lm in self.regularizer.landmarks}
         fresh = [a for a in self.propose(self.supernet, epochs_done) if a.key() not in known]
-        fresh = fresh[:self.regularizer.cfg.per_round]
+        fresh = fresh[: self.regularizer.cfg.per_round]
         accuracies = self.ground_truth(fresh) if fresh else []
         added = self.regularizer.grow([Landmark(a, acc) for a, acc in zip(fresh, accuracies)], epochs_done)
         if self.on_round is not None:

@@ -38,9 +38,12 @@ def make_optimizer(module: nn.Module, settings: OptimizerSettings) -> torch.opti
     decay, no_decay = [], []
     for p in module.parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)
-    return torch.optim.SGD([{"params": decay, "weight_decay": settings.weight_decay},
-                            {"params": no_decay, "weight_decay": 0.0}],
-                           lr=settings.lr, momentum=settings.momentum, nesterov=True)
+    return torch.optim.SGD(
+        [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=settings.lr,
+        momentum=settings.momentum,
+        nesterov=True,
+    )
 
 
 def lr_at(step: int, total_steps: int, lr: float, warmup_steps: int) -> float:

@@ -34,9 +34,16 @@ def fresh_subnet(space: SearchSpace, arch: Arch, num_classes: int, seed: int) ->
         return space.extract(supernet, arch)
 
 
-def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
-                 labels: torch.Tensor, recipe: StandaloneRecipe, seed: int, epoch: int,
-                 total_steps: int) -> None:
+def train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    recipe: StandaloneRecipe,
+    seed: int,
+    epoch: int,
+    total_steps: int,
+) -> None:
     """One epoch of SGD over ``images`` (already at the architecture's resolution)."""
     steps_per_epoch = math.ceil(len(labels) / recipe.batch_size)
     settings = OptimizerSettings.of(recipe)
@@ -49,14 +56,16 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: torc
         optimizer.zero_grad(set_to_none=True)
         loss = F.cross_entropy(model(images[idx]), labels[idx])
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"stand-alone training diverged at epoch {epoch}, step {i} "
-                                     f"(loss {loss.item()}); lower the recipe lr")
+            raise FloatingPointError(
+                f"stand-alone training diverged at epoch {epoch}, step {i} (loss {loss.item()}); lower the recipe lr"
+            )
         loss.backward()
         clipped_step(optimizer, model, settings)
 
 
-def train_standalone(space: SearchSpace, arch: Arch, data: DataSplits, recipe: StandaloneRecipe,
-                     seed: int) -> dict[str, float]:
+def train_standalone(
+    space: SearchSpace, arch: Arch, data: DataSplits, recipe: StandaloneRecipe, seed: int
+) -> dict[str, float]:
     """Train a fresh network of ``arch`` alone on ``data.train``; deterministic for a given ``seed``.
 
     Returns ``{'val_accuracy', 'test_accuracy', 'val_loss', 'test_loss', 'seconds'}`` (accuracies in
@@ -76,5 +85,10 @@ def train_standalone(space: SearchSpace, arch: Arch, data: DataSplits, recipe: S
     model.eval()
     val, val_loss = accuracy_and_loss(model, *data.val.tensors, arch.resolution)
     test, test_loss = accuracy_and_loss(model, *data.test.tensors, arch.resolution)
-    return {"val_accuracy": val, "test_accuracy": test, "val_loss": val_loss, "test_loss": test_loss,
-            "seconds": time.perf_counter() - start}
+    return {
+        "val_accuracy": val,
+        "test_accuracy": test,
+        "val_loss": val_loss,
+        "test_loss": test_loss,
+        "seconds": time.perf_counter() - start,
+    }

@@ -37,12 +37,19 @@ def sandwich_archs(space: SearchSpace, rng: np.random.Generator, n_random: int) 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
     """KL(teacher || student) on soft predictions (teacher detached)."""
-    return F.kl_div(F.log_softmax(student_logits, dim=1), F.softmax(teacher_logits.detach(), dim=1),
-                    reduction="batchmean")
+    return F.kl_div(
+        F.log_softmax(student_logits, dim=1), F.softmax(teacher_logits.detach(), dim=1), reduction="batchmean"
+    )
 
 
-def sandwich_step(space: SearchSpace, supernet: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                  archs: list[Arch], kd_ratio: float) -> torch.Tensor:
+def sandwich_step(
+    space: SearchSpace,
+    supernet: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    archs: list[Arch],
+    kd_ratio: float,
+) -> torch.Tensor:
     """Forward/backward of one sandwich step; returns the averaged loss (gradients accumulated)."""
     teacher_logits = None
     total = 0.0
@@ -62,8 +69,9 @@ def sandwich_step(space: SearchSpace, supernet: nn.Module, images: torch.Tensor,
 ProgressFn = Callable[[int, int, float], None]  # (step, total_steps, loss)
 
 
-def training_identity(space: SearchSpace, data: DataSplits, cfg: TrainConfig, seed: int,
-                      regularizer: LandmarkRegularizer | None = None) -> dict:
+def training_identity(
+    space: SearchSpace, data: DataSplits, cfg: TrainConfig, seed: int, regularizer: LandmarkRegularizer | None = None
+) -> dict:
     """What determines the trained weights; a checkpoint is resumed only if this matches."""
     identity = {"config": asdict(cfg), "seed": seed, "space": space.describe(), "data": data.summary()}
     if regularizer is not None:
@@ -81,10 +89,17 @@ def finished_training(checkpoint_path: str | Path, identity: dict) -> dict | Non
     return state if training.get("finished") and training.get("identity") == identity else None
 
 
-def train_supernet(space: SearchSpace, supernet: nn.Module, data: DataSplits, cfg: TrainConfig,
-                   checkpoint_path: str | Path, seed: int = 0, progress: ProgressFn | None = None,
-                   regularizer: LandmarkRegularizer | None = None,
-                   after_epoch: Callable[[int], None] | None = None) -> list[dict]:
+def train_supernet(
+    space: SearchSpace,
+    supernet: nn.Module,
+    data: DataSplits,
+    cfg: TrainConfig,
+    checkpoint_path: str | Path,
+    seed: int = 0,
+    progress: ProgressFn | None = None,
+    regularizer: LandmarkRegularizer | None = None,
+    after_epoch: Callable[[int], None] | None = None,
+) -> list[dict]:
     """Train ``supernet`` in place; resumes from ``checkpoint_path`` if it holds the same run, unfinished.
 
     ``after_epoch(epochs_done)`` runs after every epoch, before its checkpoint is written (the
@@ -124,11 +139,13 @@ def train_supernet(space: SearchSpace, supernet: nn.Module, data: DataSplits, cf
             step = epoch * steps_per_epoch + i
             set_lr(optimizer, step, total_steps, settings)
             optimizer.zero_grad(set_to_none=True)
-            loss = sandwich_step(space, supernet, images[idx], labels[idx],
-                                 sandwich_archs(space, rng, cfg.n_random), cfg.kd_ratio)
+            loss = sandwich_step(
+                space, supernet, images[idx], labels[idx], sandwich_archs(space, rng, cfg.n_random), cfg.kd_ratio
+            )
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"training diverged at epoch {epoch}, step {i} (loss {loss.item()}); "
-                                         "lower train.lr")
+                raise FloatingPointError(
+                    f"training diverged at epoch {epoch}, step {i} (loss {loss.item()}); lower train.lr"
+                )
             if regularizer is not None:
                 landmark_losses.append(regularizer.step(space, supernet, epoch, cfg.epochs))
                 if not math.isfinite(landmark_losses[-1]):
@@ -137,16 +154,19 @@ def train_supernet(space: SearchSpace, supernet: nn.Module, data: DataSplits, cf
             losses.append(loss.item())
             if progress:
                 progress(step + 1, total_steps, loss.item())
-        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)),
-                        "lr": optimizer.param_groups[0]["lr"]})
+        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": optimizer.param_groups[0]["lr"]})
         if regularizer is not None:
             history[-1]["landmark_loss"] = float(np.mean(landmark_losses))
             history[-1]["landmark_weight"] = landmark_weight(epoch, cfg.epochs, regularizer.cfg)
         if after_epoch is not None:
             after_epoch(epoch + 1)
             supernet.train()
-        training = {"identity": identity, "history": history, "optimizer": optimizer.state_dict(),
-                    "finished": epoch + 1 == cfg.epochs}
+        training = {
+            "identity": identity,
+            "history": history,
+            "optimizer": optimizer.state_dict(),
+            "finished": epoch + 1 == cfg.epochs,
+        }
         if regularizer is not None:
             training["landmark_rounds"] = regularizer.rounds
         save_supernet(checkpoint_path, supernet, space, data.num_classes, version=0, extra={"training": training})
