@@ -1,7 +1,12 @@
-"""Shared fixtures: a tiny real supernet trained on the bundled digits data (once per session)."""
+"""Shared fixtures: a tiny real supernet trained on the bundled digits data (once per session), and a tiny
+Fashion-MNIST written in its real file format."""
 
 from __future__ import annotations
 
+import gzip
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
@@ -50,3 +55,46 @@ def trained_supernet(compact_space, digits, tiny_train_config, tmp_path_factory)
 @pytest.fixture
 def eval_config():
     return EvalConfig(calib_size=256, batch_size=256)
+
+
+# --- Fashion-MNIST in its real on-disk format (the four IDX files) -------------------------------------
+
+
+def _idx(array: np.ndarray) -> bytes:
+    """``array`` (uint8, 1-D labels or N×H×W images) in the IDX format: magic, dimensions, data."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def _write_fashion(folder: Path, per_class: int = 20, test_per_class: int = 3, gz: bool = False) -> dict:
+    """A tiny Fashion-MNIST (10 classes) as the four official IDX files, optionally gzipped."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    for prefix, n in (("train", 10 * per_class), ("t10k", 10 * test_per_class)):
+        arrays[prefix] = (rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.permutation(np.arange(n) % 10))
+        for kind, array in zip(("images-idx3-ubyte", "labels-idx1-ubyte"), arrays[prefix]):
+            data = _idx(array)
+            name = f"{prefix}-{kind}"
+            if gz:
+                (folder / f"{name}.gz").write_bytes(gzip.compress(data))
+            else:
+                (folder / name).write_bytes(data)
+    return arrays
+
+
+@pytest.fixture
+def write_fashion():
+    """``write_fashion(folder, per_class=20, test_per_class=3, gz=False)`` writes a tiny real-format set."""
+    return _write_fashion
+
+
+@pytest.fixture
+def no_debian_copy(tmp_path, monkeypatch) -> Path:
+    """Point the Debian location at an empty folder, as on a machine without the package."""
+    from shiftnas.data import fashion
+
+    empty = tmp_path / "no-debian"
+    monkeypatch.setattr(fashion, "DEBIAN_DIR", empty)
+    monkeypatch.setattr(fashion, "DEFAULT_ROOT", str(tmp_path / "cache"))
+    return empty

@@ -330,3 +330,41 @@ def test_nat_mode_then_finetune(tmp_path):
     )
     assert (out / "finetune.json").stat().st_mtime_ns == mtime
     assert_one_line_error(runner.invoke(app, ["finetune", str(out), "--pick", "nope"]), "neither front")
+
+
+def test_run_on_fashion_mnist_and_a_missing_copy_is_one_line(tmp_path, no_debian_copy, write_fashion):
+    root = tmp_path / "fashion"
+    write_fashion(root / "FashionMNIST" / "raw", per_class=30, test_per_class=3)  # the real IDX format
+    common = [
+        "--data",
+        "fashion-mnist",
+        "--epochs",
+        "1",
+        "--generations",
+        "1",
+        "--pop-size",
+        "4",
+        "--objectives",
+        "error,macs",
+        "--set",
+        "data.train_size=200",
+        "--set",
+        "space.resolutions=[16,20]",
+        "--set",
+        "threads=1",
+        "--set",
+        "eval.calib_size=64",
+        "--set",
+        "train.batch_size=64",
+    ]
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["run", "--out", str(out), "--set", f"data.root={root}", *common])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["data"] == "fashion-mnist: 200 train / 30 val / 30 test / 70 held out, 10 classes, 28 px"
+    assert json.loads((out / "summary.json").read_text())["front_size"] >= 1
+    missing = tmp_path / "elsewhere"
+    bad = runner.invoke(app, ["run", "--out", str(tmp_path / "bad"), "--set", f"data.root={missing}", *common])
+    assert_one_line_error(bad, "Fashion-MNIST not found")
+    assert "apt-get install dataset-fashion-mnist" in bad.output and "--set data.download=true" in bad.output
+    assert not (tmp_path / "bad").exists()  # a command that fails makes no run directory

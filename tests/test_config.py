@@ -29,6 +29,12 @@ def test_importing_the_config_imports_no_torch_and_no_engine():
     assert out.strip() == "[]"
 
 
+def test_the_command_line_loads_no_torch_until_a_command_runs():
+    code = "import sys, shiftnas, shiftnas.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"  # `shiftnas --help` answers without importing torch
+
+
 def test_defaults_load_and_overrides_apply(tmp_path):
     cfg = load_config(
         None,

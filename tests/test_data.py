@@ -163,44 +163,8 @@ def test_cifar_missing_or_corrupted_raises_data_error(tmp_path: Path) -> None:
 # --- Fashion-MNIST: IDX files in the real format ------------------------------------------------------
 
 
-def _idx(array: np.ndarray) -> bytes:
-    """``array`` (uint8, 1-D labels or N×H×W images) in the IDX format: magic, dimensions, data."""
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
-def _write_fashion(folder: Path, per_class: int = 20, test_per_class: int = 3, gz: bool = False) -> dict:
-    """A tiny Fashion-MNIST (10 classes) as the four official IDX files, optionally gzipped."""
-    import gzip
-
-    rng = np.random.default_rng(0)
-    folder.mkdir(parents=True, exist_ok=True)
-    arrays = {}
-    for prefix, n in (("train", 10 * per_class), ("t10k", 10 * test_per_class)):
-        arrays[prefix] = (rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.permutation(np.arange(n) % 10))
-        for kind, array in zip(("images-idx3-ubyte", "labels-idx1-ubyte"), arrays[prefix]):
-            data = _idx(array)
-            name = f"{prefix}-{kind}"
-            if gz:
-                (folder / f"{name}.gz").write_bytes(gzip.compress(data))
-            else:
-                (folder / name).write_bytes(data)
-    return arrays
-
-
-@pytest.fixture
-def no_debian_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point the Debian location at an empty folder, as on a machine without the package."""
-    from shiftnas.data import fashion
-
-    empty = tmp_path / "no-debian"
-    monkeypatch.setattr(fashion, "DEBIAN_DIR", empty)
-    monkeypatch.setattr(fashion, "DEFAULT_ROOT", str(tmp_path / "cache"))
-    return empty
-
-
-def test_fashion_mnist_from_torchvision_layout(tmp_path: Path, no_debian_copy: Path) -> None:
-    arrays = _write_fashion(tmp_path / "FashionMNIST" / "raw")
+def test_fashion_mnist_from_torchvision_layout(tmp_path: Path, no_debian_copy: Path, write_fashion) -> None:
+    arrays = write_fashion(tmp_path / "FashionMNIST" / "raw")
     d = load_dataset("fashion-mnist", root=str(tmp_path), seed=1)
     _assert_well_formed(d, 28, 10)
     assert (len(d.train), len(d.val), len(d.test)) == (180, 20, 30)  # val: 10 % of the official train pool
@@ -215,8 +179,10 @@ def test_fashion_mnist_from_torchvision_layout(tmp_path: Path, no_debian_copy: P
     _assert_equal_splits(d, load_dataset("fashion-mnist", root=str(tmp_path), seed=1))
 
 
-def test_fashion_mnist_gz_files_are_decompressed_into_torchvision_layout(tmp_path: Path, no_debian_copy: Path) -> None:
-    _write_fashion(no_debian_copy, gz=True)  # where the Debian package puts the original .gz files
+def test_fashion_mnist_gz_files_are_decompressed_into_torchvision_layout(
+    tmp_path: Path, no_debian_copy: Path, write_fashion
+) -> None:
+    write_fashion(no_debian_copy, gz=True)  # where the Debian package puts the original .gz files
     root = tmp_path / "data"
     d = load_dataset("fashion-mnist", root=str(root))
     assert (len(d.train), len(d.val), len(d.test)) == (180, 20, 30)
@@ -228,9 +194,9 @@ def test_fashion_mnist_gz_files_are_decompressed_into_torchvision_layout(tmp_pat
 
 
 def test_fashion_mnist_train_size_keeps_a_stratified_subset_and_holds_out_the_rest(
-    tmp_path: Path, no_debian_copy: Path
+    tmp_path: Path, no_debian_copy: Path, write_fashion
 ) -> None:
-    _write_fashion(tmp_path / "FashionMNIST" / "raw", per_class=30)
+    write_fashion(tmp_path / "FashionMNIST" / "raw", per_class=30)
     full = load_dataset("fashion-mnist", root=str(tmp_path))
     d = load_dataset("fashion-mnist", root=str(tmp_path), train_size=100)
     assert (len(d.train), len(d.holdout), len(d.val), len(d.test)) == (100, 170, 30, 30)
@@ -244,14 +210,14 @@ def test_fashion_mnist_train_size_keeps_a_stratified_subset_and_holds_out_the_re
         load_dataset("fashion-mnist", root=str(tmp_path), train_size=999)
 
 
-def test_fashion_mnist_missing_or_corrupted_is_one_line(tmp_path: Path, no_debian_copy: Path) -> None:
+def test_fashion_mnist_missing_or_corrupted_is_one_line(tmp_path: Path, no_debian_copy: Path, write_fashion) -> None:
     with pytest.raises(DataError) as err:
         load_dataset("fashion-mnist", root=str(tmp_path / "nowhere"))
     message = str(err.value)
     assert "\n" not in message and "apt-get install dataset-fashion-mnist" in message
     assert "--set data.download=true" in message
     raw = tmp_path / "bad" / "FashionMNIST" / "raw"
-    _write_fashion(raw)
+    write_fashion(raw)
     (raw / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03truncated")
     with pytest.raises(DataError, match="cannot read Fashion-MNIST train files") as err:
         load_dataset("fashion-mnist", root=str(tmp_path / "bad"))

@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from .. import records  # noqa: E402
 from ..io import atomic_write_bytes  # noqa: E402
 
 
@@ -23,21 +24,21 @@ def _save(fig, path: Path) -> Path:
 
 
 def plot_front(
-    records: list[dict[str, Any]],
+    evaluated: list[dict[str, Any]],
     front: list[dict[str, Any]],
     path: str | Path,
     picked_key: str | None = None,
     title: str = "",
 ) -> Path:
     """Accuracy vs latency and vs MMACs: all evaluated architectures grey, the front highlighted."""
-    cost_axes = [c for c in ("latency_ms", "mmacs", "mparams") if front and c in front[0]["metrics"]][:2]
-    labels = {"latency_ms": "latency (ms, ONNX Runtime)", "mmacs": "MMACs", "mparams": "params (M)"}
+    labels = {records.LATENCY: "latency (ms, ONNX Runtime)", records.MMACS: "MMACs", records.MPARAMS: "params (M)"}
+    cost_axes = [c for c in labels if front and c in front[0]["metrics"]][:2]
     fig, axes = plt.subplots(1, len(cost_axes), figsize=(5.5 * len(cost_axes), 4.2), squeeze=False)
     for ax, col in zip(axes[0], cost_axes):
-        xs = [r["metrics"][col] for r in records if col in r["metrics"]]
-        ys = [r["metrics"]["accuracy"] for r in records if col in r["metrics"]]
+        xs = [r["metrics"][col] for r in evaluated if col in r["metrics"]]
+        ys = [r["metrics"][records.ACCURACY] for r in evaluated if col in r["metrics"]]
         ax.scatter(xs, ys, s=12, c="0.75", label="evaluated")
-        pts = sorted((r["metrics"][col], r["metrics"]["accuracy"], r["key"]) for r in front)
+        pts = sorted((r["metrics"][col], r["metrics"][records.ACCURACY], r["key"]) for r in front)
         ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=28, c="tab:blue", label="Pareto front")
         for x, y, key in pts:
             if key == picked_key:

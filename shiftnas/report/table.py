@@ -6,6 +6,7 @@ from typing import Any
 
 from rich.table import Table
 
+from .. import records
 from .pareto import front_rows
 
 
@@ -36,10 +37,10 @@ def front_table(front: list[dict[str, Any]], picked_key: str | None = None, max_
             "*" if r["key"] == picked_key else "",
             r["key"],
             fmt(r["val_accuracy"], 2),
-            fmt(r["test_accuracy"], 2),
-            fmt(r["latency_ms"], 3),
-            fmt(r["mmacs"], 2),
-            fmt(r["mparams"], 3),
+            fmt(r[records.TEST_ACCURACY], 2),
+            fmt(r[records.LATENCY], 3),
+            fmt(r[records.MMACS], 2),
+            fmt(r[records.MPARAMS], 3),
         )
     return table
 
@@ -61,7 +62,7 @@ def finetune_table(results: list[dict[str, Any]]) -> Table:
     for col in ("subnet", "test acc before", "test acc after", "epochs", "params M", "MMACs", "latency ms"):
         table.add_column(col, justify="right" if col != "subnet" else "left")
     for r in results:
-        lat = r.get("latency_ms")
+        lat = r.get(records.LATENCY)
         table.add_row(
             r["key"],
             f"{r['test_accuracy_before']:.2f}",

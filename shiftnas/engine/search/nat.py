@@ -42,6 +42,7 @@ from pymoo.core.problem import Problem
 from pymoo.optimize import minimize
 from pymoo.util.ref_dirs import get_reference_directions
 
+from ... import records
 from ...config import NATConfig, RunConfig
 from ...errors import ConfigError
 from ...io import atomic_torch_save, atomic_write_json
@@ -347,7 +348,7 @@ class NATSearch:
         while self._iteration < c.iterations:
             it = self._iteration + 1
             X = np.array([r["genome"] for r in archive], dtype=float)
-            y = np.array([r["metrics"]["error"] for r in archive], dtype=float)
+            y = np.array([r["metrics"][records.ERROR] for r in archive], dtype=float)
             surrogate = make_surrogate(c.surrogate, self.seed).fit(X, y)
             self._iteration = it
             candidates = self.propose(archive, surrogate, it)
@@ -361,7 +362,7 @@ class NATSearch:
             quality = None
             if len(new) >= 2:
                 pred = surrogate.predict(np.array([r["genome"] for r in new], dtype=float))
-                quality = fit_quality(pred, np.array([r["metrics"]["error"] for r in new]))
+                quality = fit_quality(pred, np.array([r["metrics"][records.ERROR] for r in new]))
             archive = update_archive(archive, new, c.update, c.archive_size, self.columns, self.seed)
             shifted = self.shift.end_generation(
                 candidates, self._nondominated(archive), np.array([r["genome"] for r in archive], dtype=int)

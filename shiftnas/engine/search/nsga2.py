@@ -22,6 +22,7 @@ from pymoo.algorithms.moo.nsga2 import NSGA2
 from pymoo.core.population import Population
 from pymoo.core.problem import Problem
 
+from ... import records
 from ...config import EvalConfig, RunConfig
 from ...data import DataSplits
 from ...search_spaces import Arch, SearchSpace
@@ -212,7 +213,9 @@ def current_best_proposer(
         problem = SearchProblem(space, metrics, objectives, [], Archive(), seed=seed * 1000 + epochs_done)
         result = NSGA2Search(problem, pop_size, generations).run()
         supernet.train(was_training)
-        ranked = sorted(result.records, key=lambda r: (r["metrics"]["error"], r["metrics"]["mparams"], r["key"]))
+        ranked = sorted(
+            result.records, key=lambda r: (r["metrics"][records.ERROR], r["metrics"][records.MPARAMS], r["key"])
+        )
         return [Arch.from_dict(r["arch"]) for r in ranked]
 
     return propose
