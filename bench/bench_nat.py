@@ -59,8 +59,11 @@ WORK = Path("runs/bench_nat")  # checkpoints and per-variant NAT states: an inte
 DATASETS = {
     # 10,000 training images as the ground-truth table; 2,000 val images (a fifth of the table's 6,000) keep
     # the ~2,500 evaluations of a seed's seven runs near an hour on one core
-    "fashion-mnist": {"load": {"train_size": 10_000, "val_fraction": 2_000 / 60_000}, "resolutions": [20, 24, 28],
-                      "calib_size": 500},
+    "fashion-mnist": {
+        "load": {"train_size": 10_000, "val_fraction": 2_000 / 60_000},
+        "resolutions": [20, 24, 28],
+        "calib_size": 500,
+    },
     "mnist5k": {"load": {}, "resolutions": [20, 24, 28], "calib_size": 256},
     "digits": {"load": {"image_size": 24}, "resolutions": [16, 20, 24], "calib_size": 500},
 }
