@@ -74,6 +74,7 @@ def test_bad_input_is_one_line_and_nonzero(args, needle, tmp_path, monkeypatch):
     assert_one_line_error(
         runner.invoke(app, args + (["--out", str(tmp_path / "run")] if args[0] in ("run", "search") else [])), needle
     )
+    assert not (tmp_path / "run").exists()  # refused before any file was written
 
 
 def test_console_script_prints_no_traceback(tmp_path):
