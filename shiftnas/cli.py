@@ -15,6 +15,11 @@ from .errors import ShiftnasError
 
 # Everything heavy (torch, the engine) is imported inside the commands, so `shiftnas --help` is quick.
 
+
+def is_table(space_name: str) -> bool:
+    """Whether a ``--space`` value names a table space (``table:PATH``)."""
+    return space_name.partition(":")[0] == "table"
+
 app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -189,7 +194,9 @@ def train(
 @app.command()
 @user_errors
 def search(
-    checkpoint: str = typer.Option(..., help="Supernet checkpoint (shiftnas or published OFA)."),
+    checkpoint: Optional[str] = typer.Option(
+        None, help="Supernet checkpoint (shiftnas or published OFA); not needed for a table space."
+    ),
     config: Optional[Path] = ConfigOpt,
     sets: Optional[List[str]] = SetOpt,
     out: Optional[str] = OutOpt,
@@ -206,7 +213,7 @@ def search(
     dask: Optional[str] = DaskOpt,
     mode: Optional[str] = ModeOpt,
 ) -> None:
-    """Search a trained supernet with NSGA-II; writes the front, plots and the picked subnet's ONNX."""
+    """Search a trained supernet (or a table: --space table:PATH); writes the front, plots and the pick's ONNX."""
     from .pipeline.run import run as run_pipeline
 
     cfg = build_config(
@@ -227,6 +234,8 @@ def search(
         dask=dask,
         mode=mode,
     )
+    if not cfg.checkpoint and not is_table(cfg.space.name):
+        raise ShiftnasError("search needs --checkpoint (a trained supernet), or a table space: --space table:PATH")
     run_pipeline(cfg)  # with cfg.checkpoint set, the supernet is loaded, not trained
 
 

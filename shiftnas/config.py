@@ -168,6 +168,13 @@ class ShiftConfig(Settings):
 
 
 @dataclass
+class TableConfig(Settings):
+    """The oracle of a table space (``--space table:PATH``)."""
+
+    noise: str = setting("mean", choices=("mean", "seed"))  # mean: exact lookup; seed: one seed's value per query
+
+
+@dataclass
 class LandmarkConfig(Settings):
     """Landmark regularization of supernet training (Yu et al., CVPR 2021; ``engine.training.landmarks``)."""
 
@@ -246,6 +253,7 @@ class RunConfig(Settings):
     shift: ShiftConfig = setting(factory=ShiftConfig)
     landmarks: LandmarksConfig = setting(factory=LandmarksConfig)
     nat: NATConfig = setting(factory=NATConfig)
+    table: TableConfig = setting(factory=TableConfig)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -308,6 +316,7 @@ _SECTION = {
     "LandmarkConfig": "landmarks.",
     "LandmarksConfig": "landmarks.",
     "NATConfig": "nat.",
+    "TableConfig": "table.",
     "StandaloneRecipe": "recipe.",
     "FinetuneRecipe": "recipe.",
 }

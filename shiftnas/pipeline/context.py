@@ -29,6 +29,7 @@ from ..engine.checkpoint import load_supernet_weights, read_checkpoint, reset_cl
 from ..engine.evaluation.latency import LatencySource, build_latency_source, parse_latency_mode
 from ..engine.evaluation.objectives import Constraint, Objective, needed_metrics, parse_constraint, resolve_objectives
 from ..engine.evaluation.subnet import SubnetEvaluator
+from ..engine.evaluation.table import TableMetrics
 from ..engine.groundtruth.table import GroundTruthTable, data_identity, table_ground_truth
 from ..engine.search import SEARCHERS, SHIFT_STRATEGIES
 from ..engine.search.nsga2 import current_best_proposer
@@ -39,6 +40,7 @@ from ..hardware.latency import check_provider
 from ..predictors.surrogate import SURROGATES
 from ..report import PICKS
 from ..search_spaces import SPACES, SearchSpace, get_space
+from ..search_spaces.table import TableSpace, is_table
 from ..seeding import seed_everything
 from .progress import stderr_console
 from .rundir import RunDir
@@ -67,7 +69,10 @@ class RunContext:
 
 
 def build_space(cfg: RunConfig) -> SearchSpace:
-    """The search space named by ``cfg.space`` (with its resolution list, if given)."""
+    """The search space named by ``cfg.space`` (with its resolution list, if given; ``table:PATH`` reads a table)."""
+    name, _, path = cfg.space.name.partition(":")
+    if name == "table":
+        return get_space("table", path=path)
     return get_space(cfg.space.name, **({"resolutions": cfg.space.resolutions} if cfg.space.resolutions else {}))
 
 
@@ -85,7 +90,7 @@ def latency_config(cfg: RunConfig) -> LatencyConfig:
 def check_names(cfg: RunConfig) -> None:
     """Every name of ``cfg`` that resolves through a registry, checked before any work."""
     DATASETS.check(cfg.data.dataset.partition(":")[0].strip().lower())
-    SPACES.check(cfg.space.name)
+    SPACES.check(cfg.space.name.partition(":")[0])
     SEARCHERS.check(cfg.search.mode)
     SHIFT_STRATEGIES.check(cfg.shift.strategy)
     PICKS.check(cfg.search.pick)
@@ -96,6 +101,9 @@ def check_names(cfg: RunConfig) -> None:
 def prepare(cfg: RunConfig, quiet: bool = False) -> RunContext:
     """Check the config, build every object of the run, then create the run directory (see the module)."""
     check_names(cfg)
+    if is_table(cfg.space.name):
+        raise ShiftnasError(f"{cfg.space.name} is a table space: it has no supernet to train or load "
+                            "(`shiftnas search --space table:PATH` searches it)")
     objectives = resolve_objectives(cfg.search.objectives)
     constraints = [parse_constraint(t) for t in cfg.search.constraints]
     mode, _ = parse_latency_mode(cfg.hardware.latency)
@@ -183,6 +191,45 @@ def write_manifest(ctx: RunContext) -> None:
             "space": ctx.space.describe(),
         },
     )
+
+
+@dataclass
+class TableContext:
+    """What a search of a table space needs (no data, no supernet), built once by :func:`prepare_table`."""
+
+    cfg: RunConfig
+    rundir: RunDir
+    space: TableSpace
+    metrics: TableMetrics
+    objectives: list[Objective]
+    constraints: list[Constraint]
+    console: Console = field(default_factory=stderr_console)
+
+
+def prepare_table(cfg: RunConfig, quiet: bool = False) -> TableContext:
+    """Check the config of a table search, read the table, then create the run directory."""
+    check_names(cfg)
+    objectives = resolve_objectives(cfg.search.objectives)
+    constraints = [parse_constraint(t) for t in cfg.search.constraints]
+    for what, used in (("--shift", cfg.shift.strategy != "none"), ("--checkpoint", bool(cfg.checkpoint)),
+                       ("landmarks.table", bool(cfg.landmarks.table))):
+        if used:
+            raise ConfigError(f"a table space has no supernet: {what} applies to supernet spaces only")
+    space = build_space(cfg)
+    metrics = TableMetrics(space, needed_metrics(objectives, constraints), cfg.table.noise, cfg.seed)
+    rundir = RunDir(cfg.out)
+    if rundir.path.exists() and not rundir.path.is_dir():
+        raise ShiftnasError(f"--out {rundir.path} exists and is not a directory")
+    rundir.path.mkdir(parents=True, exist_ok=True)
+    rundir.write_config(cfg)
+    rundir.write_json(rundir.manifest, {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": sys.argv,
+                                        "seed": cfg.seed, "table": str(space.path), "table_sha256": space.fingerprint,
+                                        "rows": space.n_rows, "networks": space.size(), "oracle": cfg.table.noise})
+    ctx = TableContext(cfg, rundir, space, metrics, objectives, constraints)
+    if not quiet:
+        ctx.console.print(f"[bold]shiftnas[/] table {space.path.name}: {space.size()} networks ({space.n_rows} rows), "
+                          f"{cfg.table.noise} oracle; run dir {rundir}")
+    return ctx
 
 
 # ----------------------------------------------------------------------------- landmarks

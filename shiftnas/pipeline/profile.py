@@ -19,6 +19,7 @@ from ..predictors.latency import predictor_from_dataset
 from ..report.profile import node_profile_table, plot_node_profile, top_nodes_table
 from ..report.table import latency_table, predictor_cv_table
 from ..search_spaces import get_space
+from ..search_spaces.table import is_table
 from .progress import progress_bar, stderr_console
 
 
@@ -38,6 +39,8 @@ def profile_space(
         res = [int(r) for r in resolutions.split(",") if r.strip()] if resolutions else None
     except ValueError:
         raise ConfigError(f"--resolutions must be comma-separated integers, got '{resolutions}'") from None
+    if is_table(space_name):
+        raise ShiftnasError(f"{space_name} is a table space: there is no network to export and profile")
     space = get_space(space_name, **({"resolutions": res} if res else {}))
     measure, fingerprint, chunk, measurer = None, fingerprint_of(cfg), 1, None
     if dask:

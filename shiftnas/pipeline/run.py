@@ -31,8 +31,10 @@ from ..hardware import assert_parity, export_onnx
 from ..report import front_table, pick, plot_front, plot_hypervolume, write_front
 from ..report.table import latency_check_line
 from ..search_spaces import Arch, SearchSpace
-from .context import RunContext, latency_config, make_landmark_growth, prepare
+from ..search_spaces.table import is_table
+from .context import RunContext, latency_config, make_landmark_growth, prepare, prepare_table
 from .progress import progress_bar
+from .rundir import RunDir
 
 
 def train_stage(ctx: RunContext) -> None:
@@ -168,6 +170,25 @@ def finalize(ctx: RunContext, result: SearchResult, evaluator: SubnetEvaluator) 
             cfg.hardware.dask,
         )
         latency_check["dataset"] = ctx.latency.source
+    chosen = write_results(cfg, rundir, result, f"{ctx.data.name} · {ctx.space.name}")
+    exported = export_subnet(ctx.space, evaluator, chosen, rundir.subnet(how))
+    summary = summarize(result, chosen, how, exported)
+    if latency_check is not None:
+        summary["latency_check"] = latency_check
+    rundir.write_json(rundir.summary, summary)
+    if not ctx.quiet:
+        if latency_check is not None:
+            ctx.console.print(latency_check_line(latency_check))
+        Console().print(front_table(result.front, chosen["key"]))
+        ctx.console.print(
+            f"picked ({how}): {chosen['key']} -> {exported['onnx']} (ONNX parity {exported['parity_max_abs_diff']:.2e})"
+        )
+    return summary
+
+
+def write_results(cfg: RunConfig, rundir: RunDir, result: SearchResult, title: str) -> dict[str, Any]:
+    """Pick a record of the front (``search.pick``), write ``pareto.*`` and the plots; returns the pick."""
+    how = cfg.search.pick
     chosen = pick(result.front, how, result.objectives)
     write_front(
         result.front,
@@ -184,32 +205,57 @@ def finalize(ctx: RunContext, result: SearchResult, evaluator: SubnetEvaluator) 
         result.front,
         rundir.pareto_png,
         chosen["key"],
-        title=f"{ctx.data.name} · {ctx.space.name} · {len(result.front)} Pareto-optimal of {len(result.records)}",
+        title=f"{title} · {len(result.front)} Pareto-optimal of {len(result.records)}",
     )
     plot_hypervolume(result.hv_history, rundir.hypervolume_png)
-    exported = export_subnet(ctx.space, evaluator, chosen, rundir.subnet(how))
-    summary = {
-        "picked": {**exported, "how": how, "metrics": chosen["metrics"], "arch": chosen["arch"]},
+    return chosen
+
+
+def summarize(result: SearchResult, chosen: dict[str, Any], how: str, exported: dict[str, Any]) -> dict[str, Any]:
+    """What ``summary.json`` holds: the pick, its metrics (and export), the front's size and best accuracy."""
+    return {
+        "picked": {**exported, "key": chosen["key"], "how": how, "metrics": chosen["metrics"], "arch": chosen["arch"]},
         "front_size": len(result.front),
         "evaluated": len(result.records),
         "best_test_accuracy": max(r["metrics"][records.TEST_ACCURACY] for r in result.front),
         "hypervolume": result.hv_history[-1]["hypervolume"] if result.hv_history else None,
     }
-    if latency_check is not None:
-        summary["latency_check"] = latency_check
-    rundir.write_json(rundir.summary, summary)
-    if not ctx.quiet:
-        if latency_check is not None:
-            ctx.console.print(latency_check_line(latency_check))
+
+
+def run_table(cfg: RunConfig, quiet: bool = False) -> dict[str, Any]:
+    """A search of a table space (``--space table:PATH``): the table is the oracle, nothing is trained."""
+    t0 = time.time()
+    ctx = prepare_table(cfg, quiet)
+    archive = Archive(ctx.rundir.archive)
+    if len(archive) and not quiet:
+        ctx.console.print(f"resuming: {len(archive)} architectures already in the archive")
+    problem = SearchProblem(ctx.space, ctx.metrics, ctx.objectives, ctx.constraints, archive, seed=cfg.seed,
+                            files=ctx.rundir.search_files())
+    searcher = SEARCHERS.get(cfg.search.mode)(problem, cfg)
+    with progress_bar(searcher.label, searcher.total_steps, ctx.console, quiet) as update:
+        result = searcher.run(lambda step, total, stats: update(step, info=step_info(stats)))
+    ctx.rundir.write_json(ctx.rundir.hypervolume_json, result.hv_history)
+    if not result.front:
+        raise ShiftnasError(f"no architecture satisfies the constraints {cfg.search.constraints}; relax them")
+    for record in result.front:
+        record["metrics"][records.TEST_ACCURACY] = ctx.metrics.test_accuracy(ctx.space.decode(record["genome"]))
+    chosen = write_results(cfg, ctx.rundir, result, f"{ctx.space.path.name} ({cfg.table.noise} oracle)")
+    summary = {**summarize(result, chosen, cfg.search.pick, {}), "seconds": time.time() - t0,
+               "queries": ctx.metrics.evaluator.n_evaluations}
+    ctx.rundir.write_json(ctx.rundir.summary, summary)
+    if not quiet:
         Console().print(front_table(result.front, chosen["key"]))
-        ctx.console.print(
-            f"picked ({how}): {chosen['key']} -> {exported['onnx']} (ONNX parity {exported['parity_max_abs_diff']:.2e})"
-        )
+        ctx.console.print(f"picked ({cfg.search.pick}): {chosen['key']}; results in {ctx.rundir}")
     return summary
 
 
 def run(cfg: RunConfig, quiet: bool = False) -> dict[str, Any]:
-    """Train (or load) the supernet, search it, and export the picked subnet. Returns the summary."""
+    """Train (or load) the supernet, search it, and export the picked subnet. Returns the summary.
+
+    A table space (``--space table:PATH``) is searched directly, without a supernet (:func:`run_table`).
+    """
+    if is_table(cfg.space.name):
+        return run_table(cfg, quiet)
     t0 = time.time()
     ctx = prepare(cfg, quiet)
     train_stage(ctx)

@@ -174,7 +174,9 @@ class NATSearch:
         self.optim = OptimizerSettings(
             c.adapt_lr, c.adapt_momentum, c.adapt_weight_decay, c.adapt_grad_clip, c.adapt_warmup_steps
         )
-        self.optimizer = make_optimizer(self.evaluator.supernet, self.optim)
+        # a table space has no supernet: nothing to adapt, the loop is the surrogate search alone
+        self.supernet = self.evaluator.supernet
+        self.optimizer = make_optimizer(self.supernet, self.optim) if self.supernet is not None else None
         self.label = f"{c.policy.upper()} search ({c.surrogate} surrogate)"
         strategy = self.shift.describe().get("strategy", "none")
         if strategy != "none":
@@ -197,7 +199,7 @@ class NATSearch:
         )
 
     def reevaluate(self, archive: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [self.evaluate(Arch.from_dict(r["arch"])) for r in archive]
+        return [self.evaluate(self.space.decode(np.asarray(r["genome"]))) for r in archive]
 
     # -- state --------------------------------------------------------------------------------
     def _state_paths(self) -> tuple[Any, Any] | None:
@@ -206,15 +208,10 @@ class NATSearch:
     def _save(self, archive, history, ref_point) -> None:
         paths = self._state_paths()
         if paths:
-            atomic_torch_save(
-                paths[1],
-                {
-                    "state_dict": self.evaluator.supernet.state_dict(),
-                    "version": self.evaluator.version,
-                    "optimizer": self.optimizer.state_dict(),
-                    "shift": self.shift.state_dict(),
-                },
-            )
+            weights = {"version": self.evaluator.version, "shift": self.shift.state_dict()}
+            if self.supernet is not None:
+                weights.update(state_dict=self.supernet.state_dict(), optimizer=self.optimizer.state_dict())
+            atomic_torch_save(paths[1], weights)
             atomic_write_json(
                 paths[0],
                 {
@@ -244,8 +241,9 @@ class NATSearch:
         if state.get("supernet_id") != self.evaluator.supernet_id:
             raise ConfigError(f"{paths[0]} was made from another supernet (its weights differ); use another --out")
         saved = torch.load(paths[1], map_location="cpu", weights_only=True)
-        self.evaluator.supernet.load_state_dict(saved["state_dict"])
-        self.optimizer.load_state_dict(saved["optimizer"])
+        if self.supernet is not None:
+            self.supernet.load_state_dict(saved["state_dict"])
+            self.optimizer.load_state_dict(saved["optimizer"])
         self.shift.load_state_dict(saved["shift"])
         while self.evaluator.version < saved["version"]:
             self.evaluator.bump_version()
@@ -308,7 +306,7 @@ class NATSearch:
         search-long warm-up + cosine schedule.
         """
         c = self.cfg
-        if c.adapt_steps <= 0:
+        if c.adapt_steps <= 0 or self.supernet is None:
             return False
         top = survive(archive, min(c.top_n, len(archive)), self.columns, self.seed)
         lo, hi = self.space.bounds
@@ -377,7 +375,8 @@ class NATSearch:
         return SearchResult(self.log, archive, front, history, self.objectives)
 
     def _nondominated(self, archive: list[dict[str, Any]]) -> list[Arch]:
-        return [Arch.from_dict(archive[i]["arch"]) for i in nondominated(objective_matrix(archive, self.columns))]
+        nd = nondominated(objective_matrix(archive, self.columns))
+        return [self.space.decode(np.asarray(archive[i]["genome"])) for i in nd]
 
     def _stats(self, archive, ref_point, surrogate, quality, n_new: int = 0) -> dict[str, Any]:
         F = objective_matrix(archive, self.columns)

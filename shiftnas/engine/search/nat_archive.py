@@ -39,8 +39,8 @@ def sample_genome_uniform(space: SearchSpace, rng: np.random.Generator) -> Arch:
 def sample_architecture_space(space: SearchSpace, rng: np.random.Generator) -> Arch:
     """NATv2: optional layers kept with probability 2/3 until the first skip; choices uniform."""
     spec = getattr(space, "spec", None)
-    if spec is None:
-        raise ConfigError(f"space {space.name} has no elastic spec; use init=genome-uniform")
+    if spec is None:  # a table space: the table's own networks, uniformly
+        return space.sample(rng)
     choices = spec.layer_choices
     stages = []
     for _ in range(spec.n_stages):
