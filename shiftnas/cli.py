@@ -20,6 +20,7 @@ def is_table(space_name: str) -> bool:
     """Whether a ``--space`` value names a table space (``table:PATH``)."""
     return space_name.partition(":")[0] == "table"
 
+
 app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,

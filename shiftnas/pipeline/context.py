@@ -102,8 +102,10 @@ def prepare(cfg: RunConfig, quiet: bool = False) -> RunContext:
     """Check the config, build every object of the run, then create the run directory (see the module)."""
     check_names(cfg)
     if is_table(cfg.space.name):
-        raise ShiftnasError(f"{cfg.space.name} is a table space: it has no supernet to train or load "
-                            "(`shiftnas search --space table:PATH` searches it)")
+        raise ShiftnasError(
+            f"{cfg.space.name} is a table space: it has no supernet to train or load "
+            "(`shiftnas search --space table:PATH` searches it)"
+        )
     objectives = resolve_objectives(cfg.search.objectives)
     constraints = [parse_constraint(t) for t in cfg.search.constraints]
     mode, _ = parse_latency_mode(cfg.hardware.latency)
@@ -211,8 +213,11 @@ def prepare_table(cfg: RunConfig, quiet: bool = False) -> TableContext:
     check_names(cfg)
     objectives = resolve_objectives(cfg.search.objectives)
     constraints = [parse_constraint(t) for t in cfg.search.constraints]
-    for what, used in (("--shift", cfg.shift.strategy != "none"), ("--checkpoint", bool(cfg.checkpoint)),
-                       ("landmarks.table", bool(cfg.landmarks.table))):
+    for what, used in (
+        ("--shift", cfg.shift.strategy != "none"),
+        ("--checkpoint", bool(cfg.checkpoint)),
+        ("landmarks.table", bool(cfg.landmarks.table)),
+    ):
         if used:
             raise ConfigError(f"a table space has no supernet: {what} applies to supernet spaces only")
     space = build_space(cfg)
@@ -222,13 +227,25 @@ def prepare_table(cfg: RunConfig, quiet: bool = False) -> TableContext:
         raise ShiftnasError(f"--out {rundir.path} exists and is not a directory")
     rundir.path.mkdir(parents=True, exist_ok=True)
     rundir.write_config(cfg)
-    rundir.write_json(rundir.manifest, {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": sys.argv,
-                                        "seed": cfg.seed, "table": str(space.path), "table_sha256": space.fingerprint,
-                                        "rows": space.n_rows, "networks": space.size(), "oracle": cfg.table.noise})
+    rundir.write_json(
+        rundir.manifest,
+        {
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "command": sys.argv,
+            "seed": cfg.seed,
+            "table": str(space.path),
+            "table_sha256": space.fingerprint,
+            "rows": space.n_rows,
+            "networks": space.size(),
+            "oracle": cfg.table.noise,
+        },
+    )
     ctx = TableContext(cfg, rundir, space, metrics, objectives, constraints)
     if not quiet:
-        ctx.console.print(f"[bold]shiftnas[/] table {space.path.name}: {space.size()} networks ({space.n_rows} rows), "
-                          f"{cfg.table.noise} oracle; run dir {rundir}")
+        ctx.console.print(
+            f"[bold]shiftnas[/] table {space.path.name}: {space.size()} networks ({space.n_rows} rows), "
+            f"{cfg.table.noise} oracle; run dir {rundir}"
+        )
     return ctx
 
 

@@ -229,8 +229,9 @@ def run_table(cfg: RunConfig, quiet: bool = False) -> dict[str, Any]:
     archive = Archive(ctx.rundir.archive)
     if len(archive) and not quiet:
         ctx.console.print(f"resuming: {len(archive)} architectures already in the archive")
-    problem = SearchProblem(ctx.space, ctx.metrics, ctx.objectives, ctx.constraints, archive, seed=cfg.seed,
-                            files=ctx.rundir.search_files())
+    problem = SearchProblem(
+        ctx.space, ctx.metrics, ctx.objectives, ctx.constraints, archive, seed=cfg.seed, files=ctx.rundir.search_files()
+    )
     searcher = SEARCHERS.get(cfg.search.mode)(problem, cfg)
     with progress_bar(searcher.label, searcher.total_steps, ctx.console, quiet) as update:
         result = searcher.run(lambda step, total, stats: update(step, info=step_info(stats)))
@@ -240,8 +241,11 @@ def run_table(cfg: RunConfig, quiet: bool = False) -> dict[str, Any]:
     for record in result.front:
         record["metrics"][records.TEST_ACCURACY] = ctx.metrics.test_accuracy(ctx.space.decode(record["genome"]))
     chosen = write_results(cfg, ctx.rundir, result, f"{ctx.space.path.name} ({cfg.table.noise} oracle)")
-    summary = {**summarize(result, chosen, cfg.search.pick, {}), "seconds": time.time() - t0,
-               "queries": ctx.metrics.evaluator.n_evaluations}
+    summary = {
+        **summarize(result, chosen, cfg.search.pick, {}),
+        "seconds": time.time() - t0,
+        "queries": ctx.metrics.evaluator.n_evaluations,
+    }
     ctx.rundir.write_json(ctx.rundir.summary, summary)
     if not quiet:
         Console().print(front_table(result.front, chosen["key"]))

@@ -119,9 +119,16 @@ def _from_macro(data: dict[str, Any], path: Path) -> list[TableRow]:
         if not re.fullmatch(r"\d+", key):
             raise TableError(f"{where}: NAS-Bench-Macro keys are strings of digits")
         accs = v["test_acc"] if isinstance(v["test_acc"], list) else [v["test_acc"]]
-        rows.append(TableRow(tuple(int(c) for c in key), tuple(_number(a, "test_acc", where) for a in accs),
-                             {records.MMACS: _number(v["flops"], "flops", where) / 1e6,
-                              records.MPARAMS: _number(v["params"], "params", where) / 1e6}))
+        rows.append(
+            TableRow(
+                tuple(int(c) for c in key),
+                tuple(_number(a, "test_acc", where) for a in accs),
+                {
+                    records.MMACS: _number(v["flops"], "flops", where) / 1e6,
+                    records.MPARAMS: _number(v["params"], "params", where) / 1e6,
+                },
+            )
+        )
     return rows
 
 
@@ -133,8 +140,11 @@ def _from_objects(items: list[dict[str, Any]], path: Path) -> list[TableRow]:
             raise TableError(f"{where}: every row needs 'genes' and '{records.ACCURACY}'")
         accs = item[records.ACCURACY] if isinstance(item[records.ACCURACY], list) else [item[records.ACCURACY]]
         costs = {c: _number(item[c], c, where) for c in COST_COLUMNS if item.get(c) is not None}
-        rows.append(TableRow(_genes(list(item["genes"]), where),
-                             tuple(_number(a, records.ACCURACY, where) for a in accs), costs))
+        rows.append(
+            TableRow(
+                _genes(list(item["genes"]), where), tuple(_number(a, records.ACCURACY, where) for a in accs), costs
+            )
+        )
     return rows
 
 
@@ -143,17 +153,27 @@ def _from_csv(text: str, path: Path) -> list[TableRow]:
     columns = reader.fieldnames or []
     gene_cols = sorted((c for c in columns if re.fullmatch(r"gene\d+", c)), key=lambda c: int(c[4:]))
     acc_cols = [c for c in columns if re.fullmatch(rf"{records.ACCURACY}\d*", c)]
-    missing = [what for what, cols in (("gene0, gene1, ... columns", gene_cols),
-                                       (f"an '{records.ACCURACY}' column (or {records.ACCURACY}0, ...)", acc_cols))
-               if not cols]
+    missing = [
+        what
+        for what, cols in (
+            ("gene0, gene1, ... columns", gene_cols),
+            (f"an '{records.ACCURACY}' column (or {records.ACCURACY}0, ...)", acc_cols),
+        )
+        if not cols
+    ]
     if missing:
         raise TableError(f"{path.name} has no {' and no '.join(missing)}; columns: {', '.join(columns) or 'none'}")
     rows = []
     for i, r in enumerate(reader):
         where = f"{path.name}, line {i + 2}"
         costs = {c: _number(r[c], c, where) for c in COST_COLUMNS if c in r and r[c] not in ("", None)}
-        rows.append(TableRow(_genes([r[c] for c in gene_cols], where),
-                             tuple(_number(r[c], c, where) for c in acc_cols if r[c] not in ("", None)), costs))
+        rows.append(
+            TableRow(
+                _genes([r[c] for c in gene_cols], where),
+                tuple(_number(r[c], c, where) for c in acc_cols if r[c] not in ("", None)),
+                costs,
+            )
+        )
     return rows
 
 
@@ -200,8 +220,9 @@ class TableSpace(SearchSpace):
         for row in rows:
             signature = (row.accuracies, tuple(sorted(row.costs.items())))
             groups.setdefault(signature, []).append(row)
-        self.individuals: list[TableRow] = sorted((min(g, key=lambda r: r.genes) for g in groups.values()),
-                                                  key=lambda r: r.genes)
+        self.individuals: list[TableRow] = sorted(
+            (min(g, key=lambda r: r.genes) for g in groups.values()), key=lambda r: r.genes
+        )
         self._canonical = {r.genes: min(g, key=lambda x: x.genes).genes for g in groups.values() for r in g}
         self._by_genes = {r.genes: r for r in self.individuals}
         self._all = np.array(list(self._canonical), dtype=int)
@@ -226,6 +247,7 @@ class TableSpace(SearchSpace):
 
     def objective_matrix(self, columns: list[str]) -> np.ndarray:
         """Every network's objective values (mean accuracy as error), in ``self.individuals`` order."""
+
         def value(row: TableRow, column: str) -> float:
             if column == records.ERROR:
                 return 100.0 - row.mean_accuracy
@@ -286,8 +308,10 @@ class TableSpace(SearchSpace):
 
     # -- no supernet --------------------------------------------------------------------------
     def _no_supernet(self, *args: Any, **kwargs: Any) -> Any:
-        raise ShiftnasError(f"the table space ({self.path.name}) has no supernet: training, export, fine-tuning, "
-                            "profiling and ranking need a supernet space such as compact-mbv3")
+        raise ShiftnasError(
+            f"the table space ({self.path.name}) has no supernet: training, export, fine-tuning, "
+            "profiling and ranking need a supernet space such as compact-mbv3"
+        )
 
     build_supernet = activate = extract = input_size = _no_supernet
 

@@ -40,8 +40,10 @@ class TableMetrics:
     def __init__(self, space: TableSpace, needed: set[str], noise: str = "mean", seed: int = 0) -> None:
         missing = sorted(c for c in needed if c not in space.columns)
         if missing:
-            raise ConfigError(f"table {space.path.name} has no column for {', '.join(missing)} "
-                              f"(it has: {', '.join(sorted(space.columns))})")
+            raise ConfigError(
+                f"table {space.path.name} has no column for {', '.join(missing)} "
+                f"(it has: {', '.join(sorted(space.columns))})"
+            )
         if noise not in ("mean", "seed"):
             raise ConfigError(f"table.noise must be 'mean' or 'seed', got '{noise}'")
         self.space, self.needed, self.noise = space, needed, noise
