@@ -108,11 +108,11 @@ def pymoo_run(name: str, oracle: LoggedOracle, budget: int, seed: int) -> list[s
 def shiftnas_run(name: str, oracle: LoggedOracle, budget: int, seed: int) -> list[str]:
     """shiftnas's own searchers (their record order is the evaluation order)."""
     problem = SearchProblem(oracle.space, oracle.metrics, oracle.objectives, [], Archive(), seed=seed)
-    if name == "nsga2":  # generations enough for ``budget`` unique evaluations despite repeats
-        NSGA2Search(problem, POP, generations=2 * budget // POP).run()
+    if name == "nsga2":  # generations to spare: repeats of archived networks cost nothing
+        search = NSGA2Search(problem, POP, generations=budget)
     else:
-        cfg = NATConfig(policy=name, iterations=budget, **NAT_SCALE)
-        _run_nat_until(NATSearch(problem, cfg), problem.archive, budget)
+        search = NATSearch(problem, NATConfig(policy=name, iterations=budget, **NAT_SCALE))
+    _run_until(search, problem.archive, budget)
     order = []
     for r in problem.archive:
         if r["key"] not in oracle.seen:
@@ -122,8 +122,8 @@ def shiftnas_run(name: str, oracle: LoggedOracle, budget: int, seed: int) -> lis
     return order
 
 
-def _run_nat_until(search: NATSearch, log: Archive, budget: int) -> None:
-    """Iterate until ``budget`` distinct networks were evaluated (a bounded archive can re-propose dropped ones)."""
+def _run_until(search, log: Archive, budget: int) -> None:
+    """Step until ``budget`` distinct networks were evaluated (a search may re-propose ones it has seen)."""
 
     class Enough(Exception):
         pass

@@ -159,6 +159,16 @@ def test_nsga2_and_nat_search_a_real_table(tmp_path):
     assert [r["key"] for r in again.records] == [r["key"] for r in nat.records]
 
 
+def test_nat_proposes_k_new_networks_every_iteration_even_when_its_surrogate_search_converges(tmp_path):
+    space = get_space("table", path=str(_macro_subset(tmp_path)))
+    # a tiny surrogate search seeded by the front: its final population is mostly networks already evaluated
+    cfg = NATConfig(policy="nat", archive_size=10, candidates=4, iterations=8, aux_pop_size=8, aux_generations=2)
+    problem = _problem(space, ["error", "macs"])
+    NATSearch(problem, cfg).run()
+    keys = [r["key"] for r in problem.archive]
+    assert len(keys) == len(set(keys)) == 10 + 8 * 4  # no repeat, and K new ones per iteration
+
+
 def test_hv_fraction_and_igd_plus_on_a_front_known_by_hand():
     # every objective minimised; the true front is (0, 4), (1, 1), (4, 0); (3, 3) is dominated
     F = np.array([[0.0, 4.0], [1.0, 1.0], [4.0, 0.0], [3.0, 3.0]])

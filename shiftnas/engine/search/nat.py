@@ -40,6 +40,7 @@ from pymoo.algorithms.moo.nsga3 import NSGA3
 from pymoo.core.population import Population
 from pymoo.core.problem import Problem
 from pymoo.optimize import minimize
+from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 from pymoo.util.ref_dirs import get_reference_directions
 
 from ... import records
@@ -56,6 +57,7 @@ from .base import (
     SearchProblem,
     SearchResult,
     StepCallback,
+    feasible_mask,
     genome_operators,
     nondominated,
     normalized_hypervolume,
@@ -135,14 +137,20 @@ class _AuxProblem(Problem):
         )
         self.space, self.predict, self.costs = space, predict, costs
         self.cost_columns, self.cons = cost_columns, constraints
+        self.seen: dict[str, tuple[Arch, np.ndarray]] = {}  # every feasible network scored, first F kept
 
     def _evaluate(self, X, out, *args, **kwargs):
-        genomes = np.array([self.space.encode(self.space.decode(x)) for x in X])
+        archs = [self.space.decode(x) for x in X]
+        genomes = np.array([self.space.encode(a) for a in archs])
         pred = self.predict(genomes)
-        metrics = [self.costs(self.space.decode(x)) for x in X]
+        metrics = [self.costs(a) for a in archs]
         out["F"] = np.column_stack([pred] + [[m[c] for m in metrics] for c in self.cost_columns])
         if self.cons:
             out["G"] = np.array([[c.g(m) for c in self.cons] for m in metrics])
+        feasible = feasible_mask(out.get("G"), len(archs))
+        for arch, f, ok in zip(archs, out["F"], feasible):
+            if ok:
+                self.seen.setdefault(arch.key(), (arch, f))
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -285,12 +293,20 @@ class NATSearch:
             algorithm = NSGA2(**kwargs)
         res = minimize(problem, algorithm, ("n_gen", c.aux_generations), seed=self.seed + iteration, verbose=False)
         pop = res.pop
-        known = {r["key"] for r in archive}
+        # never propose a network evaluated before (what a crashed attempt at this iteration left in the
+        # log is left out, so a resumed run proposes what an uninterrupted one does)
+        known = {r["key"] for r in archive} | {r["key"] for r in self.log if r["generation"] < iteration}
         cands: dict[str, tuple[Arch, np.ndarray]] = {}
         for x, f in zip(pop.get("X"), pop.get("F")):
             arch = self.space.decode(x)
             if arch.key() not in known:
                 cands.setdefault(arch.key(), (arch, f))
+        if len(cands) < c.candidates:  # a converged final population: top up from what the search scored
+            rest = [(k, v) for k, v in problem.seen.items() if k not in known and k not in cands]
+            if rest:
+                ranks = NonDominatedSorting().do(np.array([f for _, (_, f) in rest]), return_rank=True)[1]
+                for i in np.lexsort((np.array([f[0] for _, (_, f) in rest]), ranks))[: c.candidates - len(cands)]:
+                    cands[rest[i][0]] = rest[i][1]
         if not cands:
             return []
         archs = [a for a, _ in cands.values()]
