@@ -57,11 +57,11 @@ METHODS = ("nsga2", "nat", "natv2", "random", "nsga3", "smsemoa", "agemoea")
 
 
 class LoggedOracle:
-    """The table queried through ``TableMetrics``; remembers the order of the unique evaluations."""
+    """A metrics source (a table's ``TableMetrics``, a supernet's ``ArchitectureMetrics``) queried by
+    genome; remembers the order of the unique evaluations."""
 
-    def __init__(self, space, objectives, noise: str, seed: int) -> None:
-        self.space, self.objectives = space, objectives
-        self.metrics = TableMetrics(space, needed_metrics(objectives, []), noise, seed)
+    def __init__(self, space, objectives, metrics) -> None:
+        self.space, self.objectives, self.metrics = space, objectives, metrics
         self.seen: dict[str, np.ndarray] = {}  # key -> observed objective values, in evaluation order
 
     def __call__(self, genome: np.ndarray) -> np.ndarray:
@@ -105,13 +105,13 @@ def pymoo_run(name: str, oracle: LoggedOracle, budget: int, seed: int) -> list[s
     return list(oracle.seen)
 
 
-def shiftnas_run(name: str, oracle: LoggedOracle, budget: int, seed: int) -> list[str]:
-    """shiftnas's own searchers (their record order is the evaluation order)."""
+def shiftnas_run(name: str, oracle: LoggedOracle, budget: int, seed: int, **nat) -> list[str]:
+    """shiftnas's own searchers (their record order is the evaluation order); ``nat``: NATConfig overrides."""
     problem = SearchProblem(oracle.space, oracle.metrics, oracle.objectives, [], Archive(), seed=seed)
     if name == "nsga2":  # generations to spare: repeats of archived networks cost nothing
         search = NSGA2Search(problem, POP, generations=budget)
     else:
-        search = NATSearch(problem, NATConfig(policy=name, iterations=budget, **NAT_SCALE))
+        search = NATSearch(problem, NATConfig(policy=name, iterations=budget, **{**NAT_SCALE, **nat}))
     _run_until(search, problem.archive, budget)
     order = []
     for r in problem.archive:
@@ -201,7 +201,8 @@ def main() -> None:
                     if run_id in done["runs"]:
                         continue
                     t0 = time.time()
-                    oracle = LoggedOracle(space, objectives, oracle_kind, seed)
+                    table = TableMetrics(space, needed_metrics(objectives, []), oracle_kind, seed)
+                    oracle = LoggedOracle(space, objectives, table)
                     if method == "random":
                         order = random_run(oracle, max(budgets), seed)
                     elif method in ("nsga2", "nat", "natv2"):
