@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 FASHION := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 
-.PHONY: run test lint format bench bench-latency bench-ranking bench-nat bench-transfer setup data clean
+.PHONY: run test lint format bench bench-latency bench-ranking bench-nat bench-transfer setup data browser clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,10 +26,21 @@ data:
 	    echo "note: Fashion-MNIST is not installed (as root: apt-get install dataset-fashion-mnist); its tests will be skipped"; \
 	  fi; }
 
+# Debian's Chromium and its driver: the tests open report.html in a real headless browser.
+browser:
+	@command -v chromedriver >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Chromium (Debian packages chromium, chromium-driver) for the report tests"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+	      || echo "warning: could not install Chromium; the browser tests of report.html will be skipped"; \
+	  else \
+	    echo "note: Chromium is not installed (as root: apt-get install chromium chromium-driver); its tests will be skipped"; \
+	  fi; }
+
 run: $(STAMP) data
 	$(BIN)/shiftnas run --config configs/default.yaml
 
-test: $(STAMP) data lint
+test: $(STAMP) data browser lint
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)            # one import and formatting style (ruff); `make format` applies it

@@ -463,6 +463,18 @@ def rank(
 
 
 @app.command()
+@user_errors
+def report(
+    run_dir: Path = typer.Argument(..., help="A run directory made by `shiftnas run` or `search`."),
+) -> None:
+    """(Re)build the run's self-contained interactive report.html (opens offline in any browser)."""
+    from .pipeline.report import write_report
+    from .pipeline.rundir import RunDir
+
+    err.print(f"report: {write_report(RunDir(run_dir))}")
+
+
+@app.command()
 def spaces() -> None:
     """List the registered search spaces."""
     from .search_spaces import get_space, list_spaces

@@ -140,10 +140,13 @@ def test_end_to_end_run_export_and_profile(tmp_path):
         "subnet_knee.onnx",
         "subnet_knee.pt",
         "summary.json",
+        "report.html",
     ):
         assert (out / name).is_file(), name
     summary = json.loads((out / "summary.json").read_text())
     assert summary["picked"]["parity_max_abs_diff"] <= 1e-4
+    page = (out / "report.html").read_text()
+    assert summary["picked"]["key"] in page and "latency (ms)" in page
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["seed"] == 0 and manifest["hardware"]["ort_version"] == ort.__version__
     rows = list(csv.DictReader((out / "pareto.csv").open()))
@@ -323,6 +326,8 @@ def test_nat_mode_then_finetune(tmp_path):
     # the run had no latency objective: finetune measures the subnet with the run's ONNX Runtime settings
     assert done[0]["latency_ms"] > 0 and done[0]["latency_source"] == "measured by finetune"
     assert (out / f"finetuned_{done[0]['key']}.onnx").is_file() and "fine-tuned subnets" in result.output
+    page = (out / "report.html").read_text()  # the report gains the fine-tuning results
+    assert "Fine-tuned subnets" in page and f"{done[0]['test_accuracy_after']:.2f}" in page
     # re-running does not fine-tune again
     mtime = (out / "finetune.json").stat().st_mtime_ns
     assert (

@@ -24,6 +24,7 @@ from ..search_spaces import Arch
 from .context import latency_config, load_finished_run
 from .export import select_records
 from .progress import progress_bar, stderr_console
+from .report import write_report
 from .rundir import RunDir
 
 
@@ -103,5 +104,6 @@ def finetune_from_run(
             for r in done.values()
         }
         rundir.write_json(summary_path, summary)
+    write_report(rundir)
     Console().print(finetune_table(results))
     return results

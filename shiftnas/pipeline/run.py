@@ -34,6 +34,7 @@ from ..search_spaces import Arch, SearchSpace
 from ..search_spaces.table import is_table
 from .context import RunContext, latency_config, make_landmark_growth, prepare, prepare_table
 from .progress import progress_bar
+from .report import write_report
 from .rundir import RunDir
 
 
@@ -247,6 +248,7 @@ def run_table(cfg: RunConfig, quiet: bool = False) -> dict[str, Any]:
         "queries": ctx.metrics.evaluator.n_evaluations,
     }
     ctx.rundir.write_json(ctx.rundir.summary, summary)
+    write_report(ctx.rundir)
     if not quiet:
         Console().print(front_table(result.front, chosen["key"]))
         ctx.console.print(f"picked ({cfg.search.pick}): {chosen['key']}; results in {ctx.rundir}")
@@ -271,4 +273,5 @@ def run(cfg: RunConfig, quiet: bool = False) -> dict[str, Any]:
     summary = finalize(ctx, result, evaluator)
     summary["seconds"] = time.time() - t0
     ctx.rundir.write_json(ctx.rundir.summary, summary)
+    write_report(ctx.rundir)
     return summary

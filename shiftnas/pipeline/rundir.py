@@ -28,6 +28,7 @@ class RunDir:
     ``pareto.{csv,json,png}``     the front; ``hypervolume.{json,png}`` its hypervolume per step
     ``subnet_<pick>.{onnx,pt}``   an exported subnet; ``finetuned_<key>.{onnx,pt}`` a fine-tuned one
     ``summary.json``              the pick, its metrics, ONNX parity; ``finetune.json`` fine-tuning results
+    ``report.html``               the interactive, self-contained report (``shiftnas report RUN``)
     ============================  ======================================================
     """
 
@@ -55,6 +56,7 @@ class RunDir:
     hypervolume_png = property(lambda self: self.file("hypervolume.png"))
     summary = property(lambda self: self.file("summary.json"))
     finetune_results = property(lambda self: self.file("finetune.json"))
+    report = property(lambda self: self.file("report.html"))
 
     def supernet_version(self, version: int) -> Path:
         """The weights of supernet version ``version`` (kept by shifting, ``shift.keep_checkpoints``)."""
