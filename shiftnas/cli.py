@@ -51,6 +51,10 @@ def user_errors(fn: Callable) -> Callable:
 
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file (see configs/default.yaml).")
+TrackOpt = typer.Option(
+    None,
+    help="Log config, metrics per step and artifacts: mlflow[:URI] | tensorboard[:DIR] (pip install 'shiftnas[track]').",
+)
 SetOpt = typer.Option(None, "--set", help="Override a config value, e.g. --set train.epochs=3 (repeatable).")
 OutOpt = typer.Option(None, "--out", "-o", help="Run directory (default runs/default).")
 DataOpt = typer.Option(None, "--data", help="mnist5k | digits | fashion-mnist | cifar10 | cifar100 | imagefolder:PATH")
@@ -97,6 +101,7 @@ def build_config(config: Optional[Path], sets: Optional[List[str]], **options) -
         "latency": "hardware.latency",
         "dask": "hardware.dask",
         "mode": "search.mode",
+        "track": "track",
     }
     overrides = list(sets or [])
     for opt, value in options.items():
@@ -132,6 +137,7 @@ def run(
     latency: Optional[str] = LatencyOpt,
     dask: Optional[str] = DaskOpt,
     mode: Optional[str] = ModeOpt,
+    track: Optional[str] = TrackOpt,
 ) -> None:
     """Train a supernet, search it with NSGA-II, write the Pareto front and export the picked subnet."""
     from .pipeline.run import run as run_pipeline
@@ -154,6 +160,7 @@ def run(
         latency=latency,
         dask=dask,
         mode=mode,
+        track=track,
     )
     summary = run_pipeline(cfg)
     err.print(f"done in {summary['seconds'] / 60:.1f} min; results in {cfg.out}")
@@ -213,6 +220,7 @@ def search(
     latency: Optional[str] = LatencyOpt,
     dask: Optional[str] = DaskOpt,
     mode: Optional[str] = ModeOpt,
+    track: Optional[str] = TrackOpt,
 ) -> None:
     """Search a trained supernet (or a table: --space table:PATH); writes the front, plots and the pick's ONNX."""
     from .pipeline.run import run as run_pipeline
@@ -234,6 +242,7 @@ def search(
         latency=latency,
         dask=dask,
         mode=mode,
+        track=track,
     )
     if not cfg.checkpoint and not is_table(cfg.space.name):
         raise ShiftnasError("search needs --checkpoint (a trained supernet), or a table space: --space table:PATH")
@@ -255,6 +264,7 @@ def transfer(
     pop_size: Optional[int] = typer.Option(None, help="NSGA-II population size."),
     objectives: Optional[str] = typer.Option(None, help="Comma-separated: error,latency,macs,params."),
     constraint: Optional[List[str]] = typer.Option(None, help="e.g. 'latency<=5ms' (repeatable)."),
+    track: Optional[str] = TrackOpt,
 ) -> None:
     """Transfer a supernet to a new data set: reset its classifier and train it through the shifting search."""
     from .engine.checkpoint import read_checkpoint
@@ -275,6 +285,7 @@ def transfer(
         objectives=objectives,
         constraints=constraint,
         shift=shift,
+        track=track,
     )
     run_pipeline(cfg)  # with cfg.checkpoint set, the supernet is loaded, not trained
 

@@ -243,6 +243,7 @@ class RunConfig(Settings):
     seed: int = setting(0, low=0)
     threads: int = setting(2, low=1)  # torch threads for training and evaluation
     checkpoint: str | None = None  # load this supernet instead of training one
+    track: str = ""  # experiment tracking: mlflow[:URI] | tensorboard[:DIR] ('' = none)
     reset_classifier: bool = False  # transfer: re-initialise the loaded supernet's classifier
     data: DataConfig = setting(factory=DataConfig)
     space: SpaceConfig = setting(factory=SpaceConfig)
@@ -413,6 +414,8 @@ def _check_run(cfg: RunConfig) -> None:
                 "--mode nat always re-scores its archive after the supernet changes; "
                 "shift.reevaluate=false applies to --mode nsga2 only"
             )
+    if cfg.track and cfg.track.partition(":")[0] not in ("mlflow", "tensorboard"):
+        raise ConfigError(f"track must be mlflow[:URI] or tensorboard[:DIR], got '{cfg.track}'")
     if cfg.landmarks.rounds > 1 and not cfg.landmarks.table:
         raise ConfigError("landmarks.rounds > 1 needs landmarks.table")
 

@@ -122,6 +122,8 @@ def test_end_to_end_run_export_and_profile(tmp_path):
         "hardware.repeats=2",
         "--set",
         "eval.calib_size=200",
+        "--track",
+        f"tensorboard:{tmp_path / 'tb'}",
     ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -147,6 +149,12 @@ def test_end_to_end_run_export_and_profile(tmp_path):
     assert summary["picked"]["parity_max_abs_diff"] <= 1e-4
     page = (out / "report.html").read_text()
     assert summary["picked"]["key"] in page and "latency (ms)" in page
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()  # the supernet's training loss per epoch, the search's hypervolume per generation
+    assert [e.step for e in events.Scalars("train/loss")] == [1]
+    assert [e.step for e in events.Scalars("search/hypervolume")] == [1, 2]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["seed"] == 0 and manifest["hardware"]["ort_version"] == ort.__version__
     rows = list(csv.DictReader((out / "pareto.csv").open()))

@@ -44,6 +44,7 @@ from ..search_spaces.table import TableSpace, is_table
 from ..seeding import seed_everything
 from .progress import stderr_console
 from .rundir import RunDir
+from .tracking import check_tracker
 
 
 @dataclass
@@ -96,6 +97,7 @@ def check_names(cfg: RunConfig) -> None:
     PICKS.check(cfg.search.pick)
     if cfg.search.mode == "nat":
         SURROGATES.check(cfg.nat.resolved().surrogate)
+    check_tracker(cfg.track)
 
 
 def prepare(cfg: RunConfig, quiet: bool = False) -> RunContext:

@@ -32,10 +32,11 @@ from ..report import front_table, pick, plot_front, plot_hypervolume, write_fron
 from ..report.table import latency_check_line
 from ..search_spaces import Arch, SearchSpace
 from ..search_spaces.table import is_table
-from .context import RunContext, latency_config, make_landmark_growth, prepare, prepare_table
+from .context import RunContext, TableContext, latency_config, make_landmark_growth, prepare, prepare_table
 from .progress import progress_bar
 from .report import write_report
 from .rundir import RunDir
+from .tracking import Tracker, step_metrics, tracking
 
 
 def train_stage(ctx: RunContext) -> None:
@@ -89,8 +90,9 @@ def write_landmarks(ctx: RunContext) -> None:
     )
 
 
-def search_stage(ctx: RunContext) -> tuple[SearchResult, SubnetEvaluator]:
-    """The configured searcher over the space; ``archive.jsonl`` (and its own state) make it resumable."""
+def search_stage(ctx: RunContext, tracker: Tracker | None = None) -> tuple[SearchResult, SubnetEvaluator]:
+    """The configured searcher over the space; ``archive.jsonl`` (and its own state) make it resumable.
+    ``tracker`` gets every step's metrics."""
     cfg = ctx.cfg
     evaluator = SubnetEvaluator(ctx.space, ctx.supernet, ctx.data, cfg.eval, seed=cfg.seed)
     metrics = ArchitectureMetrics(evaluator, ctx.latency, ctx.needed)
@@ -111,10 +113,20 @@ def search_stage(ctx: RunContext) -> tuple[SearchResult, SubnetEvaluator]:
         files=ctx.rundir.search_files(),
     )
     searcher = SEARCHERS.get(cfg.search.mode)(problem, cfg)
-    with progress_bar(searcher.label, searcher.total_steps, ctx.console, ctx.quiet) as update:
-        result = searcher.run(lambda step, total, stats: update(step, info=step_info(stats)))
+    result = run_searcher(searcher, ctx.console, ctx.quiet, tracker or Tracker())
     ctx.rundir.write_json(ctx.rundir.hypervolume_json, result.hv_history)
     return result, evaluator
+
+
+def run_searcher(searcher, console, quiet: bool, tracker: Tracker) -> SearchResult:
+    """Run ``searcher`` under a progress bar, each step's metrics sent to ``tracker``."""
+
+    def on_step(step: int, total: int, stats: dict[str, Any]) -> None:
+        update(step, info=step_info(stats))
+        tracker.step(int(stats.get("generation", step)), step_metrics(stats))
+
+    with progress_bar(searcher.label, searcher.total_steps, console, quiet) as update:
+        return searcher.run(on_step)
 
 
 def step_info(stats: dict[str, Any]) -> str:
@@ -234,8 +246,15 @@ def run_table(cfg: RunConfig, quiet: bool = False) -> dict[str, Any]:
         ctx.space, ctx.metrics, ctx.objectives, ctx.constraints, archive, seed=cfg.seed, files=ctx.rundir.search_files()
     )
     searcher = SEARCHERS.get(cfg.search.mode)(problem, cfg)
-    with progress_bar(searcher.label, searcher.total_steps, ctx.console, quiet) as update:
-        result = searcher.run(lambda step, total, stats: update(step, info=step_info(stats)))
+    with tracking(cfg, ctx.rundir) as tracker:
+        summary = finish_table(ctx, run_searcher(searcher, ctx.console, quiet, tracker), t0, quiet)
+        tracker.artifacts(ctx.rundir.tracked_artifacts())
+    return summary
+
+
+def finish_table(ctx: TableContext, result: SearchResult, t0: float, quiet: bool) -> dict[str, Any]:
+    """Test accuracy of a table search's front, the Pareto files, plots, summary and report."""
+    cfg = ctx.cfg
     ctx.rundir.write_json(ctx.rundir.hypervolume_json, result.hv_history)
     if not result.front:
         raise ShiftnasError(f"no architecture satisfies the constraints {cfg.search.constraints}; relax them")
@@ -264,14 +283,18 @@ def run(cfg: RunConfig, quiet: bool = False) -> dict[str, Any]:
         return run_table(cfg, quiet)
     t0 = time.time()
     ctx = prepare(cfg, quiet)
-    train_stage(ctx)
-    result, evaluator = search_stage(ctx)
-    if not result.front:
-        raise ShiftnasError(
-            f"no architecture satisfies the constraints {cfg.search.constraints}; relax them or enlarge the search"
-        )
-    summary = finalize(ctx, result, evaluator)
-    summary["seconds"] = time.time() - t0
-    ctx.rundir.write_json(ctx.rundir.summary, summary)
-    write_report(ctx.rundir)
+    with tracking(cfg, ctx.rundir) as tracker:
+        train_stage(ctx)
+        for epoch in ctx.rundir.read_json(ctx.rundir.training)["history"]:
+            tracker.step(epoch["epoch"], {k: v for k, v in epoch.items() if k != "epoch"}, prefix="train")
+        result, evaluator = search_stage(ctx, tracker)
+        if not result.front:
+            raise ShiftnasError(
+                f"no architecture satisfies the constraints {cfg.search.constraints}; relax them or enlarge the search"
+            )
+        summary = finalize(ctx, result, evaluator)
+        summary["seconds"] = time.time() - t0
+        ctx.rundir.write_json(ctx.rundir.summary, summary)
+        write_report(ctx.rundir)
+        tracker.artifacts(ctx.rundir.tracked_artifacts(summary["picked"].get("onnx")))
     return summary

@@ -29,6 +29,7 @@ class RunDir:
     ``subnet_<pick>.{onnx,pt}``   an exported subnet; ``finetuned_<key>.{onnx,pt}`` a fine-tuned one
     ``summary.json``              the pick, its metrics, ONNX parity; ``finetune.json`` fine-tuning results
     ``report.html``               the interactive, self-contained report (``shiftnas report RUN``)
+    ``tracking.json``             the MLflow run this run logs to (``--track mlflow``), for a resume
     ============================  ======================================================
     """
 
@@ -57,6 +58,12 @@ class RunDir:
     summary = property(lambda self: self.file("summary.json"))
     finetune_results = property(lambda self: self.file("finetune.json"))
     report = property(lambda self: self.file("report.html"))
+    tracking = property(lambda self: self.file("tracking.json"))
+
+    def tracked_artifacts(self, onnx: str | None = None) -> list[Path]:
+        """The files a finished run sends to an experiment tracker (those that exist)."""
+        names = (self.pareto_csv, self.pareto_json, self.pareto_png, self.hypervolume_png, self.report, self.summary)
+        return [p for p in (*names, *([Path(onnx)] if onnx else [])) if p.is_file()]
 
     def supernet_version(self, version: int) -> Path:
         """The weights of supernet version ``version`` (kept by shifting, ``shift.keep_checkpoints``)."""

@@ -408,6 +408,7 @@ class NATSearch:
             "surrogate": surrogate,
             "surrogate_quality": quality,
             "best_error": float(F[:, self.error_index].min()),
+            "front_size": len(nd),
             "front": F[nd].tolist(),
         }
 

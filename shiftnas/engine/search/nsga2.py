@@ -152,9 +152,9 @@ class NSGA2Search:
             versions = sorted({self._version_of[self.space.decode(x).key()] for x in compared.get("X")})
             algorithm.tell(infills=off)
             if algorithm.has_next():  # no update after the last generation: the front shares one version
-                nondominated = self._nondominated(off)
+                best = self._nondominated(off)
                 region = np.vstack([algorithm.pop.get("X"), off.get("X")]).astype(int)
-                changed = self.shift.end_generation(list(self._evaluated), nondominated, region)
+                changed = self.shift.end_generation(list(self._evaluated), best, region)
                 if changed and self.reevaluate:
                     self._rescore(algorithm, problem, algorithm.pop)
                     algorithm.pop = algorithm.survival.do(
@@ -173,6 +173,7 @@ class NSGA2Search:
                 "hypervolume": normalized_hypervolume(F[feasible], ref_point),
                 "evaluated": len(self.archive),
                 "feasible": int(feasible.sum()),
+                "front_size": len(nondominated(F[feasible])),
                 "supernet_version": self.version,
                 "versions_compared": versions,
                 "best_error": float(F[:, 0].min()) if self.objectives[0].name == "error" else None,
