@@ -51,6 +51,9 @@ def user_errors(fn: Callable) -> Callable:
 
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file (see configs/default.yaml).")
+DeployOpt = typer.Option(
+    None, help="Precision the subnets are deployed at, measured and scored in ONNX Runtime: fp32 | int8."
+)
 TrackOpt = typer.Option(
     None,
     help="Log config, metrics per step and artifacts: mlflow[:URI] | tensorboard[:DIR] (pip install 'shiftnas[track]').",
@@ -102,6 +105,7 @@ def build_config(config: Optional[Path], sets: Optional[List[str]], **options) -
         "dask": "hardware.dask",
         "mode": "search.mode",
         "track": "track",
+        "deploy": "hardware.precision",
     }
     overrides = list(sets or [])
     for opt, value in options.items():
@@ -138,6 +142,7 @@ def run(
     dask: Optional[str] = DaskOpt,
     mode: Optional[str] = ModeOpt,
     track: Optional[str] = TrackOpt,
+    deploy: Optional[str] = DeployOpt,
 ) -> None:
     """Train a supernet, search it with NSGA-II, write the Pareto front and export the picked subnet."""
     from .pipeline.run import run as run_pipeline
@@ -161,6 +166,7 @@ def run(
         dask=dask,
         mode=mode,
         track=track,
+        deploy=deploy,
     )
     summary = run_pipeline(cfg)
     err.print(f"done in {summary['seconds'] / 60:.1f} min; results in {cfg.out}")
@@ -221,6 +227,7 @@ def search(
     dask: Optional[str] = DaskOpt,
     mode: Optional[str] = ModeOpt,
     track: Optional[str] = TrackOpt,
+    deploy: Optional[str] = DeployOpt,
 ) -> None:
     """Search a trained supernet (or a table: --space table:PATH); writes the front, plots and the pick's ONNX."""
     from .pipeline.run import run as run_pipeline
@@ -243,6 +250,7 @@ def search(
         dask=dask,
         mode=mode,
         track=track,
+        deploy=deploy,
     )
     if not cfg.checkpoint and not is_table(cfg.space.name):
         raise ShiftnasError("search needs --checkpoint (a trained supernet), or a table space: --space table:PATH")
@@ -265,6 +273,7 @@ def transfer(
     objectives: Optional[str] = typer.Option(None, help="Comma-separated: error,latency,macs,params."),
     constraint: Optional[List[str]] = typer.Option(None, help="e.g. 'latency<=5ms' (repeatable)."),
     track: Optional[str] = TrackOpt,
+    deploy: Optional[str] = DeployOpt,
 ) -> None:
     """Transfer a supernet to a new data set: reset its classifier and train it through the shifting search."""
     from .engine.checkpoint import read_checkpoint
@@ -286,6 +295,7 @@ def transfer(
         constraints=constraint,
         shift=shift,
         track=track,
+        deploy=deploy,
     )
     run_pipeline(cfg)  # with cfg.checkpoint set, the supernet is loaded, not trained
 
@@ -298,12 +308,15 @@ def export(
         "knee", help="knee | max-acc | min-latency | trade-off | an architecture key from pareto.csv"
     ),
     out: Optional[Path] = typer.Option(None, help="ONNX file (default <run>/subnet_<pick>.onnx)."),
+    deploy: Optional[str] = typer.Option(None, help="fp32 | int8 (default: the run's precision)."),
 ) -> None:
-    """Export a subnet of a finished run's Pareto front to ONNX (parity-checked against PyTorch)."""
+    """Export a subnet of a finished run's front to ONNX: FP32 parity-checked against PyTorch, or INT8
+    (ONNX Runtime static quantization) with its accuracy drop."""
     from .pipeline.export import export_from_run
+    from .pipeline.run import export_line
 
-    info = export_from_run(run_dir, pick, out)
-    err.print(f"{info['key']} -> {info['onnx']} (parity max abs diff {info['parity_max_abs_diff']:.2e})")
+    info = export_from_run(run_dir, pick, out, deploy)
+    err.print(f"{info['key']} -> {info['onnx']} ({export_line(info)})")
 
 
 @app.command()
@@ -364,6 +377,7 @@ def profile(
     provider: Optional[str] = typer.Option(
         None, help="CPUExecutionProvider (default) | CUDAExecutionProvider | TensorrtExecutionProvider."
     ),
+    deploy: Optional[str] = typer.Option(None, help="fp32 (default) | int8: measure the INT8 quantization."),
     nodes: bool = typer.Option(True, help="For a model: also show ONNX Runtime's per-node profile."),
     plot: Optional[Path] = typer.Option(
         None, help="For a model: per-node bar chart PNG (default <model>.profile.png)."
@@ -380,6 +394,7 @@ def profile(
         "batch_size": batch_size,
         "provider": provider,
         "references": references,
+        "precision": deploy,
     }
     cfg = build(LatencyConfig, {k: v for k, v in given.items() if v is not None}, "")
     if (model is None) == (space is None):

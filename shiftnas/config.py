@@ -118,6 +118,7 @@ class LatencyConfig(Settings):
     repeats: int = setting(3, low=1)  # blocks, each in a fresh session
     runs: int = setting(30, low=1)  # timed runs per block
     batch_size: int = setting(1, low=1)
+    precision: str = setting("fp32", choices=("fp32", "int8"))  # int8: ORT static quantization (QDQ)
     provider: str = "CPUExecutionProvider"  # checked against this onnxruntime build when a run is prepared
     references: int = setting(3, low=0, high=3)  # reference subnets interleaved with every candidate
     drift: float = setting(0.05, above=0, below=1)  # re-measure a block whose reference moved more than this

@@ -35,13 +35,18 @@ class HardwareFingerprint:
     intra_threads: int
     inter_threads: int
     batch_size: int
+    precision: str = "fp32"  # of the measured model: fp32 | int8
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def key(self) -> str:
-        """Short stable hash (16 hex chars) of all fields."""
-        blob = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
+        """Short stable hash (16 hex chars) of all fields (``precision`` only when not fp32, so the keys of
+        caches and datasets written before INT8 existed stay valid)."""
+        fields = self.as_dict()
+        if fields["precision"] == "fp32":
+            del fields["precision"]
+        blob = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
@@ -50,6 +55,7 @@ def hardware_fingerprint(
     intra_threads: int = 1,
     inter_threads: int = 1,
     batch_size: int = 1,
+    precision: str = "fp32",
 ) -> HardwareFingerprint:
     """Fingerprint of this machine for the given ONNX Runtime provider and settings."""
     import onnxruntime as ort
@@ -62,9 +68,10 @@ def hardware_fingerprint(
         intra_threads=int(intra_threads),
         inter_threads=int(inter_threads),
         batch_size=int(batch_size),
+        precision=precision,
     )
 
 
 def fingerprint_of(cfg: LatencyConfig) -> HardwareFingerprint:
     """Fingerprint of this machine for the measurement settings ``cfg``."""
-    return hardware_fingerprint(cfg.provider, cfg.intra_threads, cfg.inter_threads, cfg.batch_size)
+    return hardware_fingerprint(cfg.provider, cfg.intra_threads, cfg.inter_threads, cfg.batch_size, cfg.precision)

@@ -23,8 +23,8 @@ from torch import nn
 
 from shiftnas.config import LatencyConfig
 from shiftnas.errors import ShiftnasError
-from shiftnas.hardware.export import export_onnx
 from shiftnas.hardware.fingerprint import HardwareFingerprint, fingerprint_of
+from shiftnas.hardware.quantize import deployed_onnx
 
 # Which pip package provides each execution provider (for the "not available" message).
 _PROVIDER_PACKAGES = {
@@ -334,8 +334,8 @@ class LatencyProfiler:
         return result
 
     def export(self, model: nn.Module, input_shape_chw: Sequence[int]) -> bytes:
-        """The graph that gets measured: deployable activations, the configured batch size."""
-        return export_onnx(model, (self.cfg.batch_size, *(int(d) for d in input_shape_chw)))
+        """The graph that gets measured: deployable activations, the configured batch size and precision."""
+        return deployed_onnx(model, (self.cfg.batch_size, *(int(d) for d in input_shape_chw)), self.cfg.precision)
 
     def profile(self, arch_key: str, model: nn.Module, input_shape_chw: Sequence[int]) -> LatencyResult:
         """Latency of ``model`` (identified by ``arch_key``) at ``input_shape_chw``."""

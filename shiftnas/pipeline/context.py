@@ -35,7 +35,7 @@ from ..engine.search import SEARCHERS, SHIFT_STRATEGIES
 from ..engine.search.nsga2 import current_best_proposer
 from ..engine.training.landmarks import LandmarkGrowth, LandmarkRegularizer, select_landmarks
 from ..errors import CheckpointError, ConfigError, ShiftnasError
-from ..hardware import hardware_fingerprint
+from ..hardware.fingerprint import fingerprint_of
 from ..hardware.latency import check_provider
 from ..predictors.surrogate import SURROGATES
 from ..report import PICKS
@@ -176,9 +176,7 @@ def write_manifest(ctx: RunContext) -> None:
         except metadata.PackageNotFoundError:
             versions[pkg] = None
     h = ctx.cfg.hardware
-    fp = hardware_fingerprint(
-        provider=h.provider, intra_threads=h.intra_threads, inter_threads=h.inter_threads, batch_size=h.batch_size
-    )
+    fp = fingerprint_of(h)
     ctx.rundir.write_json(
         ctx.rundir.manifest,
         {
@@ -355,5 +353,10 @@ def load_finished_run(rundir: RunDir, version: int = 0, cfg: RunConfig | None = 
         load_supernet_weights(supernet, read_checkpoint(rundir.supernet)["state_dict"])
     supernet.eval()
     return FinishedRun(
-        cfg, rundir, data, space, supernet, SubnetEvaluator(space, supernet, data, cfg.eval, seed=cfg.seed)
+        cfg,
+        rundir,
+        data,
+        space,
+        supernet,
+        SubnetEvaluator(space, supernet, data, cfg.eval, seed=cfg.seed, precision=cfg.hardware.precision),
     )

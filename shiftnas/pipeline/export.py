@@ -8,6 +8,7 @@ from typing import Any
 from ..config import RunConfig
 from ..engine.evaluation.objectives import resolve_objectives
 from ..errors import ShiftnasError
+from ..hardware.quantize import PRECISIONS
 from ..report import PICKS, pick
 from .context import load_finished_run
 from .run import export_subnet
@@ -29,12 +30,19 @@ def select_records(
     return matches[:1]
 
 
-def export_from_run(run_dir: str | Path, how: str = "knee", out: str | Path | None = None) -> dict[str, Any]:
-    """Pick ``how`` (knee | max-acc | min-latency | trade-off | an architecture key) from ``run_dir`` and export it."""
+def export_from_run(
+    run_dir: str | Path, how: str = "knee", out: str | Path | None = None, precision: str | None = None
+) -> dict[str, Any]:
+    """Pick ``how`` (knee | max-acc | min-latency | trade-off | an architecture key) from ``run_dir`` and export
+    it at ``precision`` (default: the run's ``hardware.precision``)."""
     rundir = RunDir(run_dir)
     front = rundir.front()
     cfg = rundir.load_config()
+    if precision is not None and precision not in PRECISIONS:
+        raise ShiftnasError(f"--deploy must be one of {', '.join(PRECISIONS)}, got '{precision}'")
     record = select_records(front, how, cfg, rundir)[0]
     run = load_finished_run(rundir, int(record.get("supernet_version", 0)), cfg)
+    if precision is not None:
+        run.evaluator.precision = precision
     path = Path(out) if out else rundir.subnet(how if how in PICKS else record["key"])
     return export_subnet(run.space, run.evaluator, record, path)

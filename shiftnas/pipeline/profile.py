@@ -15,6 +15,7 @@ from ..errors import ConfigError, ShiftnasError
 from ..hardware import measure_latency
 from ..hardware.fingerprint import fingerprint_of
 from ..hardware.node_profile import profile_nodes
+from ..hardware.quantize import quantize_int8, random_calibration
 from ..predictors.latency import predictor_from_dataset
 from ..report.profile import node_profile_table, plot_node_profile, top_nodes_table
 from ..report.table import latency_table, predictor_cv_table
@@ -119,10 +120,12 @@ def profile_onnx_file(
             f"{path} is not a readable ONNX model: {str(exc).splitlines()[0] if str(exc) else exc}"
         ) from None
     shape = onnx_input_shape(model)
+    if cfg.precision == "int8":  # latency of its INT8 quantization (calibrated on seeded random images)
+        data = quantize_int8(data, random_calibration(shape))
     result = measure_latency(data, shape, cfg)
     console.print(
         latency_table(
-            f"{path.name}: input {cfg.batch_size}x{'x'.join(map(str, shape))}, {cfg.provider}, "
+            f"{path.name}: input {cfg.batch_size}x{'x'.join(map(str, shape))}, {cfg.precision}, {cfg.provider}, "
             f"{cfg.intra_threads} thread(s)",
             result.median_ms,
             result.p10_ms,

@@ -21,13 +21,16 @@ from ..config import RunConfig
 from ..engine.checkpoint import load_supernet_weights
 from ..engine.evaluation.latency import PredictedLatency, check_predictions
 from ..engine.evaluation.metrics import ArchitectureMetrics
-from ..engine.evaluation.subnet import SubnetEvaluator
+from ..engine.evaluation.subnet import SubnetEvaluator, accuracy
 from ..engine.search import SEARCHERS, SearchProblem, SearchResult
 from ..engine.search.archive import Archive
 from ..engine.search.shifting import make_shift_strategy
+from ..engine.tensors import resize
 from ..engine.training.supernet import finished_training, train_supernet, training_identity
 from ..errors import ShiftnasError
 from ..hardware import assert_parity, export_onnx
+from ..hardware.quantize import onnx_accuracy
+from ..io import atomic_write_bytes
 from ..report import front_table, pick, plot_front, plot_hypervolume, write_front
 from ..report.table import latency_check_line
 from ..search_spaces import Arch, SearchSpace
@@ -94,7 +97,9 @@ def search_stage(ctx: RunContext, tracker: Tracker | None = None) -> tuple[Searc
     """The configured searcher over the space; ``archive.jsonl`` (and its own state) make it resumable.
     ``tracker`` gets every step's metrics."""
     cfg = ctx.cfg
-    evaluator = SubnetEvaluator(ctx.space, ctx.supernet, ctx.data, cfg.eval, seed=cfg.seed)
+    evaluator = SubnetEvaluator(
+        ctx.space, ctx.supernet, ctx.data, cfg.eval, seed=cfg.seed, precision=cfg.hardware.precision
+    )
     metrics = ArchitectureMetrics(evaluator, ctx.latency, ctx.needed)
     archive = Archive(ctx.rundir.archive)
     if len(archive) and not ctx.quiet:
@@ -143,23 +148,37 @@ def step_info(stats: dict[str, Any]) -> str:
 
 
 def export_subnet(space: SearchSpace, evaluator: SubnetEvaluator, record: dict[str, Any], path) -> dict[str, Any]:
-    """Export the BN-recalibrated subnet of ``record`` to ONNX (``.pt`` beside it), checked against PyTorch."""
+    """Export the BN-recalibrated subnet of ``record`` to ONNX (``.pt`` beside it) at the evaluator's
+    precision: FP32 checked against PyTorch (parity), INT8 with its validation accuracy drop vs FP32."""
     arch = Arch.from_dict(record["arch"])
     subnet = evaluator.subnet(arch)
     shape = space.input_size(arch)
-    export_onnx(subnet, (1, *shape), path)
-    parity = assert_parity(subnet, path, (1, *shape))
+    out = {"onnx": str(path), "pytorch": str(path.with_suffix(".pt")), "key": record["key"], "input_shape": [1, *shape]}
+    if evaluator.precision == "fp32":
+        export_onnx(subnet, (1, *shape), path)
+        out["parity_max_abs_diff"] = assert_parity(subnet, path, (1, *shape)).max_abs_diff
+    else:
+        atomic_write_bytes(path, evaluator.deployed(arch, subnet))
+        images, labels = evaluator.data.val.tensors
+        fp32 = accuracy(subnet, images, labels, arch.resolution, evaluator.cfg.batch_size)
+        quantized = onnx_accuracy(path.read_bytes(), resize(images, arch.resolution), labels)
+        out.update(precision=evaluator.precision, val_accuracy_fp32=fp32, val_accuracy_int8=quantized)
+        out["accuracy_drop"] = fp32 - quantized
     torch.save(
         {"arch": record["arch"], "net_config": subnet.config, "state_dict": subnet.state_dict()},
         path.with_suffix(".pt"),
     )
-    return {
-        "onnx": str(path),
-        "pytorch": str(path.with_suffix(".pt")),
-        "key": record["key"],
-        "input_shape": [1, *shape],
-        "parity_max_abs_diff": parity.max_abs_diff,
-    }
+    return out
+
+
+def export_line(exported: dict[str, Any]) -> str:
+    """How an export went, in a few words: ONNX parity, or the INT8 accuracy drop."""
+    if "parity_max_abs_diff" in exported:
+        return f"ONNX parity {exported['parity_max_abs_diff']:.2e}"
+    return (
+        f"INT8 val accuracy {exported['val_accuracy_int8']:.2f} % "
+        f"(FP32 {exported['val_accuracy_fp32']:.2f} %, drop {exported['accuracy_drop']:+.2f})"
+    )
 
 
 def finalize(ctx: RunContext, result: SearchResult, evaluator: SubnetEvaluator) -> dict[str, Any]:
@@ -193,9 +212,7 @@ def finalize(ctx: RunContext, result: SearchResult, evaluator: SubnetEvaluator) 
         if latency_check is not None:
             ctx.console.print(latency_check_line(latency_check))
         Console().print(front_table(result.front, chosen["key"]))
-        ctx.console.print(
-            f"picked ({how}): {chosen['key']} -> {exported['onnx']} (ONNX parity {exported['parity_max_abs_diff']:.2e})"
-        )
+        ctx.console.print(f"picked ({how}): {chosen['key']} -> {exported['onnx']} ({export_line(exported)})")
     return summary
 
 

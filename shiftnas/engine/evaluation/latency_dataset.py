@@ -20,9 +20,10 @@ from torch import nn
 
 from ...config import LatencyConfig
 from ...errors import ConfigError, ShiftnasError
-from ...hardware import LatencyResult, ModelUnderTest, count_macs, count_params, export_onnx
+from ...hardware import LatencyResult, ModelUnderTest, count_macs, count_params
 from ...hardware.fingerprint import HardwareFingerprint
 from ...hardware.latency import check_provider
+from ...hardware.quantize import deployed_onnx
 from ...io import atomic_write_json
 from ...search_spaces import Arch, SearchSpace
 
@@ -71,7 +72,7 @@ def reference_models(space: SearchSpace, supernet: nn.Module, cfg: LatencyConfig
     out = []
     for arch in reference_archs(space, cfg.references):
         chw = tuple(space.input_size(arch))
-        onnx_bytes = export_onnx(space.extract(supernet, arch), (cfg.batch_size, *chw))
+        onnx_bytes = deployed_onnx(space.extract(supernet, arch), (cfg.batch_size, *chw), cfg.precision)
         out.append(ModelUnderTest(arch.key(), onnx_bytes, chw))
     return out
 
@@ -199,7 +200,7 @@ def build_latency_dataset(
             model = space.extract(supernet, arch)
             chw = tuple(space.input_size(arch))
             models.append((model, chw))
-            jobs.append((export_onnx(model, (cfg.batch_size, *chw)), chw, cfg))
+            jobs.append((deployed_onnx(model, (cfg.batch_size, *chw), cfg.precision), chw, cfg))
         for arch, (model, chw), result in zip(batch, models, measure(jobs, refs)):
             result.fingerprint = fingerprint.as_dict()
             dataset.records.append(

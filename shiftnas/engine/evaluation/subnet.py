@@ -19,9 +19,12 @@ import torch.nn.functional as F
 
 from ...config import EvalConfig
 from ...data import DataSplits
+from ...hardware.quantize import deployed_onnx, onnx_accuracy
 from ...search_spaces import Arch, SearchSpace
 from ..checkpoint import weights_fingerprint
 from ..tensors import resize
+
+INT8_CALIBRATION = 256  # images of the BN-recalibration subset that calibrate the INT8 quantization
 
 
 @torch.no_grad()
@@ -75,7 +78,9 @@ class SubnetEvaluator:
     """Scores subnets of a supernet on the validation split; cached by (architecture, version).
 
     ``version`` identifies the supernet weights: whoever updates the supernet (shifting,
-    fine-tuning) bumps it, so stale scores are never reused.
+    fine-tuning) bumps it, so stale scores are never reused. With ``precision='int8'`` the accuracy is
+    that of the subnet as deployed: quantized by ONNX Runtime (calibrated on the first
+    ``INT8_CALIBRATION`` images of the BN-recalibration subset) and run in ONNX Runtime.
     """
 
     def __init__(
@@ -86,9 +91,10 @@ class SubnetEvaluator:
         cfg: EvalConfig,
         seed: int = 0,
         version: int = 0,
+        precision: str = "fp32",
     ) -> None:
         self.space, self.supernet, self.data, self.cfg = space, supernet, data, cfg
-        self.version = version
+        self.version, self.precision = version, precision
         self.supernet_id = weights_fingerprint(supernet)  # which weights version 0 refers to
         images = data.train.tensors[0]
         gen = torch.Generator().manual_seed(seed)
@@ -120,9 +126,20 @@ class SubnetEvaluator:
         if key not in self._cache:
             images, labels = getattr(self.data, split).tensors
             model = subnet if subnet is not None else self.subnet(arch)
-            self._cache[key] = accuracy(model, images, labels, arch.resolution, self.cfg.batch_size)
+            if self.precision == "fp32":
+                self._cache[key] = accuracy(model, images, labels, arch.resolution, self.cfg.batch_size)
+            else:
+                onnx_model = self.deployed(arch, model)
+                self._cache[key] = onnx_accuracy(onnx_model, resize(images, arch.resolution), labels)
             self.n_evaluations += 1
         return SubnetScore(arch, self._cache[key], split, self.version)
+
+    def deployed(self, arch: Arch, subnet: nn.Module | None = None) -> bytes:
+        """The ONNX model of ``arch`` at this evaluator's precision (INT8: calibrated on real images)."""
+        model = subnet if subnet is not None else self.subnet(arch)
+        chw = tuple(self.space.input_size(arch))
+        calibration = self.calibration_images(arch.resolution)[:INT8_CALIBRATION].numpy()
+        return deployed_onnx(model, (1, *chw), self.precision, calibration)
 
     def bump_version(self) -> int:
         """Declare that the supernet weights changed; later scores are recomputed."""
