@@ -58,6 +58,8 @@ def assert_one_line_error(result, needle: str) -> None:
         (["run", "--mode", "nat", "--set", "shift.reevaluate=false"], "shift.reevaluate=false applies to --mode nsga2"),
         (["finetune", "no_such_run"], "not a finished run"),
         (["profile", "--space", "compact-mbv3"], "--space needs --out"),
+        (["run", "--deploy", "int4"], "precision"),
+        (["run", "--track", "wandb"], "track must be mlflow[:URI] or tensorboard[:DIR]"),
         (["profile", "--space", "nope", "--out", "d.json"], "unknown search space 'nope'"),
         (
             ["profile", "--space", "compact-mbv3", "--out", "d.json", "--references", "7"],
@@ -88,7 +90,9 @@ def test_console_script_prints_no_traceback(tmp_path):
     assert "Traceback" not in proc.stderr and proc.stderr.strip().startswith("error: unknown search space")
 
 
-@pytest.mark.parametrize("command", ["run", "resume", "train", "search", "export", "profile", "spaces", "finetune"])
+@pytest.mark.parametrize(
+    "command", ["run", "resume", "train", "search", "export", "profile", "spaces", "finetune", "report"]
+)
 def test_help(command):
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output

@@ -86,3 +86,25 @@ def test_random_calibration_is_seeded():
     from shiftnas.hardware.quantize import random_calibration
 
     assert np.array_equal(random_calibration((1, 8, 8)), random_calibration((1, 8, 8)))
+
+
+def test_a_run_deployed_int8_scores_and_exports_int8_subnets(tmp_path):
+    out = tmp_path / "int8"
+    args = ["run", "--out", str(out), "--data", "digits", "--epochs", "1", "--generations", "2", "--pop-size", "4"]
+    args += ["--objectives", "error,latency", "--deploy", "int8", "--set", "space.resolutions=[16,20]"]
+    args += ["--set", "train.batch_size=128", "--set", "threads=1", "--set", "eval.calib_size=128"]
+    args += ["--set", "hardware.runs=5", "--set", "hardware.repeats=1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    picked = summary["picked"]
+    assert picked["precision"] == "int8" and "parity_max_abs_diff" not in picked
+    assert abs(picked["accuracy_drop"] - (picked["val_accuracy_fp32"] - picked["val_accuracy_int8"])) < 1e-9
+    assert picked["metrics"]["accuracy"] == picked["val_accuracy_int8"]  # the search scored the INT8 model
+    assert "QuantizeLinear" in _ops((out / "subnet_knee.onnx").read_bytes())
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["hardware"]["precision"] == "int8"
+    # the same run exported in FP32: the parity path
+    result = CliRunner().invoke(app, ["export", str(out), "--deploy", "fp32", "--out", str(tmp_path / "f.onnx")])
+    assert result.exit_code == 0, result.output
+    assert "parity" in result.output and "QuantizeLinear" not in _ops((tmp_path / "f.onnx").read_bytes())
