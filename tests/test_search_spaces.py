@@ -14,6 +14,7 @@ from shiftnas.search_spaces import Arch, get_space, list_spaces
 
 COMPACT = get_space("compact-mbv3")
 OFA = get_space("ofa-mbv3", resolutions=[32, 48])
+PROXYLESS = get_space("ofa-proxyless", resolutions=[32, 48])
 
 
 def genomes(space, slack: int = 2):
@@ -22,12 +23,10 @@ def genomes(space, slack: int = 2):
 
 
 def stage_genes(space, genome):
-    md = space.spec.max_depth
-    off = 1 if len(space.spec.resolutions) > 1 else 0
-    return [genome[off + s * md : off + (s + 1) * md] for s in range(space.spec.n_stages)]
+    return [genome[sl] for sl in space.stage_slices()]
 
 
-@pytest.mark.parametrize("space", [COMPACT, OFA], ids=["compact", "ofa"])
+@pytest.mark.parametrize("space", [COMPACT, OFA, PROXYLESS], ids=["compact", "ofa", "proxyless"])
 @settings(max_examples=150, deadline=None)
 @given(data=st.data())
 def test_repair_is_canonical_and_round_trips(space, data):
@@ -45,7 +44,7 @@ def test_repair_is_canonical_and_round_trips(space, data):
     assert space.decode(space.encode(arch)) == arch
 
 
-@pytest.mark.parametrize("space", [COMPACT, OFA], ids=["compact", "ofa"])
+@pytest.mark.parametrize("space", [COMPACT, OFA, PROXYLESS], ids=["compact", "ofa", "proxyless"])
 @settings(max_examples=100, deadline=None)
 @given(data=st.data())
 def test_same_network_iff_same_repaired_genome(space, data):
@@ -215,3 +214,68 @@ def test_own_checkpoint_round_trip(tmp_path, supernet):
     assert load_supernet_weights(fresh, state["state_dict"]) == []
     for (k, a), b in zip(supernet.state_dict().items(), fresh.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+# ---- ofa-proxyless -------------------------------------------------------------------------------
+
+
+def _package_proxyless():
+    """The ``ofa`` package's own ProxylessNAS supernet with the model zoo's w1.3 arguments."""
+    from ofa.imagenet_classification.elastic_nn.networks import OFAProxylessNASNets
+
+    torch.manual_seed(3)
+    return OFAProxylessNASNets(
+        n_classes=1000,
+        dropout_rate=0,
+        width_mult=1.3,
+        ks_list=[3, 5, 7],
+        expand_ratio_list=[3, 4, 6],
+        depth_list=[2, 3, 4],
+    )
+
+
+def test_proxyless_genome_has_a_single_block_last_stage():
+    space = get_space("ofa-proxyless")
+    assert space.spec.slots == (4, 4, 4, 4, 4, 1) and space.n_var == 1 + 21
+    assert space.size() == 4 * 7371**5 * 9  # 4 resolutions x (9^2 + 9^3 + 9^4)^5 x 9 last-block choices
+    assert [len(s) for s in space.smallest().stages] == [2, 2, 2, 2, 2, 1]
+    with pytest.raises(ValueError, match="stage 5 has depth 2"):
+        space.validate(Arch(stages=(((3, 3),) * 2,) * 6, resolution=224))
+
+
+def test_proxyless_package_state_dict_loads_and_subnets_match_the_package(tmp_path):
+    from ofa.utils.pytorch_utils import count_net_flops
+
+    from shiftnas.hardware import count_macs
+
+    published = _package_proxyless()
+    path = tmp_path / "ofa_proxyless_d234_e346_k357_w1.3"
+    torch.save({"state_dict": published.state_dict()}, path)
+    net = PROXYLESS.build_supernet(10)
+    reset = load_supernet_weights(net, read_checkpoint(path)["state_dict"])
+    assert reset == ["classifier.linear.weight", "classifier.linear.bias"]
+    published.eval()
+    for arch in (PROXYLESS.smallest(), PROXYLESS.largest(), PROXYLESS.sample(np.random.default_rng(4))):
+        ours = PROXYLESS.extract(net, arch)
+        PROXYLESS.activate(published, arch)
+        theirs = published.get_active_subnet(preserve_weight=True).eval()
+        theirs.classifier = ours.classifier  # the classifiers differ (10 vs 1000 classes), the rest must not
+        x = torch.randn(2, 3, arch.resolution, arch.resolution)
+        with torch.no_grad():
+            assert torch.allclose(ours(x), theirs(x))
+        chw = PROXYLESS.input_size(arch)
+        assert count_macs(ours, chw) == count_net_flops(theirs, (1, *chw))  # the package's own counter
+
+
+def test_proxyless_subnet_exports_to_onnx_with_parity_and_the_same_macs():
+    from shiftnas.hardware import assert_parity, count_macs, export_onnx
+    from shiftnas.hardware.macs import onnx_macs
+
+    torch.manual_seed(0)
+    net = PROXYLESS.build_supernet(10)
+    arch = PROXYLESS.sample(np.random.default_rng(5))
+    sub = PROXYLESS.extract(net, arch)
+    chw = PROXYLESS.input_size(arch)
+    onnx_bytes = export_onnx(sub, (1, *chw))
+    assert assert_parity(sub, onnx_bytes, (1, *chw)).max_abs_diff <= 1e-4
+    assert onnx_macs(onnx_bytes) == count_macs(sub, chw)

@@ -1,6 +1,6 @@
 """Search spaces: elastic supernets and their integer genomes, resolved by name."""
 
-from . import compact, ofa_mbv3, table  # noqa: F401  (register the built-in spaces)
+from . import compact, ofa_mbv3, ofa_proxyless, table  # noqa: F401  (register the built-in spaces)
 from .base import Arch, SearchSpace
 from .elastic_mbv3 import ElasticMobileNetSpace, ElasticSpec
 from .registry import SPACES, get_space, list_spaces

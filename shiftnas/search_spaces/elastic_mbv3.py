@@ -2,8 +2,10 @@
 
 Genome (NAT/NATv2 layout): an optional resolution index, then one gene per layer slot of every
 stage. Gene 0 means "skip this layer"; gene i >= 1 means the i-th (kernel, expand) pair, ordered
-expand-major as in NAT: (3,3), (5,3), (7,3), (3,4), ... The first ``min_depth`` slots of each
-stage have lower bound 1, so every stage keeps at least ``min_depth`` layers.
+expand-major as in NAT: (3,3), (5,3), (7,3), (3,4), ... The first slots of each stage, as many as
+its smallest depth, have lower bound 1, so every stage keeps at least that many layers. A stage has
+as many slots as its largest depth (``ElasticSpec.stage_depths``: ProxylessNAS's last stage is one
+elastic block).
 
 Repair ``push`` moves skipped slots to the end of their stage (NAT), so a skip never leaves a
 hole and the repaired genome is canonical: two genomes decode to the same network exactly when
@@ -31,13 +33,26 @@ class ElasticSpec:
     expand_ratios: tuple[int, ...] = (3, 4, 6)
     depths: tuple[int, ...] = (2, 3, 4)
     resolutions: tuple[int, ...] = (224,)
+    stage_depths: tuple[tuple[int, ...], ...] = ()  # per stage, where stages differ (default: ``depths``)
 
     def __post_init__(self) -> None:
-        d = sorted(self.depths)
-        if d != list(range(d[0], d[-1] + 1)) or d[0] < 1:
-            raise ValueError(f"depths must be a contiguous range of positive integers, got {self.depths}")
+        if self.stage_depths and len(self.stage_depths) != self.n_stages:
+            raise ValueError(f"stage_depths has {len(self.stage_depths)} entries for {self.n_stages} stages")
+        for depths in (self.depths, *self.stage_depths):
+            d = sorted(depths)
+            if d != list(range(d[0], d[-1] + 1)) or d[0] < 1:
+                raise ValueError(f"depths must be a contiguous range of positive integers, got {depths}")
         if not self.resolutions:
             raise ValueError("at least one resolution is required")
+
+    def depths_of(self, stage: int) -> tuple[int, ...]:
+        """The depths stage ``stage`` may have."""
+        return tuple(self.stage_depths[stage]) if self.stage_depths else tuple(self.depths)
+
+    @property
+    def slots(self) -> tuple[int, ...]:
+        """Layer slots (= genes, = supernet blocks) per stage: its largest depth."""
+        return tuple(max(self.depths_of(s)) for s in range(self.n_stages))
 
     @property
     def min_depth(self) -> int:
@@ -65,9 +80,8 @@ class ElasticMobileNetSpace(SearchSpace):
         self._choices = spec.layer_choices
         self._choice_index = {c: i + 1 for i, c in enumerate(self._choices)}
         self._has_res_gene = len(spec.resolutions) > 1
-        n_layers = spec.n_stages * spec.max_depth
-        lo = [1 if (i % spec.max_depth) < spec.min_depth else 0 for i in range(n_layers)]
-        hi = [len(self._choices)] * n_layers
+        lo = [int(i < min(spec.depths_of(s))) for s, n in enumerate(spec.slots) for i in range(n)]
+        hi = [len(self._choices)] * len(lo)
         if self._has_res_gene:
             lo, hi = [0] + lo, [len(spec.resolutions) - 1] + hi
         self._xl = np.array(lo, dtype=int)
@@ -82,25 +96,26 @@ class ElasticMobileNetSpace(SearchSpace):
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         return self._xl.copy(), self._xu.copy()
 
+    def stage_slices(self) -> list[slice]:
+        """Where each stage's genes are in a genome."""
+        start, out = 1 if self._has_res_gene else 0, []
+        for n in self.spec.slots:
+            out.append(slice(start, start + n))
+            start += n
+        return out
+
     def repair(self, genome: np.ndarray) -> np.ndarray:
         g = np.clip(np.rint(np.asarray(genome, dtype=float)), self._xl, self._xu).astype(int)
-        offset = 1 if self._has_res_gene else 0
-        md = self.spec.max_depth
-        for s in range(self.spec.n_stages):
-            seg = g[offset + s * md : offset + (s + 1) * md]
+        for sl in self.stage_slices():
+            seg = g[sl]
             kept = seg[seg > 0]
-            seg[:] = np.concatenate([kept, np.zeros(md - len(kept), dtype=int)])
+            seg[:] = np.concatenate([kept, np.zeros(len(seg) - len(kept), dtype=int)])
         return g
 
     def decode(self, genome: np.ndarray) -> Arch:
         g = self.repair(genome)
         res = self.spec.resolutions[g[0]] if self._has_res_gene else self.spec.resolutions[0]
-        layers = g[1:] if self._has_res_gene else g
-        md = self.spec.max_depth
-        stages = tuple(
-            tuple(self._choices[v - 1] for v in layers[s * md : (s + 1) * md] if v > 0)
-            for s in range(self.spec.n_stages)
-        )
+        stages = tuple(tuple(self._choices[v - 1] for v in g[sl] if v > 0) for sl in self.stage_slices())
         return Arch(stages=stages, resolution=int(res))
 
     def encode(self, arch: Arch) -> np.ndarray:
@@ -108,27 +123,29 @@ class ElasticMobileNetSpace(SearchSpace):
         genes: list[int] = []
         if self._has_res_gene:
             genes.append(self.spec.resolutions.index(arch.resolution))
-        for stage in arch.stages:
-            genes += [self._choice_index[layer] for layer in stage] + [0] * (self.spec.max_depth - len(stage))
+        for stage, slots in zip(arch.stages, self.spec.slots):
+            genes += [self._choice_index[layer] for layer in stage] + [0] * (slots - len(stage))
         return np.array(genes, dtype=int)
 
     def sample(self, rng: np.random.Generator) -> Arch:
         sp = self.spec
         stages = []
-        for _ in range(sp.n_stages):
-            depth = int(rng.choice(sp.depths))
+        for s in range(sp.n_stages):
+            depth = int(rng.choice(sp.depths_of(s)))
             stages.append(tuple(self._choices[int(i)] for i in rng.integers(0, len(self._choices), depth)))
         return Arch(stages=tuple(stages), resolution=int(rng.choice(sp.resolutions)))
 
     def largest(self) -> Arch:
         sp = self.spec
         layer = (max(sp.kernel_sizes), max(sp.expand_ratios))
-        return Arch(stages=tuple((layer,) * sp.max_depth for _ in range(sp.n_stages)), resolution=max(sp.resolutions))
+        stages = tuple((layer,) * max(sp.depths_of(s)) for s in range(sp.n_stages))
+        return Arch(stages=stages, resolution=max(sp.resolutions))
 
     def smallest(self) -> Arch:
         sp = self.spec
         layer = (min(sp.kernel_sizes), min(sp.expand_ratios))
-        return Arch(stages=tuple((layer,) * sp.min_depth for _ in range(sp.n_stages)), resolution=min(sp.resolutions))
+        stages = tuple((layer,) * min(sp.depths_of(s)) for s in range(sp.n_stages))
+        return Arch(stages=stages, resolution=min(sp.resolutions))
 
     def validate(self, arch: Arch) -> None:
         sp = self.spec
@@ -139,8 +156,8 @@ class ElasticMobileNetSpace(SearchSpace):
         if len(arch.stages) != sp.n_stages:
             raise ValueError(f"expected {sp.n_stages} stages, got {len(arch.stages)}")
         for i, stage in enumerate(arch.stages):
-            if len(stage) not in sp.depths:
-                raise ValueError(f"stage {i} has depth {len(stage)}, allowed {sp.depths}")
+            if len(stage) not in sp.depths_of(i):
+                raise ValueError(f"stage {i} has depth {len(stage)}, allowed {sp.depths_of(i)}")
             for k, e in stage:
                 if k not in sp.kernel_sizes or e not in sp.expand_ratios:
                     raise ValueError(
@@ -150,8 +167,10 @@ class ElasticMobileNetSpace(SearchSpace):
 
     def size(self) -> int:
         """Number of distinct architectures (all resolutions)."""
-        per_stage = sum(len(self._choices) ** d for d in self.spec.depths)
-        return per_stage**self.spec.n_stages * len(self.spec.resolutions)
+        n = len(self.spec.resolutions)
+        for s in range(self.spec.n_stages):
+            n *= sum(len(self._choices) ** d for d in self.spec.depths_of(s))
+        return n
 
     # ---- supernet ---------------------------------------------------------------------------
     def build_supernet(self, num_classes: int) -> nn.Module:
@@ -166,8 +185,8 @@ class ElasticMobileNetSpace(SearchSpace):
         """
         sp = self.spec
         ks, es = [], []
-        for stage in arch.stages:
-            filler = [(min(sp.kernel_sizes), min(sp.expand_ratios))] * (sp.max_depth - len(stage))
+        for stage, slots in zip(arch.stages, sp.slots):
+            filler = [(min(sp.kernel_sizes), min(sp.expand_ratios))] * (slots - len(stage))
             for k, e in list(stage) + filler:
                 ks.append(k)
                 es.append(e)
@@ -176,10 +195,9 @@ class ElasticMobileNetSpace(SearchSpace):
     def activate(self, supernet: nn.Module, arch: Arch) -> None:
         self.validate(arch)
         n_blocks = len(supernet.blocks) - 1
-        if n_blocks != self.spec.n_stages * self.spec.max_depth:
+        if n_blocks != sum(self.spec.slots):
             raise ValueError(
-                f"supernet has {n_blocks} elastic blocks; space '{self.name}' expects "
-                f"{self.spec.n_stages * self.spec.max_depth}"
+                f"supernet has {n_blocks} elastic blocks; space '{self.name}' expects {sum(self.spec.slots)}"
             )
         s = self.ofa_settings(arch)
         supernet.set_active_subnet(ks=s["ks"], e=s["e"], d=s["d"])

@@ -43,9 +43,9 @@ def sample_architecture_space(space: SearchSpace, rng: np.random.Generator) -> A
         return space.sample(rng)
     choices = spec.layer_choices
     stages = []
-    for _ in range(spec.n_stages):
-        depth = spec.min_depth
-        while depth < spec.max_depth and rng.random() >= 1 / 3:
+    for s in range(spec.n_stages):
+        depth, deepest = min(spec.depths_of(s)), max(spec.depths_of(s))
+        while depth < deepest and rng.random() >= 1 / 3:
             depth += 1
         stages.append(tuple(choices[int(rng.integers(len(choices)))] for _ in range(depth)))
     return Arch(stages=tuple(stages), resolution=int(rng.choice(spec.resolutions)))
