@@ -363,6 +363,9 @@ def profile(
         None, help="With --space: comma-separated resolutions (default: the space's; must match the search)."
     ),
     seed: int = typer.Option(0, help="With --space: seed of the architecture sample."),
+    prior: Optional[Path] = typer.Option(
+        None, help="With --space: a latency dataset of another device to transfer from (few samples suffice)."
+    ),
     dask: Optional[str] = typer.Option(
         None, help="With --space: measure on the Dask workers of this scheduler (started with --resources latency=1)."
     ),
@@ -408,7 +411,7 @@ def profile(
         raise ShiftnasError("--space needs --out DEVICE.json (where the latency dataset is written)")
     from .pipeline.profile import profile_space
 
-    profile_space(space, out, samples, cfg, resolutions=resolutions, seed=seed, dask=dask)
+    profile_space(space, out, samples, cfg, resolutions=resolutions, seed=seed, dask=dask, prior=prior)
 
 
 def _int_list(text: str, option: str) -> list[int]:

@@ -170,7 +170,8 @@ def test_dataset_refuses_other_settings_and_garbage(space, dataset, tmp_path):
 def test_predictors_fit_and_predict_on_measured_latency(space, dataset):
     ds, _, _ = dataset
     predictor = predictor_from_dataset(space, ds, folds=4)
-    assert set(predictor.cv) == {"lut", "macs", "gbm"} and predictor.kind == choose(predictor.cv)
+    # 24 measurements: gradient boosting (GBM_MIN = 30) is not a candidate yet
+    assert set(predictor.cv) == {"lut", "layers", "macs"} and predictor.kind == choose(predictor.cv)
     assert predictor.n_train == 24
     archs, mmacs, y = ds.archs(), [r["mmacs"] for r in ds.records], ds.latencies()
     pred = predictor.predict(archs, mmacs)
@@ -181,7 +182,7 @@ def test_predictors_fit_and_predict_on_measured_latency(space, dataset):
     again = predictor_from_dataset(space, ds, folds=4)
     assert again.kind == predictor.kind and np.allclose(again.predict(archs, mmacs), pred)
     # held-out errors exist for every family and are sane
-    for kind in ("lut", "macs", "gbm"):
+    for kind in ("lut", "layers", "macs", "gbm"):
         cv = cross_validate(kind, space, archs, np.array(mmacs), y, folds=4)
         assert -1 <= cv["kendall_tau"] <= 1 and cv["mape"] >= 0 and cv["rmse_ms"] >= 0
 
@@ -200,11 +201,92 @@ def test_choose_prefers_tau_then_mape():
 def test_predictor_input_errors(space, dataset):
     ds, _, _ = dataset
     archs = ds.archs()
-    with pytest.raises(ShiftnasError, match="at least 10"):
-        fit_latency_predictor(space, archs[:6], [1.0] * 6, [1.0] * 6)
+    with pytest.raises(ShiftnasError, match="at least 5"):
+        fit_latency_predictor(space, archs[:4], [1.0] * 4, [1.0] * 4)
     with pytest.raises(ShiftnasError, match="unknown latency predictor"):
         fit_latency_predictor(space, archs, [1.0] * 24, [1.0] * 24, candidates=("forest",))
     with pytest.raises(ShiftnasError, match="non-positive"):
         fit_latency_predictor(space, archs, [1.0] * 24, [0.0] * 24)
     with pytest.raises(ShiftnasError, match="measured on space"):
         predictor_from_dataset(get_space("compact-mbv3", resolutions=[28]), ds)
+
+
+# --------------------------------------------------------------------------- predictor families (synthetic costs)
+
+
+def _synthetic(space, n: int, seed: int, cost: str, noise: float = 0.0):
+    """``n`` architectures of ``space`` with latencies from a known cost model, and their MMACs."""
+    rng = np.random.default_rng(seed)
+    archs = stratified_sample(space, n, seed)
+    top = max(space.spec.resolutions)
+    area = np.array([(a.resolution / top) ** 2 for a in archs])
+    mmacs = np.array([area[i] * sum(e * k * k for st in a.stages for k, e in st) for i, a in enumerate(archs)])
+    layers = np.array([sum(a.depths) for a in archs], float)
+    y = {"fixed": 0.4 * layers + 0.2, "area": 0.01 * mmacs + 0.05, "mixed": 0.4 * layers + 0.01 * mmacs}[cost]
+    return archs, mmacs, y * (1 + noise * rng.standard_normal(n))
+
+
+@pytest.mark.parametrize("cost", ["fixed", "area", "mixed"])
+def test_the_table_recovers_fixed_area_scaled_and_mixed_costs(space, cost):
+    archs, mmacs, y = _synthetic(space, 160, 0, cost)
+    train, test = slice(0, 100), slice(100, 160)
+    for kind in ("lut", "layers") if cost != "area" else ("lut", "macs", "layers"):
+        p = fit_latency_predictor(space, archs[train], mmacs[train], y[train], candidates=(kind,))
+        errors = prediction_errors(y[test], p.predict(archs[test], mmacs[test]))
+        assert errors["kendall_tau"] > 0.97 and errors["mape"] < 2, (kind, errors)
+
+
+def test_macs_alone_cannot_model_a_fixed_cost_per_layer_and_never_slopes_down(space):
+    archs, mmacs, y = _synthetic(space, 160, 1, "fixed")
+    p = fit_latency_predictor(space, archs[:100], mmacs[:100], y[:100], candidates=("macs",))
+    lut = fit_latency_predictor(space, archs[:100], mmacs[:100], y[:100], candidates=("lut",))
+    tau = lambda q: prediction_errors(y[100:], q.predict(archs[100:], mmacs[100:]))["kendall_tau"]  # noqa: E731
+    assert tau(p) < tau(lut) - 0.2
+    falling = 1.0 + 1.0 / (1.0 + mmacs)  # latency that falls with MACs: the monotone model flattens instead
+    flat = fit_latency_predictor(space, archs, mmacs, falling, candidates=("macs",))
+    assert flat.model.coef_[0] == 0 and np.all(np.diff(flat.predict(archs, np.sort(mmacs))) >= 0)
+
+
+def test_selection_on_ten_samples_picks_a_structured_family_that_ranks_held_out_networks(space):
+    archs, mmacs, y = _synthetic(space, 110, 2, "fixed", noise=0.02)
+    clean = _synthetic(space, 110, 2, "fixed")[2]
+    p = fit_latency_predictor(space, archs[:10], mmacs[:10], y[:10])
+    assert p.kind in ("lut", "layers") and "gbm" not in p.cv and p.cv[p.kind]["folds"] == 10  # leave-one-out
+    # against the noise-free costs of 100 networks it never saw (fixed costs: many exact ties, tau-b)
+    assert prediction_errors(clean[10:], p.predict(archs[10:], mmacs[10:]))["kendall_tau"] > 0.8
+    assert 0 < p.relative_error < 0.2
+    again = fit_latency_predictor(space, archs[:10], mmacs[:10], y[:10])
+    assert again.kind == p.kind and np.allclose(again.predict(archs, mmacs), p.predict(archs, mmacs))
+
+
+def _dataset(space, archs, mmacs, y, prior: str | None = None) -> LatencyDataset:
+    records = [
+        {
+            "key": a.key(),
+            "arch": a.to_dict(),
+            "genome": space.encode(a).tolist(),
+            "mmacs": float(m),
+            "latency": {"median_ms": float(t)},
+        }
+        for a, m, t in zip(archs, mmacs, y)
+    ]
+    return LatencyDataset(space=space.describe(), fingerprint={}, protocol={}, records=records, prior=prior)
+
+
+def test_few_shot_transfer_from_another_device_round_trips_through_the_dataset_files(space, tmp_path):
+    archs, mmacs, y_old = _synthetic(space, 320, 3, "mixed", noise=0.01)
+    y_old = y_old + 0.3 * np.sqrt(mmacs)  # a cost none of the structured families is shaped like
+    y_new = 2.5 * y_old + 0.3  # the new device: the same structure, another scale and per-call cost
+    old, new = tmp_path / "devices" / "old.json", tmp_path / "new.json"
+    old.parent.mkdir()
+    _dataset(space, archs[:200], mmacs[:200], y_old[:200]).save(old)
+    _dataset(space, archs[200:220], mmacs[200:220], y_new[200:220], prior="devices/old.json").save(new)
+    loaded = LatencyDataset.load(new)
+    few = predictor_from_dataset(space, loaded, prior=loaded.load_prior(new))
+    assert len(loaded.records) == 20 and "transfer" in few.cv and few.cv["transfer"]["folds"] == 20
+    many = fit_latency_predictor(space, archs[:200], mmacs[:200], y_new[:200])  # 200 on the new device itself
+    held_out = slice(220, 320)  # networks neither predictor saw on the new device
+    tau = lambda p: prediction_errors(y_new[held_out], p.predict(archs[held_out], mmacs[held_out]))["kendall_tau"]  # noqa: E731
+    assert tau(few) >= tau(many) - 0.05  # issue 18's goal: 20 samples + a prior ~ 200 samples
+    scratch = fit_latency_predictor(space, archs[200:220], mmacs[200:220], y_new[200:220])  # no prior
+    assert tau(few) >= tau(scratch) - 0.01

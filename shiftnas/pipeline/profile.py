@@ -3,6 +3,7 @@ latency dataset of this device over a search space (``--space SPACE --samples N 
 
 from __future__ import annotations
 
+import os
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from ..hardware import measure_latency
 from ..hardware.fingerprint import fingerprint_of
 from ..hardware.node_profile import profile_nodes
 from ..hardware.quantize import quantize_int8, random_calibration
-from ..predictors.latency import predictor_from_dataset
+from ..predictors.latency import MIN_SAMPLES, predictor_from_dataset
 from ..report.profile import node_profile_table, plot_node_profile, top_nodes_table
 from ..report.table import latency_table, predictor_cv_table
 from ..search_spaces import get_space
@@ -33,8 +34,10 @@ def profile_space(
     seed: int = 0,
     dask: str | None = None,
     console: Console | None = None,
+    prior: Path | None = None,
 ):
-    """Measure ``samples`` architectures of a space (resumable), then cross-validate the latency predictors."""
+    """Measure ``samples`` architectures of a space (resumable), then cross-validate the latency predictors
+    (with ``prior``, another device's dataset, the transfer from it too; remembered in the dataset)."""
     console = console or stderr_console()
     try:
         res = [int(r) for r in resolutions.split(",") if r.strip()] if resolutions else None
@@ -43,6 +46,11 @@ def profile_space(
     if is_table(space_name):
         raise ShiftnasError(f"{space_name} is a table space: there is no network to export and profile")
     space = get_space(space_name, **({"resolutions": res} if res else {}))
+    if prior is not None:  # checked before anything is measured
+        from ..engine.evaluation.latency_dataset import LatencyDataset
+
+        if LatencyDataset.load(prior).space != space.describe():
+            raise ShiftnasError(f"--prior {prior} was measured on another space than {space.describe()}")
     measure, fingerprint, chunk, measurer = None, fingerprint_of(cfg), 1, None
     if dask:
         from ..hardware.remote import DaskMeasurer, measure_job
@@ -78,9 +86,14 @@ def profile_space(
     finally:
         if measurer is not None:
             measurer.close()
+    if prior is not None:  # remembered relative to the dataset, so the two files move together
+        relative = os.path.relpath(Path(prior).resolve(), Path(out).resolve().parent)
+        if dataset.prior != relative:
+            dataset.prior = relative
+            dataset.save(out)
     console.print(f"{len(dataset.records)} architectures in {out}")
-    if len(dataset.records) >= 10:
-        predictor = predictor_from_dataset(space, dataset)
+    if len(dataset.records) >= MIN_SAMPLES:
+        predictor = predictor_from_dataset(space, dataset, prior=dataset.load_prior(out))
         Console().print(predictor_cv_table(predictor.cv, predictor.kind, len(dataset.records)))
     console.print(f"use it in a search: shiftnas run --set hardware.latency=predicted:{out}")
     return dataset

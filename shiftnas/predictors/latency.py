@@ -1,18 +1,28 @@
 """Latency predictors fitted from an on-device latency dataset (``shiftnas profile --space``).
 
-Three candidates, compared by k-fold cross-validation on the dataset and the better one kept:
+Four families, compared by cross-validation on the dataset and the best one kept:
 
 * ``lut``: a per-block lookup table learned end to end. Every active layer contributes a
-  non-negative cost per (stage, kernel, expand), factorised as depthwise + pointwise + fixed parts
-  and scaled by the input area, plus the stem/head and per-call costs; fitted with non-negative
-  least squares. It is OFA's latency table, but calibrated on whole networks, so the boundary
-  reorders and executor overhead that isolated blocks miss (latency.md §4.2: raw block sums
-  under-estimate by ~11 %) are absorbed.
-* ``macs``: ``a * MMACs + b``, the baseline that is hard to beat on a CPU (latency.md §4.2).
-* ``gbm``: gradient boosting (scikit-learn) on the integer genome, resolution and MMACs.
+  non-negative cost per stage: depthwise, pointwise and fixed parts scaled by the input area, plus a
+  fixed cost that does not scale (a kernel launch, an executor step: at batch 1 on a GPU, or on a CPU
+  with small inputs, it dominates); the stem/head and per-call costs besides. Fitted with
+  non-negative least squares. OFA's latency table, calibrated on whole networks, so the boundary
+  reorders and executor overhead that isolated blocks miss (latency.md §4.2) are absorbed.
+* ``layers``: ``a * active layers + b * MMACs + c``, all non-negative: three numbers, learnable from
+  a handful of measurements.
+* ``macs``: ``a * MMACs + b`` with ``a, b >= 0`` (monotone), the baseline that is hard to beat on a
+  CPU at batch 1 (latency.md §4.2).
+* ``gbm``: gradient boosting (scikit-learn) on the integer genome, resolution and MMACs; only with
+  enough data (``GBM_MIN``) and only when it beats the structured families by more than a tie.
 
-Selection: the highest mean cross-validated Kendall tau; models within 0.02 of it count as tied
-and the lowest MAPE among them wins (tau decides the search's ranking, MAPE the constraint).
+With a ``prior`` (a predictor fitted on another device, ``--prior OLD.json``), a fifth candidate,
+``transfer``, keeps the prior's structure and refits ``a * prior(x) + b`` (``a, b >= 0``) on the new
+device's few samples.
+
+Cross-validation pools the out-of-fold predictions (leave-one-out up to 20 samples) before it scores
+them, so tiny folds do not turn the choice into a coin toss. Selection: the best pooled Kendall tau;
+within ``TIE`` of it the structured families are preferred in the order above, then the lowest MAPE.
+The chosen predictor's pooled relative error is its uncertainty, recorded with every prediction.
 """
 
 from __future__ import annotations
@@ -27,8 +37,12 @@ from ..errors import ShiftnasError
 from ..search_spaces import Arch, SearchSpace
 from .ranking import kendall_tau, rmse, spearman_rho
 
-CANDIDATES = ("lut", "macs", "gbm")
+CANDIDATES = ("lut", "layers", "macs", "gbm")
+STRUCTURED = ("transfer", "lut", "layers", "macs")  # preferred in this order when tied
 TIE = 0.02  # Kendall tau differences below this are noise at these sample sizes
+GBM_MIN = 30  # fewer measurements than this: gradient boosting is not a candidate
+LOO_MAX = 20  # this many measurements or fewer: leave-one-out cross-validation
+MIN_SAMPLES = 5
 
 
 def prediction_errors(y_true: Sequence[float], y_pred: Sequence[float]) -> dict[str, float]:
@@ -56,24 +70,24 @@ class _Model:
 
 
 class _LUT(_Model):
-    """Per-block table whose entries are ``area * (a_s * e * k^2 + b_s * e + c_s)`` for stage ``s``.
+    """Per-block table: an active layer of stage ``s`` costs ``area * (a_s * e * k^2 + b_s * e + c_s) + f_s``.
 
     An inverted-residual layer costs a depthwise conv (~ e * k^2), two pointwise convs (~ e) and a
-    fixed part, all proportional to the feature-map area; the three coefficients per stage are
-    fitted non-negative, plus a per-network cost that scales with area (stem, head) and a constant
-    (the per-call overhead). 3 x stages + 2 numbers instead of one free entry per (stage, k, e):
-    a table this size is learnable from tens of end-to-end measurements.
+    fixed part, all proportional to the feature-map area, plus ``f_s``, a cost per active layer that
+    does not scale with the area (kernel launches, executor steps); all fitted non-negative, with a
+    per-network cost that scales with area (stem, head) and a constant (the per-call overhead).
+    4 x stages + 2 numbers instead of one free entry per (stage, k, e).
     """
 
     def _features(self, archs: Sequence[Arch]) -> np.ndarray:
         n_stages = max(len(a.stages) for a in archs)
-        X = np.zeros((len(archs), 3 * n_stages + 2))
+        X = np.zeros((len(archs), 4 * n_stages + 2))
         for row, arch in enumerate(archs):
             area = self._area(arch)
             X[row, -2:] = (area, 1.0)
             for s, stage in enumerate(arch.stages):
                 for k, e in stage:
-                    X[row, 3 * s : 3 * s + 3] += area * np.array([e * k * k / 49.0, e / 6.0, 1.0])
+                    X[row, 4 * s : 4 * s + 4] += [area * e * k * k / 49.0, area * e / 6.0, area, 1.0]
         return X
 
     def fit(self, archs, mmacs, y):
@@ -84,13 +98,47 @@ class _LUT(_Model):
         return self._features(archs) @ self.coef_
 
 
-class _MACs(_Model):
+class _Layers(_Model):
+    """``a * active layers + b * MMACs + c``, non-negative."""
+
+    @staticmethod
+    def _features(archs, mmacs) -> np.ndarray:
+        return np.column_stack([[sum(a.depths) for a in archs], np.asarray(mmacs, float), np.ones(len(archs))])
+
     def fit(self, archs, mmacs, y):
-        self.coef_ = np.polyfit(np.asarray(mmacs, float), np.asarray(y, float), 1)
+        self.coef_, _ = nnls(self._features(archs, mmacs), np.asarray(y, float))
         return self
 
     def predict(self, archs, mmacs):
-        return np.polyval(self.coef_, np.asarray(mmacs, float))
+        return self._features(archs, mmacs) @ self.coef_
+
+
+class _MACs(_Model):
+    """``a * MMACs + b`` with ``a, b >= 0``: more MACs never predict less latency."""
+
+    def fit(self, archs, mmacs, y):
+        X = np.column_stack([np.asarray(mmacs, float), np.ones(len(y))])
+        self.coef_, _ = nnls(X, np.asarray(y, float))
+        return self
+
+    def predict(self, archs, mmacs):
+        return self.coef_[0] * np.asarray(mmacs, float) + self.coef_[1]
+
+
+class _Transfer(_Model):
+    """``a * prior(x) + b`` (``a, b >= 0``): another device's predictor, rescaled to this one."""
+
+    def __init__(self, space: SearchSpace, seed: int, prior: LatencyPredictor) -> None:
+        super().__init__(space, seed)
+        self.prior = prior
+
+    def fit(self, archs, mmacs, y):
+        X = np.column_stack([self.prior.predict(archs, mmacs), np.ones(len(y))])
+        self.coef_, _ = nnls(X, np.asarray(y, float))
+        return self
+
+    def predict(self, archs, mmacs):
+        return self.coef_[0] * self.prior.predict(archs, mmacs) + self.coef_[1]
 
 
 class _GBM(_Model):
@@ -112,7 +160,7 @@ class _GBM(_Model):
         return self.model_.predict(self._features(archs, mmacs))
 
 
-_FAMILIES = {"lut": _LUT, "macs": _MACs, "gbm": _GBM}
+_FAMILIES = {"lut": _LUT, "layers": _Layers, "macs": _MACs, "gbm": _GBM}
 
 
 @dataclass
@@ -121,36 +169,59 @@ class LatencyPredictor:
 
     kind: str
     model: Any
-    cv: dict[str, dict[str, float]] = field(default_factory=dict)  # kind -> mean (and *_std) CV errors
+    cv: dict[str, dict[str, float]] = field(default_factory=dict)  # kind -> pooled CV errors (and *_std)
     n_train: int = 0
 
     def predict(self, archs: Sequence[Arch], mmacs: Sequence[float]) -> np.ndarray:
         """Predicted latency (ms) of each architecture (``mmacs`` is its MMACs)."""
         return np.maximum(self.model.predict(list(archs), mmacs), 1e-6)
 
+    @property
+    def relative_error(self) -> float:
+        """The chosen family's cross-validated mean absolute relative error (0.05 = 5 %)."""
+        return float(self.cv.get(self.kind, {}).get("mape", float("nan")) / 100)
+
+
+def _make(kind: str, space: SearchSpace, seed: int, prior: LatencyPredictor | None) -> _Model:
+    return _Transfer(space, seed, prior) if kind == "transfer" else _FAMILIES[kind](space, seed)
+
 
 def cross_validate(
-    kind: str, space: SearchSpace, archs: list[Arch], mmacs: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0
+    kind: str,
+    space: SearchSpace,
+    archs: list[Arch],
+    mmacs: np.ndarray,
+    y: np.ndarray,
+    folds: int = 5,
+    seed: int = 0,
+    prior: LatencyPredictor | None = None,
 ) -> dict[str, float]:
-    """Mean and std over ``folds`` folds of the held-out errors of one predictor family."""
+    """Held-out errors of one family: every measurement predicted by a model fitted without its fold
+    (leave-one-out up to ``LOO_MAX`` measurements), scored together; ``kendall_tau_std`` is the spread
+    of tau over the folds that hold at least three measurements."""
     from sklearn.model_selection import KFold
 
-    per_fold = []
-    for train, test in KFold(folds, shuffle=True, random_state=seed).split(y):
-        model = _FAMILIES[kind](space, seed).fit([archs[i] for i in train], mmacs[train], y[train])
-        per_fold.append(prediction_errors(y[test], model.predict([archs[i] for i in test], mmacs[test])))
-    out = {}
-    for metric in per_fold[0]:
-        values = [f[metric] for f in per_fold]
-        out[metric], out[f"{metric}_std"] = float(np.mean(values)), float(np.std(values))
+    k = len(y) if len(y) <= LOO_MAX else folds
+    pred = np.empty_like(y)
+    fold_taus = []
+    for train, test in KFold(k, shuffle=True, random_state=seed).split(y):
+        model = _make(kind, space, seed, prior).fit([archs[i] for i in train], mmacs[train], y[train])
+        pred[test] = model.predict([archs[i] for i in test], mmacs[test])
+        if len(test) >= 3:
+            fold_taus.append(kendall_tau(pred[test], y[test]))
+    out = prediction_errors(y, np.maximum(pred, 1e-6))
+    out["kendall_tau_std"] = float(np.std(fold_taus)) if fold_taus else 0.0
+    out["folds"] = k
     return out
 
 
 def choose(cv: dict[str, dict[str, float]]) -> str:
-    """Best mean Kendall tau; within ``TIE`` of it, the lowest MAPE."""
+    """Best Kendall tau; within ``TIE`` of it the structured families (``STRUCTURED``) go before gradient
+    boosting (it must beat them clearly), and the lowest MAPE wins among those left."""
     best = max(r["kendall_tau"] for r in cv.values())
     tied = [k for k, r in cv.items() if r["kendall_tau"] >= best - TIE]
-    return min(tied, key=lambda k: cv[k]["mape"])
+    pool = [k for k in tied if k in STRUCTURED] or tied
+    return min(pool, key=lambda k: cv[k]["mape"])
 
 
 def fit_latency_predictor(
@@ -161,30 +232,39 @@ def fit_latency_predictor(
     candidates: Sequence[str] = CANDIDATES,
     folds: int = 5,
     seed: int = 0,
+    prior: LatencyPredictor | None = None,
 ) -> LatencyPredictor:
-    """Cross-validate ``candidates``, keep the better one and refit it on all the data."""
+    """Cross-validate ``candidates`` (``transfer`` too, with a ``prior``), keep the best and refit it on all
+    the data. ``gbm`` is left out below ``GBM_MIN`` measurements."""
     archs, mmacs, y = list(archs), np.asarray(mmacs, float), np.asarray(latency_ms, float)
     unknown = [c for c in candidates if c not in _FAMILIES]
     if unknown:
         raise ShiftnasError(f"unknown latency predictor '{unknown[0]}'; choose from {', '.join(_FAMILIES)}")
-    if len(y) < 2 * folds:
+    if len(y) < MIN_SAMPLES:
         raise ShiftnasError(
-            f"a latency predictor needs at least {2 * folds} measured architectures, got {len(y)}; "
+            f"a latency predictor needs at least {MIN_SAMPLES} measured architectures, got {len(y)}; "
             "profile more with `shiftnas profile --space ... --samples N`"
         )
     if np.any(~np.isfinite(y)) or np.any(y <= 0):
         raise ShiftnasError("the latency dataset holds non-positive or non-finite latencies")
-    cv = {kind: cross_validate(kind, space, archs, mmacs, y, folds, seed) for kind in candidates}
+    kinds = [c for c in candidates if c != "gbm" or len(y) >= GBM_MIN or list(candidates) == ["gbm"]]
+    if prior is not None:
+        kinds = ["transfer", *kinds]
+    cv = {kind: cross_validate(kind, space, archs, mmacs, y, folds, seed, prior) for kind in kinds}
     kind = choose(cv)
-    model = _FAMILIES[kind](space, seed).fit(archs, mmacs, y)
+    model = _make(kind, space, seed, prior).fit(archs, mmacs, y)
     return LatencyPredictor(kind, model, cv, n_train=len(y))
 
 
-def predictor_from_dataset(space: SearchSpace, dataset, **kwargs) -> LatencyPredictor:
-    """Fit a predictor on a :class:`~shiftnas.engine.latency_dataset.LatencyDataset` of ``space``."""
-    if dataset.space != space.describe():
-        raise ShiftnasError(
-            f"the latency dataset was measured on space {dataset.space}, but the search runs on {space.describe()}"
-        )
+def predictor_from_dataset(space: SearchSpace, dataset, prior=None, **kwargs) -> LatencyPredictor:
+    """Fit a predictor on a :class:`~shiftnas.engine.evaluation.latency_dataset.LatencyDataset` of
+    ``space``; with ``prior`` (another device's dataset) the ``transfer`` candidate joins."""
+    for ds in (dataset, prior):
+        if ds is not None and ds.space != space.describe():
+            raise ShiftnasError(
+                f"the latency dataset was measured on space {ds.space}, but the search runs on {space.describe()}"
+            )
+    base = predictor_from_dataset(space, prior, **kwargs) if prior is not None else None
     archs = dataset.archs()
-    return fit_latency_predictor(space, archs, [r["mmacs"] for r in dataset.records], dataset.latencies(), **kwargs)
+    mmacs = [r["mmacs"] for r in dataset.records]
+    return fit_latency_predictor(space, archs, mmacs, dataset.latencies(), prior=base, **kwargs)

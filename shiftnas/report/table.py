@@ -77,7 +77,9 @@ def finetune_table(results: list[dict[str, Any]]) -> Table:
 
 def predictor_cv_table(cv: dict[str, dict[str, float]], chosen: str, n: int) -> Table:
     """Cross-validated quality of every latency predictor family; the chosen one marked."""
-    table = Table(title=f"latency predictors, {n} architectures, 5-fold cross-validation")
+    folds = next(iter(cv.values())).get("folds", 5)
+    how = "leave-one-out" if folds == n else f"{folds}-fold"
+    table = Table(title=f"latency predictors, {n} architectures, {how} cross-validation (pooled)")
     for col in ("predictor", "Kendall tau", "Spearman rho", "MAPE %", "within 10 %"):
         table.add_column(col, justify="right")
     for kind, r in cv.items():

@@ -72,7 +72,8 @@ class PredictedLatency:
 
     def latency(self, arch: Arch, model: nn.Module, chw: Sequence[int], mmacs: float) -> dict[str, Any]:
         self.n_queries += 1
-        return {rec.LATENCY: float(self.predictor.predict([arch], [mmacs])[0])}
+        ms = float(self.predictor.predict([arch], [mmacs])[0])
+        return {rec.LATENCY: ms, rec.LATENCY_UNCERTAINTY: ms * self.predictor.relative_error}
 
     def prefetch(self, items: list[tuple[Arch, nn.Module, tuple[int, ...]]]) -> None:
         return None
@@ -102,7 +103,8 @@ def build_latency_source(
         from .latency_dataset import LatencyDataset
 
         dataset = LatencyDataset.load(dataset_path)
-        return PredictedLatency(predictor_from_dataset(space, dataset), str(dataset_path), dataset)
+        predictor = predictor_from_dataset(space, dataset, prior=dataset.load_prior(dataset_path))
+        return PredictedLatency(predictor, str(dataset_path), dataset)
     return measured_latency(space, supernet, cfg, cache_path, dask)
 
 

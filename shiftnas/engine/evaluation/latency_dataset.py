@@ -87,6 +87,7 @@ class LatencyDataset:
     references: list[str] = field(default_factory=list)
     records: list[dict[str, Any]] = field(default_factory=list)
     format: str = FORMAT
+    prior: str | None = None  # another device's dataset to transfer from (relative to this file's folder)
 
     def save(self, path: Path | str) -> None:
         atomic_write_json(path, asdict(self))
@@ -103,6 +104,13 @@ class LatencyDataset:
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ShiftnasError(f"{path} is not a shiftnas latency dataset (made by `shiftnas profile --space`)")
         return cls(**data)
+
+    def load_prior(self, path: Path | str) -> LatencyDataset | None:
+        """The dataset named by ``prior`` (a relative name is looked up beside ``path``, this file)."""
+        if not self.prior:
+            return None
+        where = Path(self.prior)
+        return LatencyDataset.load(where if where.is_absolute() else Path(path).parent / where)
 
     @property
     def fingerprint_key(self) -> str:
