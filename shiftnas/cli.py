@@ -507,8 +507,15 @@ def report(
 def spaces() -> None:
     """List the registered search spaces."""
     from .search_spaces import get_space, list_spaces
+    from .search_spaces.table import NAMED_TABLES
 
     for name in list_spaces():
+        if name == "table":
+            for table in NAMED_TABLES:
+                sp = get_space("table", path=table)
+                typer.echo(f"table:{table}: {sp.n_var} genes, {sp.size()} networks (a table: nothing to train)")
+            typer.echo("table:PATH: any CSV or JSON table of architectures and measured objectives")
+            continue
         sp = get_space(name)
         typer.echo(f"{name}: {sp.n_var} genes, {sp.size():.3g} architectures, resolutions {list(sp.spec.resolutions)}")
 

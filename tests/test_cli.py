@@ -98,6 +98,13 @@ def test_help(command):
     assert result.exit_code == 0 and "Usage" in result.output
 
 
+def test_spaces_lists_every_space_and_the_shipped_tables():
+    result = runner.invoke(app, ["spaces"])
+    assert result.exit_code == 0, result.output
+    for line in ("compact-mbv3: ", "ofa-mbv3: ", "ofa-proxyless: ", "table:nas-bench-macro: 8 genes, 3969 networks"):
+        assert line in result.output
+
+
 def test_end_to_end_run_export_and_profile(tmp_path):
     out = tmp_path / "run"
     args = [
