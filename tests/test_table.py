@@ -169,6 +169,17 @@ def test_nat_proposes_k_new_networks_every_iteration_even_when_its_surrogate_sea
     assert len(keys) == len(set(keys)) == 10 + 8 * 4  # no repeat, and K new ones per iteration
 
 
+def test_nsga2_offspring_are_networks_the_run_has_not_evaluated(tmp_path):
+    space = get_space("table", path=str(_macro_subset(tmp_path)))
+    problem = _problem(space, ["error", "macs"])
+    result = NSGA2Search(problem, pop_size=10, generations=15).run()
+    keys = [r["key"] for r in problem.archive]
+    # every generation brings 10 networks never seen before (without the history, converged generations
+    # re-proposed known ones and evaluated fewer new networks per generation)
+    assert len(keys) == len(set(keys)) == 10 * 15
+    assert [h["evaluated"] for h in result.hv_history] == [10 * g for g in range(1, 16)]
+
+
 def test_hv_fraction_and_igd_plus_on_a_front_known_by_hand():
     # every objective minimised; the true front is (0, 4), (1, 1), (4, 0); (3, 3) is dominated
     F = np.array([[0.0, 4.0], [1.0, 1.0], [4.0, 0.0], [3.0, 3.0]])

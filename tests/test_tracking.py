@@ -18,8 +18,9 @@ def _table_search(out, track: str, generations: int = 3):
     return runner.invoke(app, args)
 
 
-def test_mlflow_gets_config_metrics_per_generation_and_artifacts_and_a_resume_continues_the_run(tmp_path):
+def test_mlflow_gets_config_metrics_per_generation_and_artifacts_and_a_resume_continues_the_run(tmp_path, monkeypatch):
     mlflow = pytest.importorskip("mlflow")
+    monkeypatch.chdir(tmp_path)  # a SQLite store keeps its artifacts in ./mlruns (MLflow's default)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     out = tmp_path / "run"
     result = _table_search(out, f"mlflow:{uri}")
@@ -37,6 +38,7 @@ def test_mlflow_gets_config_metrics_per_generation_and_artifacts_and_a_resume_co
     assert len(fronts) == len(history) and all(m.value >= 1 for m in fronts)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"pareto.csv", "pareto.json", "report.html", "summary.json"} <= artifacts
+    assert list((tmp_path / "mlruns").rglob("report.html"))
 
     # more generations on the same run directory: it resumes, and so does its MLflow run
     result = _table_search(out, f"mlflow:{uri}", generations=5)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from pymoo.core.duplicate import DefaultDuplicateElimination
 from pymoo.core.repair import Repair
 from pymoo.core.sampling import Sampling
 from pymoo.indicators.hv import HV
@@ -99,6 +100,23 @@ class GenomeRepair(Repair):
 
     def _do(self, problem, X, **kwargs):
         return np.stack([self.space.repair(x) for x in X]).astype(float)
+
+
+class HistoryDuplicates(DefaultDuplicateElimination):
+    """pymoo's duplicate elimination, and an offspring whose network is in ``seen()`` (already evaluated
+    by this search under the current weights) is a duplicate too: mating keeps drawing until the
+    offspring are new networks, instead of spending a generation's slots on networks it knows."""
+
+    def __init__(self, space: SearchSpace, seen: Callable[[], set[str]]) -> None:
+        super().__init__()
+        self.space, self.seen = space, seen
+
+    def _do(self, pop, other, is_duplicate):
+        is_duplicate = super()._do(pop, other, is_duplicate)
+        if other is None:  # the pass of the offspring against themselves: check them against the history
+            known = self.seen()
+            is_duplicate |= np.array([self.space.decode(x).key() in known for x in pop.get("X")], dtype=bool)
+        return is_duplicate
 
 
 class ArchitectureSampling(Sampling):

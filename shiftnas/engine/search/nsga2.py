@@ -33,6 +33,7 @@ from .archive import Archive
 from .base import (
     SEARCHERS,
     ArchitectureSampling,
+    HistoryDuplicates,
     SearchProblem,
     SearchResult,
     StepCallback,
@@ -85,6 +86,7 @@ class NSGA2Search:
         self._rescoring = False
         self._evaluated: list[Arch] = []  # new candidates scored in the current generation
         self._version_of: dict[str, int] = {}  # supernet version behind each architecture's current F
+        self._seen: set[tuple[str, int]] = set()  # (key, version) proposed so far by this process's run
         ev, columns = self.metrics.evaluator, self.metrics.needed
         # records a resumed run may reuse: same starting weights, every metric it needs
         self._stored = {
@@ -92,6 +94,9 @@ class NSGA2Search:
             for r in self.archive
             if r.get("supernet_id") == ev.supernet_id and columns <= set(r["metrics"])
         }
+
+    def _seen_now(self) -> set[str]:
+        return {key for key, version in self._seen if version == self.version}
 
     @property
     def version(self) -> int:
@@ -119,6 +124,7 @@ class NSGA2Search:
         if not self._rescoring:
             self.shift.before_candidate(arch)
             self._evaluated.append(arch)
+            self._seen.add((arch.key(), self.version))
         values = self.values(arch)
         return ([values[o.column] for o in self.objectives], [c.g(values) for c in self.constraints])
 
@@ -132,9 +138,11 @@ class NSGA2Search:
 
     def run(self, on_step: StepCallback | None = None) -> SearchResult:
         problem = NASProblem(self.space, self.evaluate_genome, len(self.objectives), len(self.constraints))
-        algorithm = NSGA2(
-            pop_size=self.pop_size, sampling=ArchitectureSampling(self.space), **genome_operators(self.space)
-        )
+        operators = genome_operators(self.space)
+        # offspring are networks this run has not evaluated under the current weights (a resumed run replays
+        # the same proposals, since ``_seen`` grows as it replays)
+        operators["eliminate_duplicates"] = HistoryDuplicates(self.space, self._seen_now)
+        algorithm = NSGA2(pop_size=self.pop_size, sampling=ArchitectureSampling(self.space), **operators)
         algorithm.setup(problem, termination=("n_gen", self.generations), seed=self.seed, verbose=False)
         hv_history: list[dict[str, Any]] = []
         ref_point: np.ndarray | None = None
@@ -143,6 +151,8 @@ class NSGA2Search:
             self._evaluated = []
             version_before = self.version
             off = algorithm.ask()
+            if off is None or len(off) == 0:  # no network left that this run has not evaluated
+                break
             self.metrics.prefetch([self.space.decode(x) for x in off.get("X")])
             algorithm.evaluator.eval(problem, off)
             if self.reevaluate and self.shift.updates_during_evaluation and self.version != version_before:
