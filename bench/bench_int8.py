@@ -81,7 +81,7 @@ def main() -> None:
             fp32_ms.append(a), int8_ms.append(b), ratios.append(b / a)
         row = {
             "key": arch.key(),
-            "mmacs": count_macs(subnet, (1, *chw)) / 1e6,
+            "mmacs": count_macs(subnet, chw) / 1e6,
             "fp32_accuracy": fp32_eval.score(arch, subnet=subnet).accuracy,
             "int8_accuracy": int8_eval.score(arch, subnet=subnet).accuracy,
             "fp32_ms": float(np.median(fp32_ms)),
