@@ -302,8 +302,9 @@ def run(cfg: RunConfig, quiet: bool = False) -> dict[str, Any]:
     ctx = prepare(cfg, quiet)
     with tracking(cfg, ctx.rundir) as tracker:
         train_stage(ctx)
-        for epoch in ctx.rundir.read_json(ctx.rundir.training)["history"]:
-            tracker.step(epoch["epoch"], {k: v for k, v in epoch.items() if k != "epoch"}, prefix="train")
+        if ctx.rundir.training.is_file():  # a loaded checkpoint (--checkpoint) has no training history here
+            for epoch in ctx.rundir.read_json(ctx.rundir.training)["history"]:
+                tracker.step(epoch["epoch"], {k: v for k, v in epoch.items() if k != "epoch"}, prefix="train")
         result, evaluator = search_stage(ctx, tracker)
         if not result.front:
             raise ShiftnasError(
