@@ -261,7 +261,9 @@ def test_fingerprint():
         "intra_threads",
         "inter_threads",
         "batch_size",
+        "precision",
     }
+    assert fp.key() != hardware_fingerprint(precision="int8").key()
 
 
 # --------------------------------------------------------------------------- cache
