@@ -158,10 +158,11 @@ def export_subnet(space: SearchSpace, evaluator: SubnetEvaluator, record: dict[s
         export_onnx(subnet, (1, *shape), path)
         out["parity_max_abs_diff"] = assert_parity(subnet, path, (1, *shape)).max_abs_diff
     else:
-        atomic_write_bytes(path, evaluator.deployed(arch, subnet))
+        onnx_model = evaluator.deployed(arch, subnet)
+        atomic_write_bytes(path, onnx_model)
         images, labels = evaluator.data.val.tensors
         fp32 = accuracy(subnet, images, labels, arch.resolution, evaluator.cfg.batch_size)
-        quantized = onnx_accuracy(path.read_bytes(), resize(images, arch.resolution), labels)
+        quantized = onnx_accuracy(onnx_model, resize(images, arch.resolution), labels)
         out.update(precision=evaluator.precision, val_accuracy_fp32=fp32, val_accuracy_int8=quantized)
         out["accuracy_drop"] = fp32 - quantized
     torch.save(

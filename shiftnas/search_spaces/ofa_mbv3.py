@@ -18,18 +18,17 @@ OFA_CHECKPOINT_URLS = {
 }
 
 
+def ofa_zoo_choices() -> dict:
+    """The elastic choices every published OFA MobileNet-style supernet was trained with (model zoo,
+    dropout 0); fresh lists each call, since ``ofa`` sorts them in place."""
+    return dict(dropout_rate=0, ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4])
+
+
 def build_ofa_mbv3_supernet(num_classes: int, width_mult: float = 1.0) -> nn.Module:
     """``OFAMobileNetV3`` exactly as ``ofa.model_zoo.ofa_net`` builds it (dropout 0)."""
     from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
 
-    return OFAMobileNetV3(
-        n_classes=num_classes,
-        dropout_rate=0,
-        width_mult=width_mult,
-        ks_list=[3, 5, 7],
-        expand_ratio_list=[3, 4, 6],
-        depth_list=[2, 3, 4],
-    )
+    return OFAMobileNetV3(n_classes=num_classes, width_mult=width_mult, **ofa_zoo_choices())
 
 
 @SPACES.register("ofa-mbv3")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch.nn as nn
 
 from .elastic_mbv3 import ElasticMobileNetSpace, ElasticSpec
+from .ofa_mbv3 import ofa_zoo_choices
 from .registry import SPACES
 
 OFA_PROXYLESS_URL = (
@@ -22,14 +23,7 @@ def build_ofa_proxyless_supernet(num_classes: int, width_mult: float = 1.3) -> n
     """``OFAProxylessNASNets`` exactly as ``ofa.model_zoo.ofa_net`` builds it (dropout 0)."""
     from ofa.imagenet_classification.elastic_nn.networks import OFAProxylessNASNets
 
-    return OFAProxylessNASNets(
-        n_classes=num_classes,
-        dropout_rate=0,
-        width_mult=width_mult,
-        ks_list=[3, 5, 7],
-        expand_ratio_list=[3, 4, 6],
-        depth_list=[2, 3, 4],
-    )
+    return OFAProxylessNASNets(n_classes=num_classes, width_mult=width_mult, **ofa_zoo_choices())
 
 
 @SPACES.register("ofa-proxyless")
