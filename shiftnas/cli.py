@@ -77,8 +77,8 @@ ModeOpt = typer.Option(
 DaskOpt = typer.Option(
     None,
     "--dask",
-    help="Measure latency on the Dask workers of this scheduler address "
-    "(workers started with --nthreads 1 --resources latency=1).",
+    help="Use the Dask workers of this scheduler address: those started with --resources latency=1 measure "
+    "latency, those with eval=1 score accuracy through the supernet (docs/scaling.md).",
 )
 ShiftOpt = typer.Option(
     None,
@@ -445,6 +445,9 @@ def groundtruth(
     sample_seed: int = typer.Option(0, help="Seed of the architecture sample."),
     threads: int = typer.Option(1, help="torch threads (with --workers 1)."),
     workers: int = typer.Option(1, help="Architectures trained at once, one process and one thread each."),
+    dask: Optional[str] = typer.Option(
+        None, "--dask", help='Train on the Dask workers of this scheduler (started with --resources "train=1").'
+    ),
     report: Optional[Path] = typer.Option(
         None,
         "--report",
@@ -474,6 +477,7 @@ def groundtruth(
         best=best,
         sample_seed=sample_seed,
         workers=workers,
+        dask=dask,
     )
 
 

@@ -134,7 +134,9 @@ class HardwareConfig(LatencyConfig):
 
     cache: str | None = None  # SQLite latency cache; None: <run dir>/latency.sqlite
     latency: str = "measured"  # measured | predicted:DEVICE.json (made by `shiftnas profile --space`)
-    dask: str | None = None  # Dask scheduler whose `--resources latency=1` workers measure
+    dask: str | None = None  # Dask scheduler: `latency=1` workers measure, `eval=1` workers score accuracy
+    dask_timeout_s: float = setting(600.0, low=1)  # longest wait for one Dask job (a lost pool fails, never hangs)
+    dask_retries: int = setting(1, low=0)  # re-runs of a Dask job that raised (a dead worker's job is re-run anyway)
 
 
 @dataclass
@@ -276,9 +278,9 @@ class StandaloneRecipe(Settings):
     ``warmup_steps`` steps then cosine decay to zero, cross-entropy, gradient-norm clipping.
     """
 
-    epochs: int = setting(10, low=1)
-    batch_size: int = setting(64, low=2)
-    lr: float = setting(0.05, above=0)
+    epochs: int = setting(6, low=1)
+    batch_size: int = setting(128, low=2)
+    lr: float = setting(0.1, above=0)
     momentum: float = setting(0.9, low=0, below=1)
     weight_decay: float = setting(5e-5, low=0)
     warmup_steps: int = setting(10, low=0)

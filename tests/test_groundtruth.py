@@ -21,9 +21,11 @@ from shiftnas.engine.groundtruth.table import (
     build_groundtruth,
     meta_path,
     sample_architectures,
+    sample_stratified,
 )
 from shiftnas.engine.training.standalone import train_standalone
 from shiftnas.errors import ShiftnasError
+from shiftnas.hardware.macs import count_macs
 from shiftnas.search_spaces import Arch, get_space
 
 RECIPE = StandaloneRecipe(epochs=5, batch_size=32, lr=0.05)
@@ -84,6 +86,18 @@ def test_sample_architectures(space16):
         space16.validate(a)
     with pytest.raises(ShiftnasError):
         sample_architectures(space16, 1, seed=0)
+
+
+def test_stratified_sample_spreads_over_macs_in_every_prefix():
+    space = get_space("compact-mbv3", resolutions=[12, 16, 20, 24, 28])
+    archs = sample_stratified(space, 14, seed=1)
+    assert len({a.key() for a in archs}) == 14 and archs == sample_stratified(space, 14, seed=1)
+    assert archs[:2] == [space.smallest(), space.largest()]
+    supernet = space.build_supernet(10)
+    macs = [count_macs(space.extract(supernet, a), space.input_size(a)) for a in archs[2:]]
+    ranks = np.argsort(np.argsort(macs))  # 0 = the smallest pick
+    assert sorted(ranks[:6]) != list(range(6)) and sorted(ranks[:6]) != list(range(6, 12))
+    assert ranks[:6].min() < 4 and ranks[:6].max() > 7  # an interrupted build's first picks span the range
 
 
 def test_standalone_deterministic_and_beats_chance(space16, data16, table_path):

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field, fields
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -46,6 +47,9 @@ from .progress import stderr_console
 from .rundir import RunDir
 from .tracking import check_tracker
 
+if TYPE_CHECKING:
+    from ..cluster.evaluation import RemoteScorer
+
 
 @dataclass
 class RunContext:
@@ -60,6 +64,7 @@ class RunContext:
     constraints: list[Constraint] = field(default_factory=list)
     latency: LatencySource | None = None  # None when no objective or constraint needs latency
     regularizer: LandmarkRegularizer | None = None
+    scorer: RemoteScorer | None = None  # the Dask `eval` workers that score accuracy (--dask), if any
     console: Console = field(default_factory=stderr_console)
     quiet: bool = False
 
@@ -143,6 +148,17 @@ def prepare(cfg: RunConfig, quiet: bool = False) -> RunContext:
                 cfg.hardware.latency,
                 cfg.hardware.cache or rundir.latency_cache,
                 cfg.hardware.dask,
+                cfg.hardware.dask_timeout_s,
+            )
+    if cfg.hardware.dask and {records.ERROR, records.ACCURACY} & ctx.needed:
+        from ..cluster.evaluation import RESOURCE, connect_scorer
+
+        ctx.scorer = connect_scorer(cfg.hardware.dask, cfg.hardware.dask_timeout_s, cfg.hardware.dask_retries)
+        if not quiet:
+            console.print(
+                f"accuracy scored on {ctx.scorer.pool.n_workers} Dask '{RESOURCE}' worker(s) at {cfg.hardware.dask}"
+                if ctx.scorer
+                else f"no Dask worker at {cfg.hardware.dask} has the '{RESOURCE}' resource: accuracy is scored here"
             )
     # every check passed: only now is the run directory touched
     rundir.path.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from .context import build_space, load_data
 from .progress import progress_bar, stderr_console
 
 SAMPLINGS = ("stratified", "uniform")
+TRAIN_RESOURCE = "train"  # Dask workers started with --resources "train=1" run one training at a time
 
 
 def build_table(
@@ -40,8 +42,10 @@ def build_table(
     best: int | None = None,
     sample_seed: int = 0,
     workers: int = 1,
+    dask: str | None = None,
 ) -> GroundTruthTable:
-    """Train the sampled (or ``best``) architectures with ``recipe`` and ``seeds`` into the table at ``out``."""
+    """Train the sampled (or ``best``) architectures with ``recipe`` and ``seeds`` into the table at ``out``
+    (with ``dask``, on the ``train`` workers of that scheduler)."""
     if sampling not in SAMPLINGS:
         raise ShiftnasError(f"--sampling must be one of {', '.join(SAMPLINGS)}, got '{sampling}'")
     if not seeds:
@@ -57,7 +61,18 @@ def build_table(
         archs = sample_stratified(space, samples, sample_seed, num_classes=data.num_classes)
     else:
         archs = sample_architectures(space, samples, sample_seed)
-    with progress_bar("stand-alone training", len(archs) * len(seeds)) as update:
+    with ExitStack() as stack:
+        pool = None
+        if dask:
+            from ..cluster.pool import DaskPool
+
+            pool = stack.enter_context(
+                DaskPool(
+                    dask, TRAIN_RESOURCE, task_timeout=cfg.hardware.dask_timeout_s, retries=cfg.hardware.dask_retries
+                )
+            )
+            stderr_console().print(f"training on {pool.n_workers} Dask '{TRAIN_RESOURCE}' worker(s) at {dask}")
+        update = stack.enter_context(progress_bar("stand-alone training", len(archs) * len(seeds)))
         table = build_groundtruth(
             space,
             data,
@@ -66,6 +81,7 @@ def build_table(
             seeds,
             out,
             workers=workers,
+            pool=pool,
             progress=lambda done, total, rec: update(done, info=rec["key"][:40]),
         )
     csv_path = table.write_csv(out.with_suffix(".csv"))

@@ -98,7 +98,13 @@ def search_stage(ctx: RunContext, tracker: Tracker | None = None) -> tuple[Searc
     ``tracker`` gets every step's metrics."""
     cfg = ctx.cfg
     evaluator = SubnetEvaluator(
-        ctx.space, ctx.supernet, ctx.data, cfg.eval, seed=cfg.seed, precision=cfg.hardware.precision
+        ctx.space,
+        ctx.supernet,
+        ctx.data,
+        cfg.eval,
+        seed=cfg.seed,
+        precision=cfg.hardware.precision,
+        remote=ctx.scorer,
     )
     metrics = ArchitectureMetrics(evaluator, ctx.latency, ctx.needed)
     archive = Archive(ctx.rundir.archive)
@@ -118,7 +124,13 @@ def search_stage(ctx: RunContext, tracker: Tracker | None = None) -> tuple[Searc
         files=ctx.rundir.search_files(),
     )
     searcher = SEARCHERS.get(cfg.search.mode)(problem, cfg)
-    result = run_searcher(searcher, ctx.console, ctx.quiet, tracker or Tracker())
+    try:
+        result = run_searcher(searcher, ctx.console, ctx.quiet, tracker or Tracker())
+        evaluator.score_many([Arch.from_dict(r["arch"]) for r in result.front], "test")  # for the final report
+    finally:
+        if ctx.scorer is not None:
+            ctx.scorer.close()
+            evaluator.remote = ctx.scorer = None
     ctx.rundir.write_json(ctx.rundir.hypervolume_json, result.hv_history)
     return result, evaluator
 
@@ -201,6 +213,7 @@ def finalize(ctx: RunContext, result: SearchResult, evaluator: SubnetEvaluator) 
             latency_config(cfg),
             cfg.hardware.cache or rundir.latency_cache,
             cfg.hardware.dask,
+            cfg.hardware.dask_timeout_s,
         )
         latency_check["dataset"] = ctx.latency.source
     chosen = write_results(cfg, rundir, result, f"{ctx.data.name} · {ctx.space.name}")

@@ -3,6 +3,15 @@
 from . import compact, ofa_mbv3, ofa_proxyless, table  # noqa: F401  (register the built-in spaces)
 from .base import Arch, SearchSpace
 from .elastic_mbv3 import ElasticMobileNetSpace, ElasticSpec
-from .registry import SPACES, get_space, list_spaces
+from .registry import SPACES, get_space, list_spaces, space_from_description
 
-__all__ = ["SPACES", "Arch", "SearchSpace", "ElasticMobileNetSpace", "ElasticSpec", "get_space", "list_spaces"]
+__all__ = [
+    "SPACES",
+    "Arch",
+    "SearchSpace",
+    "ElasticMobileNetSpace",
+    "ElasticSpec",
+    "get_space",
+    "list_spaces",
+    "space_from_description",
+]

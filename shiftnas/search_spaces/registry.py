@@ -21,3 +21,9 @@ def list_spaces() -> list[str]:
 def get_space(name: str, **kwargs) -> SearchSpace:
     """Build the search space registered as ``name``."""
     return SPACES.get(name)(**kwargs)
+
+
+def space_from_description(description: dict) -> SearchSpace:
+    """Rebuild a space from its :meth:`SearchSpace.describe` (what checkpoints and remote workers get)."""
+    kwargs = {k: v for k, v in description.items() if k != "name"}
+    return get_space(description["name"], **kwargs)

@@ -95,6 +95,7 @@ def build_latency_source(
     mode: str,
     cache_path: Path | str,
     dask: str | None = None,
+    dask_timeout: float | None = None,
 ) -> LatencySource:
     """The latency source a run's ``hardware`` settings ask for (see the module docstring)."""
     kind, dataset_path = parse_latency_mode(mode)
@@ -105,13 +106,19 @@ def build_latency_source(
         dataset = LatencyDataset.load(dataset_path)
         predictor = predictor_from_dataset(space, dataset, prior=dataset.load_prior(dataset_path))
         return PredictedLatency(predictor, str(dataset_path), dataset)
-    return measured_latency(space, supernet, cfg, cache_path, dask)
+    return measured_latency(space, supernet, cfg, cache_path, dask, dask_timeout)
 
 
 def measured_latency(
-    space: SearchSpace, supernet: nn.Module, cfg: LatencyConfig, cache_path: Path | str, dask: str | None = None
+    space: SearchSpace,
+    supernet: nn.Module,
+    cfg: LatencyConfig,
+    cache_path: Path | str,
+    dask: str | None = None,
+    dask_timeout: float | None = None,
 ) -> MeasuredLatency:
-    """Measured latency with references from ``space``, here or on the Dask workers at ``dask``."""
+    """Measured latency with references from ``space``, here or on the Dask workers at ``dask``
+    (no measurement awaited longer than ``dask_timeout`` seconds)."""
     from .latency_dataset import reference_models
 
     measurer = None
@@ -119,7 +126,7 @@ def measured_latency(
     if dask:
         from ...hardware.remote import DaskMeasurer
 
-        measurer = DaskMeasurer(dask)
+        measurer = DaskMeasurer(dask, task_timeout=dask_timeout)
         fingerprint = measurer.fingerprint(cfg)
     profiler = LatencyProfiler(
         cfg, cache=LatencyCache(cache_path), fingerprint=fingerprint, references=reference_models(space, supernet, cfg)
@@ -135,20 +142,21 @@ def check_predictions(
     cfg: LatencyConfig,
     cache_path: Path | str,
     dask: str | None = None,
+    dask_timeout: float | None = None,
 ) -> dict[str, Any]:
     """Re-measure ``records`` (the final front) when this run can reach the profiled device.
 
     Adds ``latency_measured_ms`` to each record's metrics and returns predicted-vs-measured errors;
     on another device nothing is measured and the reason is returned instead.
     """
-    here = dask_fingerprint(cfg, dask) if dask else fingerprint_of(cfg)
+    here = dask_fingerprint(cfg, dask, dask_timeout) if dask else fingerprint_of(cfg)
     if here.key() != source.dataset.fingerprint_key:
         return {
             "checked": False,
             "reason": f"the latency dataset was measured on {source.dataset.fingerprint}, "
             f"this run measures on {here.as_dict()}",
         }
-    measured = measured_latency(space, supernet, cfg, cache_path, dask)
+    measured = measured_latency(space, supernet, cfg, cache_path, dask, dask_timeout)
     archs = [Arch.from_dict(r["arch"]) for r in records]
     items = [(a, space.extract(supernet, a), tuple(space.input_size(a))) for a in archs]
     if measured.parallel:
@@ -165,9 +173,9 @@ def check_predictions(
     return report
 
 
-def dask_fingerprint(cfg: LatencyConfig, address: str) -> HardwareFingerprint:
+def dask_fingerprint(cfg: LatencyConfig, address: str, timeout: float | None = None) -> HardwareFingerprint:
     """The hardware fingerprint of the Dask latency workers at ``address``."""
     from ...hardware.remote import DaskMeasurer
 
-    with DaskMeasurer(address) as measurer:
+    with DaskMeasurer(address, task_timeout=timeout) as measurer:
         return measurer.fingerprint(cfg)

@@ -59,8 +59,15 @@ class ArchitectureMetrics:
             self._cost[key] = cost
         return dict(self._cost[key])
 
-    def prefetch(self, archs: list[Arch]) -> None:
-        """Get the latencies of a whole population at once (in parallel where the source can)."""
+    def prefetch(self, archs: list[Arch], accuracy: bool = True) -> None:
+        """Get the latencies (and, with ``accuracy``, the val accuracies) of a whole population at once,
+        in parallel where the source can: Dask latency workers, Dask ``eval`` workers.
+
+        Pass ``accuracy=False`` when the supernet changes between the population's evaluations
+        (per-candidate shifting): each accuracy must then come from the weights of its own turn.
+        """
+        if accuracy and self.evaluator.remote is not None and {records.ERROR, records.ACCURACY} & self.needed:
+            self.evaluator.score_many(archs, "val")
         if records.LATENCY not in self.needed or not self.latency.parallel:
             return
         space, supernet = self.evaluator.space, self.evaluator.supernet

@@ -12,6 +12,7 @@ every BN forward through a global flag; ``bench/bench_latency_eval.py`` compares
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
@@ -23,6 +24,9 @@ from ...hardware.quantize import deployed_onnx, onnx_accuracy
 from ...search_spaces import Arch, SearchSpace
 from ..checkpoint import weights_fingerprint
 from ..tensors import resize
+
+if TYPE_CHECKING:
+    from ...cluster.evaluation import RemoteScorer
 
 INT8_CALIBRATION = 256  # images of the BN-recalibration subset that calibrate the INT8 quantization
 
@@ -81,6 +85,10 @@ class SubnetEvaluator:
     fine-tuning) bumps it, so stale scores are never reused. With ``precision='int8'`` the accuracy is
     that of the subnet as deployed: quantized by ONNX Runtime (calibrated on the first
     ``INT8_CALIBRATION`` images of the BN-recalibration subset) and run in ONNX Runtime.
+    ``calibration`` replaces the seeded draw of the BN-recalibration subset from the train split (a
+    remote worker gets the local evaluator's subset). With a ``remote`` scorer
+    (:class:`shiftnas.cluster.evaluation.RemoteScorer`), :meth:`score_many` scores the architectures
+    it has not cached on Dask workers, with the same result as here.
     """
 
     def __init__(
@@ -92,14 +100,18 @@ class SubnetEvaluator:
         seed: int = 0,
         version: int = 0,
         precision: str = "fp32",
+        calibration: torch.Tensor | None = None,
+        remote: RemoteScorer | None = None,
     ) -> None:
         self.space, self.supernet, self.data, self.cfg = space, supernet, data, cfg
-        self.version, self.precision = version, precision
+        self.version, self.precision, self.remote = version, precision, remote
         self.supernet_id = weights_fingerprint(supernet)  # which weights version 0 refers to
-        images = data.train.tensors[0]
-        gen = torch.Generator().manual_seed(seed)
-        n = min(cfg.calib_size, len(images))
-        self._calib = images[torch.randperm(len(images), generator=gen)[:n]]
+        if calibration is None:
+            images = data.train.tensors[0]
+            gen = torch.Generator().manual_seed(seed)
+            n = min(cfg.calib_size, len(images))
+            calibration = images[torch.randperm(len(images), generator=gen)[:n]]
+        self._calib = calibration
         self._calib_by_res: dict[int, torch.Tensor] = {}
         self._cache: dict[tuple[str, int, str], float] = {}
         self.n_evaluations = 0
@@ -133,6 +145,21 @@ class SubnetEvaluator:
                 self._cache[key] = onnx_accuracy(onnx_model, resize(images, arch.resolution), labels)
             self.n_evaluations += 1
         return SubnetScore(arch, self._cache[key], split, self.version)
+
+    def score_many(self, archs: list[Arch], split: str = "val") -> list[SubnetScore]:
+        """:meth:`score` of every architecture; those not cached go to the ``remote`` scorer at once, if any."""
+        if self.remote is not None:
+            missing = list({a.key(): a for a in archs if (a.key(), self.version, split) not in self._cache}.values())
+            if missing:
+                for arch, acc in zip(missing, self.remote.accuracies(self, missing, split)):
+                    self._cache[(arch.key(), self.version, split)] = acc
+                    self.n_evaluations += 1
+        return [self.score(a, split) for a in archs]
+
+    @property
+    def calibration(self) -> torch.Tensor:
+        """The BN-recalibration subset at the stored image size."""
+        return self._calib
 
     def deployed(self, arch: Arch, subnet: nn.Module | None = None) -> bytes:
         """The ONNX model of ``arch`` at this evaluator's precision (INT8: calibrated on real images)."""

@@ -28,7 +28,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,6 +39,9 @@ from ...hardware.macs import count_macs, count_params
 from ...io import append_jsonl, atomic_write_json, atomic_write_text, drop_torn_line, read_jsonl
 from ...search_spaces import Arch, SearchSpace
 from ..training.standalone import fresh_subnet, train_standalone
+
+if TYPE_CHECKING:
+    from ...cluster.pool import DaskPool
 
 FORMAT = "shiftnas-groundtruth/1"
 GroundTruthProgress = Callable[[int, int, dict], None]  # (records done, records total, new record)
@@ -86,14 +89,18 @@ def sample_stratified(
 ) -> list[Arch]:
     """``n`` distinct architectures spread evenly over MACs: the smallest, the largest, and one
     random architecture from each of ``n - 2`` equal-count MACs bins of a uniform random pool of
-    ``pool_factor * n`` architectures (so the sample covers the range a search explores)."""
+    ``pool_factor * n`` architectures (so the sample covers the range a search explores).
+
+    The bins' picks come in a seeded random order, not by MACs, so that any prefix of the sample
+    (what an interrupted build has trained) still spreads over the whole MACs range."""
     pool = sample_architectures(space, max(n, pool_factor * n), seed)
     ends, rest = pool[:2], pool[2:]
     supernet = space.build_supernet(num_classes)
     macs = np.array([count_macs(space.extract(supernet, a), space.input_size(a)) for a in rest])
     bins = np.array_split(np.argsort(macs, kind="stable"), n - 2)
     rng = np.random.default_rng(seed + 1)
-    return ends + [rest[int(rng.choice(b))] for b in bins if len(b)]
+    picks = [rest[int(rng.choice(b))] for b in bins if len(b)]
+    return ends + [picks[i] for i in rng.permutation(len(picks))]
 
 
 def best_architectures(table: GroundTruthTable, k: int) -> list[Arch]:
@@ -164,6 +171,7 @@ def build_groundtruth(
     path: str | Path,
     progress: GroundTruthProgress | None = None,
     workers: int = 1,
+    pool: DaskPool | None = None,
 ) -> GroundTruthTable:
     """Train every (arch, seed) missing from the table at ``path`` and append it; returns the table.
 
@@ -172,6 +180,9 @@ def build_groundtruth(
     is called after each newly appended record with (records done, records total, record).
     ``workers > 1`` trains that many architectures at once in separate processes (one torch
     thread each; results are identical to a one-thread sequential build, appended as they finish).
+    With a ``pool`` (Dask workers with the ``train`` resource) each (architecture, seed) is one job on
+    a worker instead; only this process appends, so a worker lost mid-job loses only that job, which
+    the scheduler re-runs elsewhere.
     """
     path = Path(path)
     archs = list({a.key(): a for a in archs}.values())
@@ -189,7 +200,7 @@ def build_groundtruth(
     costs = {r["key"]: (r["macs"], r["params"]) for r in existing}
     todo = [(seed, a) for seed in seeds for a in archs if (a.key(), int(seed)) not in done]
     total = len(todo) + sum(1 for seed in seeds for a in archs if (a.key(), int(seed)) in done)
-    for i, (seed, arch, result) in enumerate(_train_all(space, data, recipe, todo, workers)):
+    for i, (seed, arch, result) in enumerate(_train_all(space, data, recipe, todo, workers, pool)):
         key = arch.key()
         if key not in costs:
             costs[key] = _cost(space, arch, data.num_classes)
@@ -208,9 +219,21 @@ def build_groundtruth(
 
 
 def _train_all(
-    space: SearchSpace, data: DataSplits, recipe: StandaloneRecipe, todo: list[tuple[int, Arch]], workers: int
+    space: SearchSpace,
+    data: DataSplits,
+    recipe: StandaloneRecipe,
+    todo: list[tuple[int, Arch]],
+    workers: int,
+    pool: DaskPool | None = None,
 ) -> Iterator[tuple[int, Arch, dict[str, float]]]:
-    """Yield (seed, arch, result) for every job, sequentially or from a pool of spawned processes."""
+    """Yield (seed, arch, result) for every job: sequentially, from spawned processes or from Dask workers."""
+    if pool is not None and todo:
+        shared = pool.share((space.describe(), replace(data, holdout=None), recipe))
+        jobs = {pool.submit(train_job, arch.to_dict(), int(seed), shared): (seed, arch) for seed, arch in todo}
+        for future in pool.as_completed(list(jobs)):
+            seed, arch = jobs[future]
+            yield seed, arch, future.result()
+        return
     if workers <= 1:
         for seed, arch in todo:
             yield seed, arch, train_standalone(space, arch, data, recipe, int(seed))
@@ -239,15 +262,25 @@ _WORKER: dict[str, Any] = {}
 def _init_worker(space_description: dict[str, Any], data: DataSplits, recipe: StandaloneRecipe) -> None:
     import torch
 
-    from ...search_spaces import get_space
+    from ...search_spaces import space_from_description
 
     torch.set_num_threads(1)
-    kwargs = {k: v for k, v in space_description.items() if k != "name"}
-    _WORKER.update(space=get_space(space_description["name"], **kwargs), data=data, recipe=recipe)
+    _WORKER.update(space=space_from_description(space_description), data=data, recipe=recipe)
 
 
 def _train_in_worker(arch: dict[str, Any], seed: int) -> dict[str, float]:
     return train_standalone(_WORKER["space"], Arch.from_dict(arch), _WORKER["data"], _WORKER["recipe"], seed)
+
+
+def train_job(arch: dict[str, Any], seed: int, shared: tuple[dict[str, Any], DataSplits, StandaloneRecipe]):
+    """Run on a Dask ``train`` worker: one stand-alone training (one torch thread, as a local build)."""
+    import torch
+
+    from ...search_spaces import space_from_description
+
+    space_description, data, recipe = shared
+    torch.set_num_threads(1)
+    return train_standalone(space_from_description(space_description), Arch.from_dict(arch), data, recipe, seed)
 
 
 def _cost(space: SearchSpace, arch: Arch, num_classes: int) -> tuple[int, int]:

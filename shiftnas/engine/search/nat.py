@@ -206,8 +206,13 @@ class NATSearch:
             self.evaluator.supernet_id,
         )
 
+    def evaluate_all(self, archs: list[Arch]) -> list[dict[str, Any]]:
+        """Fresh records of ``archs`` under the current supernet (scored as one batch where possible)."""
+        self.metrics.prefetch(archs)
+        return [self.evaluate(arch) for arch in archs]
+
     def reevaluate(self, archive: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [self.evaluate(self.space.decode(np.asarray(r["genome"]))) for r in archive]
+        return self.evaluate_all([self.space.decode(np.asarray(r["genome"])) for r in archive])
 
     # -- state --------------------------------------------------------------------------------
     def _state_paths(self) -> tuple[Any, Any] | None:
@@ -266,7 +271,7 @@ class NATSearch:
                 self.space, c.archive_size, c.oversample, c.init, self.evaluate, self.columns, rng, self.seed
             )
         else:
-            archive = initial_archive(self.space, c.archive_size, c.init, self.evaluate, rng)
+            archive = initial_archive(self.space, c.archive_size, c.init, self.evaluate_all, rng)
         return archive
 
     def propose(self, archive: list[dict[str, Any]], surrogate, iteration: int) -> list[Arch]:
@@ -367,6 +372,7 @@ class NATSearch:
             self._iteration = it
             candidates = self.propose(archive, surrogate, it)
             version_before = self.evaluator.version
+            self.metrics.prefetch(candidates, accuracy=not self.shift.updates_during_evaluation)
             new = []
             for arch in candidates:
                 self.shift.before_candidate(arch)

@@ -104,12 +104,16 @@ def preprocess(
 
 
 def initial_archive(
-    space: SearchSpace, size: int, policy: str, evaluate: Callable[[Arch], dict], rng: np.random.Generator
+    space: SearchSpace,
+    size: int,
+    policy: str,
+    evaluate_all: Callable[[list[Arch]], list[dict[str, Any]]],
+    rng: np.random.Generator,
 ) -> list[dict[str, Any]]:
-    """NAT: the smallest and largest networks plus ``size - 2`` samples, all evaluated."""
+    """NAT: the smallest and largest networks plus ``size - 2`` samples, all evaluated (as one batch)."""
     extremes = [space.smallest(), space.largest()]
     pool = initial_architectures(space, size - 2, policy, rng, {a.key() for a in extremes})
-    return [evaluate(a) for a in pool + extremes]
+    return evaluate_all(pool + extremes)
 
 
 def update_archive(

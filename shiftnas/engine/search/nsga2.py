@@ -132,6 +132,7 @@ class NSGA2Search:
         """Fair re-evaluation: give every individual of ``pop`` values from the current weights."""
         self._rescoring = True
         try:
+            self.metrics.prefetch([self.space.decode(x) for x in pop.get("X")])
             algorithm.evaluator.eval(problem, pop, skip_already_evaluated=False)
         finally:
             self._rescoring = False
@@ -153,7 +154,9 @@ class NSGA2Search:
             off = algorithm.ask()
             if off is None or len(off) == 0:  # no network left that this run has not evaluated
                 break
-            self.metrics.prefetch([self.space.decode(x) for x in off.get("X")])
+            self.metrics.prefetch(
+                [self.space.decode(x) for x in off.get("X")], accuracy=not self.shift.updates_during_evaluation
+            )
             algorithm.evaluator.eval(problem, off)
             if self.reevaluate and self.shift.updates_during_evaluation and self.version != version_before:
                 compared = off if algorithm.pop is None else Population.merge(algorithm.pop, off)

@@ -1,0 +1,1 @@
+"""Work sent to Dask workers: a pool per resource, remote accuracy evaluation, remote training."""
