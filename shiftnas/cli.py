@@ -336,6 +336,9 @@ def finetune(
     ),
     lr: Optional[float] = typer.Option(None, help="SGD learning rate (default 0.01)."),
     seed: int = typer.Option(0, help="Seed of the batch order."),
+    dask: Optional[str] = typer.Option(
+        None, "--dask", help='Fine-tune on the Dask workers of this scheduler (started with --resources "train=1").'
+    ),
 ) -> None:
     """Fine-tune chosen subnets in two phases (epochs found on train/val, then train+val); export to ONNX."""
     from .config import FinetuneRecipe
@@ -343,7 +346,7 @@ def finetune(
 
     given = {"epochs": max_epochs, "patience": patience, "lr": lr}
     recipe = FinetuneRecipe(**{k: v for k, v in given.items() if v is not None})
-    finetune_from_run(run_dir, pick, recipe, seed=seed)
+    finetune_from_run(run_dir, pick, recipe, seed=seed, dask=dask)
 
 
 @app.command()

@@ -293,6 +293,7 @@ class FinetuneRecipe(StandaloneRecipe):
     cosine schedule's length (NATv2: 150 epochs, patience 30, SGD lr 1e-4 from ImageNet weights)."""
 
     epochs: int = setting(30, low=1)
+    batch_size: int = setting(64, low=2)
     patience: int = setting(5, low=1)
     lr: float = setting(0.01, above=0)
     weight_decay: float = setting(5e-4, low=0)

@@ -7,13 +7,16 @@ import os
 import signal
 import time
 
+import numpy as np
 import pytest
+import torch
+from rich.console import Console
 
 distributed = pytest.importorskip("distributed")
 
 from shiftnas.cluster.evaluation import RESOURCE, RemoteScorer, loaded_on_worker  # noqa: E402
-from shiftnas.cluster.pool import DaskPool, software_versions, version_mismatch  # noqa: E402
-from shiftnas.config import ShiftConfig, StandaloneRecipe  # noqa: E402
+from shiftnas.cluster.pool import TRAIN_RESOURCE, DaskPool, software_versions, version_mismatch  # noqa: E402
+from shiftnas.config import FinetuneRecipe, RunConfig, ShiftConfig, StandaloneRecipe  # noqa: E402
 from shiftnas.engine.evaluation.metrics import ArchitectureMetrics  # noqa: E402
 from shiftnas.engine.evaluation.objectives import needed_metrics, resolve_objectives  # noqa: E402
 from shiftnas.engine.evaluation.subnet import SubnetEvaluator  # noqa: E402
@@ -23,7 +26,8 @@ from shiftnas.engine.search.base import SearchProblem  # noqa: E402
 from shiftnas.engine.search.nsga2 import NSGA2Search  # noqa: E402
 from shiftnas.engine.search.shifting import make_shift_strategy  # noqa: E402
 from shiftnas.errors import ShiftnasError  # noqa: E402
-from shiftnas.pipeline.groundtruth import TRAIN_RESOURCE  # noqa: E402
+from shiftnas.pipeline.context import FinishedRun  # noqa: E402
+from shiftnas.pipeline.finetune import finetune_records  # noqa: E402
 from shiftnas.search_spaces import Arch, get_space  # noqa: E402
 
 
@@ -186,3 +190,21 @@ def test_a_scheduler_without_eval_workers(client):
         DaskPool(client, "nosuch")
     pool = DaskPool(client, "nosuch", require_workers=False)
     assert pool.n_workers == 0
+
+
+def test_finetuning_on_workers_equals_a_local_one(client, trained_supernet, compact_space, digits, eval_config):
+    net, _, _ = trained_supernet
+    cfg = RunConfig()
+    run = FinishedRun(cfg, None, digits, compact_space, net, SubnetEvaluator(compact_space, net, digits, eval_config))
+    archs = [compact_space.smallest(), compact_space.sample(np.random.default_rng(1))]
+    records = [{"key": a.key(), "arch": a.to_dict()} for a in archs]
+    recipe = FinetuneRecipe(epochs=2, patience=1, batch_size=64)
+    address = client.scheduler.address
+    remote = {r["key"]: res for r, res in finetune_records(run, records, recipe, 0, Console(quiet=True), address)}
+    local = {r["key"]: res for r, res in finetune_records(run, records, recipe, 0, Console(quiet=True), None)}
+    assert sorted(remote) == sorted(local) == sorted(a.key() for a in archs)
+    for key, res in local.items():
+        model = res.pop("model")
+        other = remote[key].pop("model")
+        assert remote[key] == res  # accuracies, curve and best epoch to the last digit
+        assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), other.state_dict().values()))

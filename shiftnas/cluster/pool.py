@@ -21,8 +21,10 @@ import platform
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from ..config import HardwareConfig
 from ..errors import ShiftnasError
 
+TRAIN_RESOURCE = "train"  # workers started with --resources "train=1" run one training at a time
 MISSING = "--dask needs the 'distributed' package: pip install 'shiftnas[dask]'"
 VERSIONED = ("shiftnas", "torch", "onnxruntime", "numpy", "pymoo")  # packages whose versions must agree
 
@@ -205,3 +207,8 @@ class DaskPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def training_pool(address: str, hardware: HardwareConfig) -> DaskPool:
+    """The ``train`` workers at ``address`` (ground truth, fine-tuning), with the config's timeout and retries."""
+    return DaskPool(address, TRAIN_RESOURCE, task_timeout=hardware.dask_timeout_s, retries=hardware.dask_retries)

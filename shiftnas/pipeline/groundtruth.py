@@ -29,7 +29,6 @@ from .context import build_space, load_data
 from .progress import progress_bar, stderr_console
 
 SAMPLINGS = ("stratified", "uniform")
-TRAIN_RESOURCE = "train"  # Dask workers started with --resources "train=1" run one training at a time
 
 
 def build_table(
@@ -64,14 +63,10 @@ def build_table(
     with ExitStack() as stack:
         pool = None
         if dask:
-            from ..cluster.pool import DaskPool
+            from ..cluster.pool import training_pool
 
-            pool = stack.enter_context(
-                DaskPool(
-                    dask, TRAIN_RESOURCE, task_timeout=cfg.hardware.dask_timeout_s, retries=cfg.hardware.dask_retries
-                )
-            )
-            stderr_console().print(f"training on {pool.n_workers} Dask '{TRAIN_RESOURCE}' worker(s) at {dask}")
+            pool = stack.enter_context(training_pool(dask, cfg.hardware))
+            stderr_console().print(f"training on {pool.n_workers} Dask '{pool.resource}' worker(s) at {dask}")
         update = stack.enter_context(progress_bar("stand-alone training", len(archs) * len(seeds)))
         table = build_groundtruth(
             space,
