@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Callable, List, Optional
@@ -194,15 +195,30 @@ def train(
     space: Optional[str] = SpaceOpt,
     seed: Optional[int] = SeedOpt,
     epochs: Optional[int] = typer.Option(None, help="Supernet training epochs."),
+    nproc: int = typer.Option(
+        1,
+        help="Processes that train the supernet together (PyTorch distributed via torchrun; gloo on CPU, NCCL on GPU).",
+    ),
 ) -> None:
     """Train an elastic supernet (sandwich rule + in-place distillation); writes <out>/supernet.pt."""
+    from .engine.training.distributed import ranks_from_environment
     from .pipeline.context import prepare
     from .pipeline.run import train_stage
 
     cfg = build_config(config, sets, out=out, data=data, space=space, seed=seed, epochs=epochs)
-    ctx = prepare(cfg)
-    train_stage(ctx)
-    err.print(f"supernet: {ctx.rundir.supernet}")
+    if nproc < 1:
+        raise ShiftnasError(f"--nproc must be at least 1, got {nproc}")
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        from .pipeline.launch import relaunch_under_torchrun
+
+        raise typer.Exit(relaunch_under_torchrun(nproc, cfg.threads))
+    ranks = ranks_from_environment()
+    ctx = prepare(cfg, quiet=not ranks.is_main)
+    train_stage(ctx, ranks)
+    if ranks.is_main:
+        err.print(
+            f"supernet: {ctx.rundir.supernet}" + (f" (trained by {ranks.world} processes)" if ranks.world > 1 else "")
+        )
 
 
 @app.command()

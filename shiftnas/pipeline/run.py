@@ -26,6 +26,7 @@ from ..engine.search import SEARCHERS, SearchProblem, SearchResult
 from ..engine.search.archive import Archive
 from ..engine.search.shifting import make_shift_strategy
 from ..engine.tensors import resize
+from ..engine.training.distributed import Ranks
 from ..engine.training.supernet import finished_training, train_supernet, training_identity
 from ..errors import ShiftnasError
 from ..hardware import assert_parity, export_onnx
@@ -42,8 +43,9 @@ from .rundir import RunDir
 from .tracking import Tracker, step_metrics, tracking
 
 
-def train_stage(ctx: RunContext) -> None:
-    """Train the supernet (resuming ``supernet.pt``), unless ``cfg.checkpoint`` gave its weights."""
+def train_stage(ctx: RunContext, ranks: Ranks = Ranks()) -> None:
+    """Train the supernet (resuming ``supernet.pt``), unless ``cfg.checkpoint`` gave its weights;
+    ``ranks``: this process's share of a ``torchrun`` training (rank 0 writes)."""
     cfg = ctx.cfg
     if cfg.checkpoint:
         return  # loaded by prepare
@@ -74,10 +76,15 @@ def train_stage(ctx: RunContext) -> None:
             progress=report,
             regularizer=regularizer,
             after_epoch=make_landmark_growth(ctx),
+            ranks=ranks,
         )
+    if not ranks.is_main:
+        return
     if regularizer is not None:
         write_landmarks(ctx)
-    ctx.rundir.write_json(ctx.rundir.training, {"history": history, "seconds": time.time() - t0})
+    ctx.rundir.write_json(
+        ctx.rundir.training, {"history": history, "seconds": time.time() - t0, "processes": ranks.world}
+    )
 
 
 def write_landmarks(ctx: RunContext) -> None:

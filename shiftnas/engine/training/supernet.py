@@ -23,9 +23,11 @@ import torch.nn.functional as F
 
 from ...config import TrainConfig
 from ...data import DataSplits
+from ...errors import ShiftnasError
 from ...search_spaces import Arch, SearchSpace
 from ..checkpoint import read_checkpoint, save_supernet
 from ..tensors import iterate_batches, resize
+from .distributed import Ranks, synced_batch_norm
 from .landmarks import LandmarkRegularizer, landmark_weight
 from .optim import OptimizerSettings, clipped_step, make_optimizer, set_lr
 
@@ -35,11 +37,15 @@ def sandwich_archs(space: SearchSpace, rng: np.random.Generator, n_random: int) 
     return [space.largest(), space.smallest()] + [space.sample(rng) for _ in range(n_random)]
 
 
-def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-    """KL(teacher || student) on soft predictions (teacher detached)."""
-    return F.kl_div(
-        F.log_softmax(student_logits, dim=1), F.softmax(teacher_logits.detach(), dim=1), reduction="batchmean"
-    )
+def distillation_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, global_batch: int | None = None
+) -> torch.Tensor:
+    """KL(teacher || student) on soft predictions (teacher detached); per sample of this batch, or
+    summed and divided by ``global_batch`` (this batch is one rank's shard of it)."""
+    student, teacher = F.log_softmax(student_logits, dim=1), F.softmax(teacher_logits.detach(), dim=1)
+    if global_batch is None:
+        return F.kl_div(student, teacher, reduction="batchmean")
+    return F.kl_div(student, teacher, reduction="sum") / global_batch
 
 
 def sandwich_step(
@@ -49,18 +55,25 @@ def sandwich_step(
     labels: torch.Tensor,
     archs: list[Arch],
     kd_ratio: float,
+    global_batch: int | None = None,
 ) -> torch.Tensor:
-    """Forward/backward of one sandwich step; returns the averaged loss (gradients accumulated)."""
+    """Forward/backward of one sandwich step; returns the averaged loss (gradients accumulated).
+
+    With ``global_batch`` the batch is one rank's shard: its losses are sums over its samples divided
+    by ``global_batch``, so that the ranks' losses (and gradients) add up to the global batch's."""
     teacher_logits = None
     total = 0.0
     for i, arch in enumerate(archs):
         space.activate(supernet, arch)
         logits = supernet(resize(images, arch.resolution))
-        loss = F.cross_entropy(logits, labels)
+        if global_batch is None:
+            loss = F.cross_entropy(logits, labels)
+        else:
+            loss = F.cross_entropy(logits, labels, reduction="sum") / global_batch
         if i == 0:
             teacher_logits = logits.detach()
         elif kd_ratio > 0:
-            loss = loss + kd_ratio * distillation_loss(logits, teacher_logits)
+            loss = loss + kd_ratio * distillation_loss(logits, teacher_logits, global_batch)
         (loss / len(archs)).backward()
         total += loss.item() / len(archs)
     return torch.tensor(total)
@@ -99,6 +112,7 @@ def train_supernet(
     progress: ProgressFn | None = None,
     regularizer: LandmarkRegularizer | None = None,
     after_epoch: Callable[[int], None] | None = None,
+    ranks: Ranks = Ranks(),
 ) -> list[dict]:
     """Train ``supernet`` in place; resumes from ``checkpoint_path`` if it holds the same run, unfinished.
 
@@ -106,7 +120,12 @@ def train_supernet(
     multi-round landmark growth uses it; what it adds to the regulariser is saved with the epoch).
     Returns the per-epoch history (mean loss, learning rate; with a ``regularizer`` also its mean
     value ``landmark_loss`` and its weight ``landmark_weight``).
+
+    Under ``torchrun`` (``ranks`` of :func:`~.distributed.ranks_from_environment`) every rank trains its
+    shard of each global batch of ``cfg.batch_size``; rank 0 reports progress and writes the checkpoint.
     """
+    if ranks.world > 1 and (regularizer is not None or after_epoch is not None):
+        raise ShiftnasError("landmark regularization does not run under torchrun yet; train it in one process")
     checkpoint_path = Path(checkpoint_path)
     settings = OptimizerSettings.of(cfg)
     optimizer = make_optimizer(supernet, settings)
@@ -126,49 +145,66 @@ def train_supernet(
             start_epoch = len(history)
             if regularizer is not None:
                 regularizer.load_rounds(training.get("landmark_rounds", []))
+    ranks.broadcast_state(supernet)
 
     supernet.train()
-    for epoch in range(start_epoch, cfg.epochs):
-        # Every epoch derives its own generators from (seed, epoch), so a resumed run is identical.
-        rng = np.random.default_rng([seed, epoch])
-        shuffle = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        losses, landmark_losses = [], []
-        if regularizer is not None:
-            regularizer.begin_epoch(epoch, seed)
-        for i, idx in enumerate(iterate_batches(len(labels), cfg.batch_size, shuffle)):
-            step = epoch * steps_per_epoch + i
-            set_lr(optimizer, step, total_steps, settings)
-            optimizer.zero_grad(set_to_none=True)
-            loss = sandwich_step(
-                space, supernet, images[idx], labels[idx], sandwich_archs(space, rng, cfg.n_random), cfg.kd_ratio
-            )
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"training diverged at epoch {epoch}, step {i} (loss {loss.item()}); lower train.lr"
-                )
+    distributed = ranks.world > 1
+    with synced_batch_norm(ranks):
+        for epoch in range(start_epoch, cfg.epochs):
+            # Every epoch derives its own generators from (seed, epoch), so a resumed run is identical.
+            rng = np.random.default_rng([seed, epoch])
+            shuffle = torch.Generator().manual_seed(seed * 100_003 + epoch)
+            losses, landmark_losses = [], []
             if regularizer is not None:
-                landmark_losses.append(regularizer.step(space, supernet, epoch, cfg.epochs))
-                if not math.isfinite(landmark_losses[-1]):
-                    raise FloatingPointError(f"landmark regularizer diverged at epoch {epoch}, step {i}")
-            clipped_step(optimizer, supernet, settings)
-            losses.append(loss.item())
-            if progress:
-                progress(step + 1, total_steps, loss.item())
-        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": optimizer.param_groups[0]["lr"]})
-        if regularizer is not None:
-            history[-1]["landmark_loss"] = float(np.mean(landmark_losses))
-            history[-1]["landmark_weight"] = landmark_weight(epoch, cfg.epochs, regularizer.cfg)
-        if after_epoch is not None:
-            after_epoch(epoch + 1)
-            supernet.train()
-        training = {
-            "identity": identity,
-            "history": history,
-            "optimizer": optimizer.state_dict(),
-            "finished": epoch + 1 == cfg.epochs,
-        }
-        if regularizer is not None:
-            training["landmark_rounds"] = regularizer.rounds
-        save_supernet(checkpoint_path, supernet, space, data.num_classes, version=0, extra={"training": training})
+                regularizer.begin_epoch(epoch, seed)
+            for i, idx in enumerate(iterate_batches(len(labels), cfg.batch_size, shuffle)):
+                step = epoch * steps_per_epoch + i
+                set_lr(optimizer, step, total_steps, settings)
+                optimizer.zero_grad(set_to_none=True)
+                mine = ranks.shard(idx) if distributed else idx
+                loss = sandwich_step(
+                    space,
+                    supernet,
+                    images[mine],
+                    labels[mine],
+                    sandwich_archs(space, rng, cfg.n_random),
+                    cfg.kd_ratio,
+                    global_batch=len(idx) if distributed else None,
+                )
+                if distributed:
+                    loss = torch.tensor(ranks.sum(loss.item()))
+                    ranks.sum_gradients(supernet)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"training diverged at epoch {epoch}, step {i} (loss {loss.item()}); lower train.lr"
+                    )
+                if regularizer is not None:
+                    landmark_losses.append(regularizer.step(space, supernet, epoch, cfg.epochs))
+                    if not math.isfinite(landmark_losses[-1]):
+                        raise FloatingPointError(f"landmark regularizer diverged at epoch {epoch}, step {i}")
+                clipped_step(optimizer, supernet, settings)
+                losses.append(loss.item())
+                if progress and ranks.is_main:
+                    progress(step + 1, total_steps, loss.item())
+            history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": optimizer.param_groups[0]["lr"]})
+            if regularizer is not None:
+                history[-1]["landmark_loss"] = float(np.mean(landmark_losses))
+                history[-1]["landmark_weight"] = landmark_weight(epoch, cfg.epochs, regularizer.cfg)
+            if after_epoch is not None:
+                after_epoch(epoch + 1)
+                supernet.train()
+            training = {
+                "identity": identity,
+                "history": history,
+                "optimizer": optimizer.state_dict(),
+                "finished": epoch + 1 == cfg.epochs,
+            }
+            if regularizer is not None:
+                training["landmark_rounds"] = regularizer.rounds
+            if ranks.is_main:
+                save_supernet(
+                    checkpoint_path, supernet, space, data.num_classes, version=0, extra={"training": training}
+                )
+            ranks.barrier()
     supernet.eval()
     return history
