@@ -24,7 +24,7 @@ from torch.utils.data import TensorDataset
 from ..config import EvalConfig
 from ..data import DataSplits
 from ..search_spaces import Arch, space_from_description
-from .pool import DaskPool
+from .pool import DaskPool, relax_malloc_trim
 
 RESOURCE = "eval"
 KEEP_VERSIONS = 2  # evaluators a worker keeps (the current weights and the previous ones)
@@ -84,6 +84,7 @@ def _evaluator_on_worker(context: EvaluationContext, weights: SupernetWeights):
 
 def score_job(job: tuple[dict[str, Any], str], context: EvaluationContext, weights: SupernetWeights) -> float:
     """Run on a worker: the accuracy (%) of ``job = (arch dict, split)`` under ``weights``."""
+    relax_malloc_trim()
     arch, split = job
     return _evaluator_on_worker(context, weights).score(Arch.from_dict(arch), split).accuracy
 

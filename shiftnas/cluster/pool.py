@@ -29,6 +29,34 @@ MISSING = "--dask needs the 'distributed' package: pip install 'shiftnas[dask]'"
 VERSIONED = ("shiftnas", "torch", "onnxruntime", "numpy", "pymoo")  # packages whose versions must agree
 
 
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+TRIM_THRESHOLD_BYTES = 256 * 2**20
+MMAP_THRESHOLD_BYTES = 32 * 2**20  # glibc's largest
+_MALLOC_RELAXED = False
+
+
+def relax_malloc_trim() -> None:
+    """Let this (worker) process keep freed memory (up to 256 MiB) and serve tensors up to 32 MiB from its heap.
+
+    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which also turns off glibc's
+    adaptive mmap threshold: every tensor over 128 KiB PyTorch allocates is then a fresh mmap, faulted
+    in page by page and unmapped when freed, and scoring a subnet on the CPU was measured 4x
+    slower (bench/results/scaling.md). Called at the start of every shiftnas job; glibc only (a no-op
+    elsewhere)."""
+    global _MALLOC_RELAXED
+    if _MALLOC_RELAXED:
+        return
+    _MALLOC_RELAXED = True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)  # the variable env disabled it: tensors were mmapped
+    except (OSError, AttributeError):
+        pass
+
+
 def distributed_module():
     """``import distributed``, or the one-line error that says how to install it."""
     try:

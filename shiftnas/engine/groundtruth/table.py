@@ -276,8 +276,10 @@ def train_job(arch: dict[str, Any], seed: int, shared: tuple[dict[str, Any], Dat
     """Run on a Dask ``train`` worker: one stand-alone training (one torch thread, as a local build)."""
     import torch
 
+    from ...cluster.pool import relax_malloc_trim
     from ...search_spaces import space_from_description
 
+    relax_malloc_trim()
     space_description, data, recipe = shared
     torch.set_num_threads(1)
     return train_standalone(space_from_description(space_description), Arch.from_dict(arch), data, recipe, seed)

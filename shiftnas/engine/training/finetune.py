@@ -122,6 +122,9 @@ def finetune(
 def finetune_job(subnet: nn.Module, resolution: int, seed: int, shared: tuple[DataSplits, FinetuneRecipe]):
     """Run on a Dask ``train`` worker: :func:`finetune` of a copy of ``subnet`` (one torch thread,
     as a local ``threads=1`` run, so the result is the same)."""
+    from ...cluster.pool import relax_malloc_trim
+
+    relax_malloc_trim()
     data, recipe = shared
     torch.set_num_threads(1)
     return finetune(lambda: copy.deepcopy(subnet), resolution, data, recipe, seed)
