@@ -74,5 +74,6 @@ class TableMetrics:
         """The table's mean accuracy over its seeds (what a front is reported with)."""
         return self.space.row(arch).mean_accuracy
 
-    def prefetch(self, archs: list) -> None:
+    def prefetch(self, archs: list, accuracy: bool = True) -> None:
+        """Nothing to fetch ahead: every answer is a table lookup."""
         return None
