@@ -40,8 +40,8 @@ browser:
 run: $(STAMP) data
 	$(BIN)/shiftnas run --config configs/default.yaml
 
-test: $(STAMP) data browser lint
-	$(BIN)/python -m pytest -q
+test: $(STAMP) data browser lint  # two test processes (one torch thread each), one test file per process
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)            # one import and formatting style (ruff); `make format` applies it
 	$(BIN)/ruff check shiftnas tests bench

@@ -388,6 +388,9 @@ def profile(
     dask: Optional[str] = typer.Option(
         None, help="With --space: measure on the Dask workers of this scheduler (started with --resources latency=1)."
     ),
+    dask_timeout: float = typer.Option(
+        600.0, min=1, help="With --dask: longest wait in seconds for one measurement on a worker."
+    ),
     threads: Optional[int] = typer.Option(None, help="ONNX Runtime intra-op threads (default 1)."),
     batch_size: Optional[int] = typer.Option(None, help="Batch size of the timed input (default 1)."),
     repeats: Optional[int] = typer.Option(None, help="Timed blocks, each in a fresh session (default 3)."),
@@ -430,7 +433,9 @@ def profile(
         raise ShiftnasError("--space needs --out DEVICE.json (where the latency dataset is written)")
     from .pipeline.profile import profile_space
 
-    profile_space(space, out, samples, cfg, resolutions=resolutions, seed=seed, dask=dask, prior=prior)
+    profile_space(
+        space, out, samples, cfg, resolutions=resolutions, seed=seed, dask=dask, prior=prior, dask_timeout=dask_timeout
+    )
 
 
 def _int_list(text: str, option: str) -> list[int]:

@@ -26,6 +26,14 @@ def _torch_threads():
     torch.set_num_threads(old)
 
 
+@pytest.fixture(autouse=True)
+def _one_thread_again():
+    # a command run in-process sets its configured thread count (threads: 2); the next test starts at one,
+    # so no result depends on which tests ran before it in the same process
+    yield
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def digits():
     return load_dataset("digits", seed=0, image_size=20)

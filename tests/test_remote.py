@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import time
 
@@ -189,3 +190,24 @@ def test_search_measures_each_population_on_the_workers(
             and m["latency_ratio"] > 0
             and m["latency_reference"] in profiler.references[0].name + profiler.references[1].name
         )
+
+
+def test_profile_measures_on_the_workers_and_a_measurement_past_its_timeout_is_a_one_line_error(client, tmp_path):
+    # last in this module: the timed-out measurement keeps its worker busy until it returns
+    from typer.testing import CliRunner
+
+    from shiftnas.cli import app
+
+    address = client.scheduler.address
+    base = ["profile", "--space", "compact-mbv3", "--dask", address, "--references", "0", "--repeats", "1"]
+    out = tmp_path / "workers.json"
+    done = CliRunner().invoke(app, [*base, "--out", str(out), "--samples", "3", "--runs", "3", "--warmup", "1"])
+    assert done.exit_code == 0, done.output
+    records = json.loads(out.read_text())["records"]
+    assert len(records) == 3 and all(r["latency"]["median_ms"] > 0 for r in records)
+    # a large batch timed many times cannot finish within one second
+    slow = [*base, "--out", str(tmp_path / "slow.json"), "--samples", "2", "--batch-size", "64", "--runs", "2000"]
+    failed = CliRunner().invoke(app, [*slow, "--dask-timeout", "1"])
+    last = failed.output.strip().splitlines()[-1]  # after the progress bar
+    assert failed.exit_code == 2 and last.startswith("error:") and "did not finish within 1 s" in last, failed.output
+    assert "--dask-timeout" in last and "Traceback" not in failed.output and not (tmp_path / "slow.json").exists()

@@ -27,7 +27,7 @@ TRAIN = [
     "--set",
     "train.warmup_steps=1",
     "--set",
-    "train.lr=0.05",
+    "train.lr=0.005",  # a small step: at 0.05, float rounding grows ~100x per step (see below)
     "--set",
     "threads=1",
 ]
@@ -62,9 +62,11 @@ def test_two_torchrun_processes_train_the_weights_one_process_does(tmp_path):
     assert one.returncode == 0, one.stderr
     assert two.returncode == 0, two.stderr
     assert "trained by 2 processes" in two.stderr
-    # 3 steps of one global batch of 64, sharded 32 + 32: equal up to float rounding (training is
-    # chaotic: a 1e-7 change of the initial weights grows to ~1e-5 in two steps, so this is tight)
-    assert _relative_distance(tmp_path / "one" / "supernet.pt", tmp_path / "two" / "supernet.pt") < 1e-4
+    # 3 steps of one global batch of 64, sharded 32 + 32: equal up to float rounding, which training
+    # amplifies (measured: 5e-7 after one step; after three, 1e-5 at lr 0.005 but 1e-4 at lr 0.05).
+    # Without the synced BatchNorm statistics the distance is 5e-3, so this test can fail.
+    distance = _relative_distance(tmp_path / "one" / "supernet.pt", tmp_path / "two" / "supernet.pt")
+    assert distance < 1e-4, distance
     training = read_checkpoint(tmp_path / "two" / "supernet.pt")["training"]
     assert training["finished"] and len(training["history"]) == 1
 

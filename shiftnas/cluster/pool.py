@@ -178,7 +178,8 @@ class DaskPool:
 
     def share(self, value: Any) -> Any:
         """Send ``value`` to every worker once; pass the returned future to jobs instead of the value."""
-        return self.client.scatter(value, broadcast=True, hash=False)
+        # wrapped: Dask scatters a bare list or tuple element by element (and fails on an empty one)
+        return self.client.scatter([value], broadcast=True, hash=False)[0]
 
     def map(self, fn: Callable[..., Any], items: Sequence[Any], shared: Any = None) -> list:
         """``[fn(item) for item in items]``, each call on a resource worker; results in order.
@@ -223,7 +224,7 @@ class DaskPool:
         return (
             f"{pending} Dask job(s) on '{self.resource}' workers did not finish within {self.task_timeout:g} s "
             f"({self.n_workers} such worker(s) connected to {self.address}); raise hardware.dask_timeout_s "
-            "or start more workers"
+            "(profile: --dask-timeout) or start more workers"
         )
 
     def close(self) -> None:

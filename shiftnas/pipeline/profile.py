@@ -35,9 +35,13 @@ def profile_space(
     dask: str | None = None,
     console: Console | None = None,
     prior: Path | None = None,
+    dask_timeout: float = 600.0,
 ):
     """Measure ``samples`` architectures of a space (resumable), then cross-validate the latency predictors
-    (with ``prior``, another device's dataset, the transfer from it too; remembered in the dataset)."""
+    (with ``prior``, another device's dataset, the transfer from it too; remembered in the dataset).
+
+    With ``dask``, each measurement runs on a ``latency`` worker and must finish within ``dask_timeout`` s
+    (a pool whose workers all left fails with a one-line error instead of hanging)."""
     console = console or stderr_console()
     try:
         res = [int(r) for r in resolutions.split(",") if r.strip()] if resolutions else None
@@ -55,7 +59,7 @@ def profile_space(
     if dask:
         from ..hardware.remote import DaskMeasurer, measure_job
 
-        measurer = DaskMeasurer(dask)
+        measurer = DaskMeasurer(dask, task_timeout=dask_timeout)
         fingerprint = measurer.fingerprint(cfg)
         chunk = 2 * measurer.n_workers
         measure = lambda jobs, refs: measurer.map(measure_job, jobs, shared=refs)  # noqa: E731

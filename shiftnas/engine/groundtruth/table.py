@@ -38,6 +38,7 @@ from ...errors import ConfigError, ShiftnasError
 from ...hardware.macs import count_macs, count_params
 from ...io import append_jsonl, atomic_write_json, atomic_write_text, drop_torn_line, read_jsonl
 from ...search_spaces import Arch, SearchSpace
+from ...seeding import one_torch_thread
 from ..training.standalone import fresh_subnet, train_standalone
 
 if TYPE_CHECKING:
@@ -234,9 +235,11 @@ def _train_all(
             seed, arch = jobs[future]
             yield seed, arch, future.result()
         return
-    if workers <= 1:
+    if workers <= 1:  # one thread, as a worker: a table does not depend on how it was built
         for seed, arch in todo:
-            yield seed, arch, train_standalone(space, arch, data, recipe, int(seed))
+            with one_torch_thread():
+                result = train_standalone(space, arch, data, recipe, int(seed))
+            yield seed, arch, result
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
