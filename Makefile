@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 FASHION := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 
-.PHONY: run test lint format bench bench-latency bench-ranking bench-nat bench-transfer setup data browser clean
+.PHONY: run test lint format bench bench-latency bench-ranking bench-nat bench-transfer bench-scaling setup data browser clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -64,6 +64,9 @@ bench-ranking: $(STAMP)   # needs the ground-truth table; ~35 CPU-min per seed, 
 bench-nat: $(STAMP)       # NAT vs NATv2 ablations; ~70 CPU-min per seed, two seed processes at once (resumable)
 	$(BIN)/python bench/bench_nat.py --seeds 0,2 & pid=$$!; \
 	$(BIN)/python bench/bench_nat.py --seeds 1 && wait $$pid
+
+bench-scaling: $(STAMP)   # ~20 min on a quiet machine: 1 vs 2 local Dask workers scoring, and the cost model
+	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_scaling.py
 
 bench-transfer: $(STAMP)  # ~30 CPU-min per seed
 	$(BIN)/python bench/bench_transfer.py --seeds 0,1,2
