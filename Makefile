@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 FASHION := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 
-.PHONY: run test lint format bench bench-latency bench-ranking bench-nat bench-transfer bench-scaling setup data browser clean
+.PHONY: run test lint format bench bench-latency bench-ranking bench-nat bench-transfer bench-scaling bench-speed setup data browser clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -67,6 +67,9 @@ bench-nat: $(STAMP)       # NAT vs NATv2 ablations; ~70 CPU-min per seed, two se
 
 bench-scaling: $(STAMP)   # ~20 min on a quiet machine: 1 vs 2 local Dask workers scoring, and the cost model
 	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_scaling.py
+
+bench-speed: $(STAMP)     # ~15 min: where an evaluation spends its time; plain vs fast evaluator vs the ofa recipe
+	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_eval_speed.py
 
 bench-transfer: $(STAMP)  # ~30 CPU-min per seed
 	$(BIN)/python bench/bench_transfer.py --seeds 0,1,2
