@@ -4,7 +4,7 @@ Every eval-mode BatchNorm that follows a convolution is folded into it (``torch.
 OFA's hand-written h-swish / h-sigmoid become the native ops (:func:`shiftnas.hardware.deploy.deployable`)
 and the weights and inputs are ``channels_last`` (oneDNN's fast layout for depthwise convolutions).
 Logits agree with the plain subnet to float rounding (about 1e-6); measured in
-``bench/results/eval_profile.md`` (issue 16).
+``bench/results/eval_speed.md`` (issue 16).
 """
 
 from __future__ import annotations
