@@ -88,7 +88,7 @@ def profile(space, data, n_archs: int, out: Path) -> None:
     gen = torch.Generator().manual_seed(0)
     train_images = data.train.tensors[0]
     calib_raw = train_images[torch.randperm(len(train_images), generator=gen)[: cfg.calib_size]]
-    calib = {r: resize(calib_raw, r) for r in space.spec.resolutions}  # cached once, as the evaluator does
+    calib = {r: resize(calib_raw, r) for r in space.resolutions}  # cached once, as the evaluator does
     val = data.val.tensors
     profile_one(space, supernet, archs[0], calib[archs[0].resolution], val, cfg.batch_size)  # warm-up
     rows = []

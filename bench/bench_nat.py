@@ -52,7 +52,7 @@ from shiftnas.engine.training.finetune import finetune
 from shiftnas.engine.training.supernet import train_supernet
 from shiftnas.predictors.surrogate import fit_quality, make_surrogate
 from shiftnas.report import pick
-from shiftnas.search_spaces import Arch, get_space
+from shiftnas.search_spaces import arch_from_dict, get_space
 
 RESULTS = Path(__file__).parent / "results"
 WORK = Path("runs/bench_nat")  # checkpoints and per-variant NAT states: an interrupted benchmark resumes
@@ -170,7 +170,7 @@ def run_seed(seed: int, epochs: int, dataset: str) -> dict:
     out["finetune"] = {}
     for how in ("knee", "max-acc"):
         record = pick(result.front, how, objectives)
-        arch = Arch.from_dict(record["arch"])
+        arch = arch_from_dict(record["arch"])
         res = finetune(lambda: evaluator.subnet(arch), arch.resolution, data, FinetuneRecipe(**FINETUNE), seed=seed)
         res.pop("model")
         out["finetune"][how] = {

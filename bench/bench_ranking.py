@@ -53,7 +53,7 @@ from shiftnas.engine.training.landmarks import LandmarkGrowth, LandmarkRegulariz
 from shiftnas.engine.training.supernet import train_supernet
 from shiftnas.io import atomic_write_json, atomic_write_text
 from shiftnas.predictors.ranking import ranking_report
-from shiftnas.search_spaces import Arch, get_space
+from shiftnas.search_spaces import arch_from_dict, get_space
 
 RESULTS = Path(__file__).parent / "results"
 STRATEGIES = ("none", "per_iteration", "per_candidate", "region")
@@ -79,7 +79,7 @@ def search(space, net, data, eval_cfg, strategy: str, args, seed: int):
     )
     result = NSGA2Search(problem, args.pop_size, args.generations).run()
     best = min(result.front, key=lambda r: (r["metrics"]["error"], r["metrics"]["mmacs"]))
-    return Arch.from_dict(best["arch"]), 100.0 - best["metrics"]["error"], shift.passes
+    return arch_from_dict(best["arch"]), 100.0 - best["metrics"]["error"], shift.passes
 
 
 def working_table(table: GroundTruthTable, workdir: Path) -> Path:

@@ -38,7 +38,7 @@ from shiftnas.engine.search.base import SearchProblem
 from shiftnas.engine.search.nsga2 import NSGA2Search
 from shiftnas.engine.search.shifting import make_shift_strategy
 from shiftnas.engine.training.supernet import train_supernet
-from shiftnas.search_spaces import Arch, get_space
+from shiftnas.search_spaces import arch_from_dict, get_space
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -59,7 +59,7 @@ def search(space, net, data, shift_cfg, args, seed):
     )
     result = NSGA2Search(problem, args.pop_size, args.generations).run()
     pick = min(result.front, key=lambda r: (r["metrics"]["error"], r["metrics"]["mmacs"]))
-    test = {r["key"]: evaluator.score(Arch.from_dict(r["arch"]), "test").accuracy for r in result.front}
+    test = {r["key"]: evaluator.score(arch_from_dict(r["arch"]), "test").accuracy for r in result.front}
     return {
         "picked": pick["key"],
         "picked_test_accuracy": test[pick["key"]],

@@ -62,7 +62,11 @@ TrackOpt = typer.Option(
 SetOpt = typer.Option(None, "--set", help="Override a config value, e.g. --set train.epochs=3 (repeatable).")
 OutOpt = typer.Option(None, "--out", "-o", help="Run directory (default runs/default).")
 DataOpt = typer.Option(None, "--data", help="mnist5k | digits | fashion-mnist | cifar10 | cifar100 | imagefolder:PATH")
-SpaceOpt = typer.Option(None, "--space", help="Search space: compact-mbv3 | ofa-mbv3")
+SpaceOpt = typer.Option(
+    None,
+    "--space",
+    help="Search space: compact-mbv3 | ofa-mbv3 | ofa-proxyless | ofa-resnet50 | table:PATH (`shiftnas spaces` lists them)",
+)
 SeedOpt = typer.Option(None, "--seed", help="Random seed.")
 LatencyOpt = typer.Option(
     None,
@@ -545,7 +549,7 @@ def spaces() -> None:
             typer.echo("table:PATH: any CSV or JSON table of architectures and measured objectives")
             continue
         sp = get_space(name)
-        typer.echo(f"{name}: {sp.n_var} genes, {sp.size():.3g} architectures, resolutions {list(sp.spec.resolutions)}")
+        typer.echo(f"{name}: {sp.n_var} genes, {sp.size():.3g} architectures, resolutions {list(sp.resolutions)}")
 
 
 def main() -> None:

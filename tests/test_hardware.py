@@ -133,8 +133,21 @@ def test_parity_failure_is_detected(sub, onnx_a):
         perturbed.classifier.linear.weight.add_(0.05)
     report = check_parity(perturbed, onnx_a, CHW)
     assert not report.ok and report.max_abs_diff > 1e-4
-    with pytest.raises(ExportError, match=r"ONNX output differs from PyTorch by .* > 0.0001"):
+    with pytest.raises(ExportError, match=r"ONNX output differs from PyTorch by .* \(more than 0.0001 \+ 0.001 x"):
         assert_parity(perturbed, onnx_a, CHW)
+
+
+def test_parity_tolerance_is_relative_to_the_output_too(sub, onnx_a):
+    """atol 1e-4 + rtol 1e-3 (numpy.allclose): logits scaled by 1 + 2e-4 pass whatever their magnitude,
+    by 1 + 5e-3 they do not."""
+    for scale, ok in ((1 + 2e-4, True), (1 + 5e-3, False)):
+        scaled = copy.deepcopy(sub)
+        with torch.no_grad():
+            scaled.classifier.linear.weight.mul_(scale)
+            scaled.classifier.linear.bias.mul_(scale)
+        report = check_parity(scaled, onnx_a, CHW)
+        assert report.ok is ok and report.rtol == 1e-3
+        assert check_parity(scaled, onnx_a, CHW, rtol=0).ok is (report.max_abs_diff <= 1e-4)
 
 
 def test_deployable_swaps_ofa_activations(sub, onnx_a):

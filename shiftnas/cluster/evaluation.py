@@ -23,7 +23,7 @@ from torch.utils.data import TensorDataset
 
 from ..config import EvalConfig
 from ..data import DataSplits
-from ..search_spaces import Arch, space_from_description
+from ..search_spaces import Arch, arch_from_dict, space_from_description
 from .pool import DaskPool, relax_malloc_trim
 
 RESOURCE = "eval"
@@ -86,7 +86,7 @@ def score_job(job: tuple[dict[str, Any], str], context: EvaluationContext, weigh
     """Run on a worker: the accuracy (%) of ``job = (arch dict, split)`` under ``weights``."""
     relax_malloc_trim()
     arch, split = job
-    return _evaluator_on_worker(context, weights).score(Arch.from_dict(arch), split).accuracy
+    return _evaluator_on_worker(context, weights).score(arch_from_dict(arch), split).accuracy
 
 
 def loaded_on_worker() -> list[str]:

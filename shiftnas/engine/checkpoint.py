@@ -109,6 +109,9 @@ def _ofa_key_names(supernet: nn.Module, state_dict: dict[str, torch.Tensor]) -> 
                 (".bn.bn.", ".bn."),
                 (".conv.conv.weight", ".conv.weight"),
                 (".linear.linear.", ".linear."),
+                (".bn.", ".bn.bn."),  # the published ResNet50 names its dynamic layers flat
+                (".conv.weight", ".conv.conv.weight"),
+                (".linear.", ".linear.linear."),
             ):
                 if old in new and new.replace(old, fresh) in own:
                     new = new.replace(old, fresh)

@@ -22,7 +22,7 @@ from ..config import FinetuneRecipe, RunConfig
 from ..engine.training.finetune import finetune, finetune_job
 from ..hardware import LatencyProfiler, assert_parity, count_macs, count_params, export_onnx
 from ..report.table import finetune_table
-from ..search_spaces import Arch
+from ..search_spaces import arch_from_dict
 from .context import FinishedRun, latency_config, load_finished_run
 from .export import select_records
 from .progress import progress_bar, stderr_console
@@ -59,7 +59,7 @@ def finetune_from_run(
         run = load_finished_run(rundir, int(todo[0].get("supernet_version", 0)), cfg)
         for record, res in finetune_records(run, todo, recipe, seed, console, dask):
             done[record["key"]] = _exported(
-                rundir, cfg, record, res, run.space.input_size(Arch.from_dict(record["arch"]))
+                rundir, cfg, record, res, run.space.input_size(arch_from_dict(record["arch"]))
             )
             rundir.write_json(path, {"recipe": recipe.__dict__, "seed": seed, "subnets": list(done.values())})
     results = [done[r["key"]] for r in records]
@@ -99,7 +99,7 @@ def finetune_records(
     the Dask ``train`` workers finish them."""
     if dask is None:
         for record in todo:
-            arch = Arch.from_dict(record["arch"])
+            arch = arch_from_dict(record["arch"])
             with progress_bar(f"fine-tuning {record['key'][:32]}", recipe.epochs, console) as update:
                 yield (
                     record,
@@ -120,7 +120,7 @@ def finetune_records(
         shared = pool.share((replace(run.data, holdout=None), recipe))
         jobs = {}
         for record in todo:
-            arch = Arch.from_dict(record["arch"])
+            arch = arch_from_dict(record["arch"])
             jobs[pool.submit(finetune_job, run.evaluator.subnet(arch), arch.resolution, seed, shared)] = record
         with progress_bar("fine-tuning", len(jobs), console) as update:
             for i, future in enumerate(pool.as_completed(list(jobs))):

@@ -34,7 +34,7 @@ from ..hardware.quantize import onnx_accuracy
 from ..io import atomic_write_bytes
 from ..report import front_table, pick, plot_front, plot_hypervolume, write_front
 from ..report.table import latency_check_line
-from ..search_spaces import Arch, SearchSpace
+from ..search_spaces import SearchSpace, arch_from_dict
 from ..search_spaces.table import is_table
 from .context import RunContext, TableContext, latency_config, make_landmark_growth, prepare, prepare_table
 from .progress import progress_bar
@@ -133,7 +133,7 @@ def search_stage(ctx: RunContext, tracker: Tracker | None = None) -> tuple[Searc
     searcher = SEARCHERS.get(cfg.search.mode)(problem, cfg)
     try:
         result = run_searcher(searcher, ctx.console, ctx.quiet, tracker or Tracker())
-        evaluator.score_many([Arch.from_dict(r["arch"]) for r in result.front], "test")  # for the final report
+        evaluator.score_many([arch_from_dict(r["arch"]) for r in result.front], "test")  # for the final report
     finally:
         if ctx.scorer is not None:
             ctx.scorer.close()
@@ -169,7 +169,7 @@ def step_info(stats: dict[str, Any]) -> str:
 def export_subnet(space: SearchSpace, evaluator: SubnetEvaluator, record: dict[str, Any], path) -> dict[str, Any]:
     """Export the BN-recalibrated subnet of ``record`` to ONNX (``.pt`` beside it) at the evaluator's
     precision: FP32 checked against PyTorch (parity), INT8 with its validation accuracy drop vs FP32."""
-    arch = Arch.from_dict(record["arch"])
+    arch = arch_from_dict(record["arch"])
     subnet = evaluator.subnet(arch)
     shape = space.input_size(arch)
     out = {"onnx": str(path), "pytorch": str(path.with_suffix(".pt")), "key": record["key"], "input_shape": [1, *shape]}
@@ -209,7 +209,7 @@ def finalize(ctx: RunContext, result: SearchResult, evaluator: SubnetEvaluator) 
     cfg, rundir = ctx.cfg, ctx.rundir
     how = cfg.search.pick
     for record in result.front:  # the test split is read here, for the final report only
-        record["metrics"][records.TEST_ACCURACY] = evaluator.score(Arch.from_dict(record["arch"]), "test").accuracy
+        record["metrics"][records.TEST_ACCURACY] = evaluator.score(arch_from_dict(record["arch"]), "test").accuracy
     latency_check = None
     if isinstance(ctx.latency, PredictedLatency):
         latency_check = check_predictions(

@@ -63,17 +63,19 @@ class _Model:
 
     def __init__(self, space: SearchSpace, seed: int) -> None:
         self.space, self.seed = space, seed
-        self._max_res = max(getattr(getattr(space, "spec", None), "resolutions", [0]) or [0]) or None
+        self._max_res = max(space.resolutions, default=0) or None
 
     def _area(self, arch: Arch) -> float:
         return (arch.resolution / (self._max_res or arch.resolution)) ** 2
 
 
 class _LUT(_Model):
-    """Per-block table: an active layer of stage ``s`` costs ``area * (a_s * e * k^2 + b_s * e + c_s) + f_s``.
+    """Per-block table: an active layer of stage ``s`` costs ``area * (a_s * t1 + b_s * t2 + c_s) + f_s``.
 
-    An inverted-residual layer costs a depthwise conv (~ e * k^2), two pointwise convs (~ e) and a
-    fixed part, all proportional to the feature-map area, plus ``f_s``, a cost per active layer that
+    ``t1, t2`` are the block's own cost terms (``Arch.block_terms``): for an inverted-residual layer a
+    depthwise conv (~ e * k^2) and two pointwise convs (~ e), for a ResNet bottleneck its 3x3 conv
+    (~ (w e)^2) and 1x1 convs (~ w^2 e); with a fixed part, all proportional to the feature-map area,
+    plus ``f_s``, a cost per active layer that
     does not scale with the area (kernel launches, executor steps); all fitted non-negative, with a
     per-network cost that scales with area (stem, head) and a constant (the per-call overhead).
     4 x stages + 2 numbers instead of one free entry per (stage, k, e).
@@ -85,9 +87,8 @@ class _LUT(_Model):
         for row, arch in enumerate(archs):
             area = self._area(arch)
             X[row, -2:] = (area, 1.0)
-            for s, stage in enumerate(arch.stages):
-                for k, e in stage:
-                    X[row, 4 * s : 4 * s + 4] += [area * e * k * k / 49.0, area * e / 6.0, area, 1.0]
+            for s, (t1, t2) in arch.block_terms():
+                X[row, 4 * s : 4 * s + 4] += [area * t1, area * t2, area, 1.0]
         return X
 
     def fit(self, archs, mmacs, y):

@@ -46,6 +46,11 @@ class Arch:
         stages = tuple(tuple((int(k), int(e)) for k, e in s) for s in d["stages"])
         return cls(stages=stages, resolution=int(d["resolution"]))
 
+    def block_terms(self) -> list[tuple[int, tuple[float, float]]]:
+        """(stage, (spatial-conv term, pointwise term)) of every active block, for per-block latency models:
+        an inverted-residual layer's depthwise conv costs ~ e * k^2, its pointwise convs ~ e."""
+        return [(s, (e * k * k / 49.0, e / 6.0)) for s, stage in enumerate(self.stages) for k, e in stage]
+
 
 class SearchSpace(abc.ABC):
     """Search space + elastic supernet + integer genome (see docs/architecture.md)."""
@@ -104,6 +109,11 @@ class SearchSpace(abc.ABC):
     def extract(self, supernet: nn.Module, arch: Arch) -> nn.Module:
         """A standalone subnet of ``arch`` with copied weights, in eval mode."""
 
+    @property
+    def resolutions(self) -> tuple[int, ...]:
+        """The input resolutions the space searches (empty where it has none, e.g. a table)."""
+        return ()
+
     def input_size(self, arch: Arch) -> tuple[int, int, int]:
         """Input tensor shape (C, H, W) of ``arch``."""
         return (3, arch.resolution, arch.resolution)
@@ -111,3 +121,32 @@ class SearchSpace(abc.ABC):
     def describe(self) -> dict[str, Any]:
         """The constructor arguments that rebuild this space (stored in checkpoints)."""
         return {"name": self.name}
+
+
+class BoxGenome:
+    """``n_var``, ``bounds`` and rounding for a space whose genome is integers in the box ``[_xl, _xu]``
+    (mixed in before :class:`SearchSpace`)."""
+
+    _xl: np.ndarray
+    _xu: np.ndarray
+
+    @property
+    def n_var(self) -> int:
+        return len(self._xl)
+
+    @property
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._xl.copy(), self._xu.copy()
+
+    def clip(self, genome: np.ndarray) -> np.ndarray:
+        """``genome`` rounded to integers and clipped into the box."""
+        return np.clip(np.rint(np.asarray(genome, dtype=float)), self._xl, self._xu).astype(int)
+
+
+def push_skips_to_end(genome: np.ndarray, slices: list[slice]) -> np.ndarray:
+    """In place: within each slice, the non-zero genes first (in order), the zeros ("skip") last (NAT)."""
+    for sl in slices:
+        seg = genome[sl]
+        kept = seg[seg > 0]
+        seg[:] = np.concatenate([kept, np.zeros(len(seg) - len(kept), dtype=int)])
+    return genome

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 import torch.nn as nn
 
-from .base import Arch, Layer, SearchSpace
+from .base import Arch, BoxGenome, Layer, SearchSpace, push_skips_to_end
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class ElasticSpec:
         return tuple((k, e) for e, k in itertools.product(sorted(self.expand_ratios), sorted(self.kernel_sizes)))
 
 
-class ElasticMobileNetSpace(SearchSpace):
+class ElasticMobileNetSpace(BoxGenome, SearchSpace):
     """A :class:`SearchSpace` over an ``OFAMobileNetV3``-like supernet (built by ``build_fn``)."""
 
     def __init__(
@@ -88,14 +88,6 @@ class ElasticMobileNetSpace(SearchSpace):
         self._xu = np.array(hi, dtype=int)
 
     # ---- genome ---------------------------------------------------------------------------
-    @property
-    def n_var(self) -> int:
-        return len(self._xl)
-
-    @property
-    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        return self._xl.copy(), self._xu.copy()
-
     def stage_slices(self) -> list[slice]:
         """Where each stage's genes are in a genome."""
         start, out = 1 if self._has_res_gene else 0, []
@@ -105,12 +97,7 @@ class ElasticMobileNetSpace(SearchSpace):
         return out
 
     def repair(self, genome: np.ndarray) -> np.ndarray:
-        g = np.clip(np.rint(np.asarray(genome, dtype=float)), self._xl, self._xu).astype(int)
-        for sl in self.stage_slices():
-            seg = g[sl]
-            kept = seg[seg > 0]
-            seg[:] = np.concatenate([kept, np.zeros(len(seg) - len(kept), dtype=int)])
-        return g
+        return push_skips_to_end(self.clip(genome), self.stage_slices())
 
     def decode(self, genome: np.ndarray) -> Arch:
         g = self.repair(genome)
@@ -164,6 +151,10 @@ class ElasticMobileNetSpace(SearchSpace):
                         f"stage {i} layer (k={k}, e={e}) not in kernels {sp.kernel_sizes} "
                         f"x expand ratios {sp.expand_ratios}"
                     )
+
+    @property
+    def resolutions(self) -> tuple[int, ...]:
+        return tuple(self.spec.resolutions)
 
     def size(self) -> int:
         """Number of distinct architectures (all resolutions)."""

@@ -36,7 +36,7 @@ import numpy as np
 
 from .. import records
 from ..errors import ShiftnasError
-from .base import SearchSpace
+from .base import BoxGenome, SearchSpace
 from .registry import SPACES
 
 TABLES_DIR = Path(__file__).resolve().parent.parent / "tables"
@@ -208,7 +208,7 @@ def read_table(path: Path) -> list[TableRow]:
 # ----------------------------------------------------------------------------- the space
 
 
-class TableSpace(SearchSpace):
+class TableSpace(BoxGenome, SearchSpace):
     """The architectures of one table as a search space (see the module docstring)."""
 
     def __init__(self, path: str) -> None:
@@ -262,16 +262,8 @@ class TableSpace(SearchSpace):
         return self._by_genes[arch.genes]
 
     # -- genome -------------------------------------------------------------------------------
-    @property
-    def n_var(self) -> int:
-        return len(self._xl)
-
-    @property
-    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        return self._xl.copy(), self._xu.copy()
-
     def repair(self, genome: np.ndarray) -> np.ndarray:
-        g = tuple(int(v) for v in np.clip(np.rint(np.asarray(genome, dtype=float)), self._xl, self._xu))
+        g = tuple(int(v) for v in self.clip(genome))
         if g not in self._canonical:  # a sparse table: the nearest row
             g = tuple(int(v) for v in self._all[int(np.abs(self._all - np.array(g)).sum(axis=1).argmin())])
         return np.array(self._canonical[g], dtype=int)

@@ -19,7 +19,7 @@ from ...errors import ConfigError
 from ...hardware import LatencyCache, LatencyProfiler, LatencyResult
 from ...hardware.fingerprint import HardwareFingerprint, fingerprint_of
 from ...predictors.latency import LatencyPredictor, prediction_errors
-from ...search_spaces import Arch, SearchSpace
+from ...search_spaces import Arch, SearchSpace, arch_from_dict
 
 
 class LatencySource(Protocol):
@@ -157,7 +157,7 @@ def check_predictions(
             f"this run measures on {here.as_dict()}",
         }
     measured = measured_latency(space, supernet, cfg, cache_path, dask, dask_timeout)
-    archs = [Arch.from_dict(r["arch"]) for r in records]
+    archs = [arch_from_dict(r["arch"]) for r in records]
     items = [(a, space.extract(supernet, a), tuple(space.input_size(a))) for a in archs]
     if measured.parallel:
         measured.prefetch(items)

@@ -25,7 +25,7 @@ from ...hardware.fingerprint import HardwareFingerprint
 from ...hardware.latency import check_provider
 from ...hardware.quantize import deployed_onnx
 from ...io import atomic_write_json
-from ...search_spaces import Arch, SearchSpace
+from ...search_spaces import Arch, SearchSpace, arch_from_dict
 
 FORMAT = "shiftnas-latency-dataset/1"
 
@@ -120,7 +120,7 @@ class LatencyDataset:
         return {r["key"] for r in self.records}
 
     def archs(self) -> list[Arch]:
-        return [Arch.from_dict(r["arch"]) for r in self.records]
+        return [arch_from_dict(r["arch"]) for r in self.records]
 
     def latencies(self, corrected: bool = True) -> np.ndarray:
         """Median latency (ms) per record; ``corrected`` rescales drifted sessions by the references.

@@ -37,7 +37,7 @@ from ...data import DataSplits
 from ...errors import ConfigError, ShiftnasError
 from ...hardware.macs import count_macs, count_params
 from ...io import append_jsonl, atomic_write_json, atomic_write_text, drop_torn_line, read_jsonl
-from ...search_spaces import Arch, SearchSpace
+from ...search_spaces import Arch, SearchSpace, arch_from_dict
 from ...seeding import one_torch_thread
 from ..training.standalone import fresh_subnet, train_standalone
 
@@ -272,7 +272,7 @@ def _init_worker(space_description: dict[str, Any], data: DataSplits, recipe: St
 
 
 def _train_in_worker(arch: dict[str, Any], seed: int) -> dict[str, float]:
-    return train_standalone(_WORKER["space"], Arch.from_dict(arch), _WORKER["data"], _WORKER["recipe"], seed)
+    return train_standalone(_WORKER["space"], arch_from_dict(arch), _WORKER["data"], _WORKER["recipe"], seed)
 
 
 def train_job(arch: dict[str, Any], seed: int, shared: tuple[dict[str, Any], DataSplits, StandaloneRecipe]):
@@ -285,7 +285,7 @@ def train_job(arch: dict[str, Any], seed: int, shared: tuple[dict[str, Any], Dat
     relax_malloc_trim()
     space_description, data, recipe = shared
     torch.set_num_threads(1)
-    return train_standalone(space_from_description(space_description), Arch.from_dict(arch), data, recipe, seed)
+    return train_standalone(space_from_description(space_description), arch_from_dict(arch), data, recipe, seed)
 
 
 def _cost(space: SearchSpace, arch: Arch, num_classes: int) -> tuple[int, int]:
@@ -325,7 +325,7 @@ class GroundTruthTable:
             val = np.array([r["val_accuracy"] for r in recs], dtype=float)
             rows[key] = {
                 "key": key,
-                "arch": Arch.from_dict(recs[0]["arch"]),
+                "arch": arch_from_dict(recs[0]["arch"]),
                 "mean_test_accuracy": float(test.mean()),
                 "std_test_accuracy": float(test.std()),  # population std (ddof=0): 0 for one seed
                 "mean_val_accuracy": float(val.mean()),

@@ -23,7 +23,7 @@ from pymoo.core.problem import Problem
 from pymoo.operators.survival.rank_and_crowding import RankAndCrowding
 
 from ...errors import ConfigError
-from ...search_spaces import Arch, SearchSpace
+from ...search_spaces import Arch, ElasticMobileNetSpace, SearchSpace
 from .base import objective_matrix
 
 INIT_POLICIES = ("genome-uniform", "architecture-space")
@@ -38,9 +38,9 @@ def sample_genome_uniform(space: SearchSpace, rng: np.random.Generator) -> Arch:
 
 def sample_architecture_space(space: SearchSpace, rng: np.random.Generator) -> Arch:
     """NATv2: optional layers kept with probability 2/3 until the first skip; choices uniform."""
-    spec = getattr(space, "spec", None)
-    if spec is None:  # a table space: the table's own networks, uniformly
+    if not isinstance(space, ElasticMobileNetSpace):  # a table or ResNet: the space's own uniform sampler
         return space.sample(rng)
+    spec = space.spec
     choices = spec.layer_choices
     stages = []
     for s in range(spec.n_stages):

@@ -25,7 +25,7 @@ from pymoo.core.problem import Problem
 from ... import records
 from ...config import EvalConfig, RunConfig
 from ...data import DataSplits
-from ...search_spaces import Arch, SearchSpace
+from ...search_spaces import Arch, SearchSpace, arch_from_dict
 from ..evaluation.metrics import ArchitectureMetrics
 from ..evaluation.objectives import needed_metrics, resolve_objectives
 from ..evaluation.subnet import SubnetEvaluator
@@ -230,6 +230,6 @@ def current_best_proposer(
         ranked = sorted(
             result.records, key=lambda r: (r["metrics"][records.ERROR], r["metrics"][records.MPARAMS], r["key"])
         )
-        return [Arch.from_dict(r["arch"]) for r in ranked]
+        return [arch_from_dict(r["arch"]) for r in ranked]
 
     return propose

@@ -28,7 +28,7 @@ from torch.utils.data import TensorDataset
 from ...config import LandmarkConfig
 from ...data import DataSplits
 from ...errors import ConfigError
-from ...search_spaces import Arch, SearchSpace
+from ...search_spaces import Arch, SearchSpace, arch_from_dict
 from ..tensors import resize
 
 
@@ -237,7 +237,7 @@ class LandmarkRegularizer:
         self.landmarks, self.rounds = list(self._initial), []
         for entry in rounds:
             self.grow(
-                [Landmark(Arch.from_dict(a["arch"]), float(a["accuracy"])) for a in entry["added"]], int(entry["epoch"])
+                [Landmark(arch_from_dict(a["arch"]), float(a["accuracy"])) for a in entry["added"]], int(entry["epoch"])
             )
 
     def begin_epoch(self, epoch: int, seed: int | None = None) -> None:
