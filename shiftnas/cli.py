@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Callable, List, Optional
@@ -552,8 +553,14 @@ def spaces() -> None:
         typer.echo(f"{name}: {sp.n_var} genes, {sp.size():.3g} architectures, resolutions {list(sp.resolutions)}")
 
 
+def _terminate_as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point. SIGTERM (``kill``, a scheduler ending a job) is handled like Ctrl-C:
+    workers are stopped, what finished is saved, and the same command resumes."""
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     app()
 
 

@@ -98,6 +98,7 @@ def test_stratified_sample_spreads_over_macs_in_every_prefix():
     ranks = np.argsort(np.argsort(macs))  # 0 = the smallest pick
     assert sorted(ranks[:6]) != list(range(6)) and sorted(ranks[:6]) != list(range(6, 12))
     assert ranks[:6].min() < 4 and ranks[:6].max() > 7  # an interrupted build's first picks span the range
+    assert sample_stratified(space, 2, seed=1) == [space.smallest(), space.largest()]  # the extremes alone
 
 
 def test_standalone_deterministic_and_beats_chance(space16, data16, table_path):
@@ -368,3 +369,48 @@ def test_parallel_build_matches_the_sequential_one(space16, data16, table_path, 
     path = tmp_path / "parallel.jsonl"
     build_groundtruth(space16, data16, ARCHS, RECIPE, SEEDS, path, workers=2)
     assert sorted(_content(path)) == sorted(_content(table_path))
+
+
+def _children(pid: int) -> set[int]:
+    try:
+        return {int(c) for c in open(f"/proc/{pid}/task/{pid}/children").read().split()}
+    except FileNotFoundError:  # it has exited
+        return set()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_sigterm_stops_the_training_workers(tmp_path):
+    """``kill`` on a parallel build is Ctrl-C: a one-line message, exit 130, and no worker left training."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "gt.jsonl"
+    cmd = [sys.executable, "-m", "shiftnas", "groundtruth", "--out", str(out), "--data", "digits", "--samples", "2",
+           "--seeds", "0", "--workers", "2", "--epochs", "400", "--set", "space.resolutions=[16]"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(_children(proc.pid)) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+        workers = _children(proc.pid)
+        assert len(workers) >= 2, proc.communicate()
+        time.sleep(3)  # the workers are importing torch or training
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr, stderr
+    deadline = time.monotonic() + 10
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(w) for w in workers)
+    assert not out.exists() or all(json.loads(line) for line in out.read_text().splitlines())

@@ -96,6 +96,8 @@ def sample_stratified(
     (what an interrupted build has trained) still spreads over the whole MACs range."""
     pool = sample_architectures(space, max(n, pool_factor * n), seed)
     ends, rest = pool[:2], pool[2:]
+    if n == 2:
+        return ends
     supernet = space.build_supernet(num_classes)
     macs = np.array([count_macs(space.extract(supernet, a), space.input_size(a)) for a in rest])
     bins = np.array_split(np.argsort(macs, kind="stable"), n - 2)
@@ -246,6 +248,7 @@ def _train_all(
 
     ctx = multiprocessing.get_context("spawn")  # fork after OpenMP has started can deadlock
     data = replace(data, holdout=None)  # workers train on train and score val/test only: send no more
+    others = set(multiprocessing.active_children())
     with ProcessPoolExecutor(
         workers, mp_context=ctx, initializer=_init_worker, initargs=(space.describe(), data, recipe)
     ) as pool:
@@ -254,8 +257,10 @@ def _train_all(
             for future in as_completed(futures):
                 seed, arch = futures[future]
                 yield seed, arch, future.result()
-        except BaseException:
+        except BaseException:  # Ctrl-C, SIGTERM, a failed job: stop the workers now, not after their job
             pool.shutdown(wait=False, cancel_futures=True)
+            for worker in set(multiprocessing.active_children()) - others:
+                worker.terminate()
             raise
 
 
