@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 FASHION := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 
-.PHONY: run test lint format bench bench-latency bench-ranking bench-nat bench-transfer bench-scaling bench-speed setup data browser clean
+.PHONY: run test lint format bench bench-latency bench-ranking bench-nat bench-transfer bench-scaling bench-speed bench-train-speed setup data browser clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -70,6 +70,9 @@ bench-scaling: $(STAMP)   # ~20 min on a quiet machine: 1 vs 2 local Dask worker
 
 bench-speed: $(STAMP)     # ~15 min: where an evaluation spends its time; plain vs fast evaluator vs the ofa recipe
 	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_eval_speed.py
+
+bench-train-speed: $(STAMP)  # ~8 min: training steps in NCHW vs channels_last, and same-seed retraining
+	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_train_speed.py
 
 bench-transfer: $(STAMP)  # ~30 CPU-min per seed
 	$(BIN)/python bench/bench_transfer.py --seeds 0,1,2

@@ -26,7 +26,7 @@ from ...data import DataSplits
 from ...errors import ShiftnasError
 from ...search_spaces import Arch, SearchSpace
 from ..checkpoint import read_checkpoint, save_supernet
-from ..tensors import iterate_batches, resize
+from ..tensors import channels_last, iterate_batches, resize
 from .distributed import Ranks, synced_batch_norm
 from .landmarks import LandmarkRegularizer, landmark_weight
 from .optim import OptimizerSettings, clipped_step, make_optimizer, set_lr
@@ -126,10 +126,28 @@ def train_supernet(
     """
     if ranks.world > 1 and (regularizer is not None or after_epoch is not None):
         raise ShiftnasError("landmark regularization does not run under torchrun yet; train it in one process")
-    checkpoint_path = Path(checkpoint_path)
+    with channels_last(supernet):
+        return _train(
+            space, supernet, data, cfg, Path(checkpoint_path), seed, progress, regularizer, after_epoch, ranks
+        )
+
+
+def _train(
+    space: SearchSpace,
+    supernet: nn.Module,
+    data: DataSplits,
+    cfg: TrainConfig,
+    checkpoint_path: Path,
+    seed: int,
+    progress: ProgressFn | None,
+    regularizer: LandmarkRegularizer | None,
+    after_epoch: Callable[[int], None] | None,
+    ranks: Ranks,
+) -> list[dict]:
     settings = OptimizerSettings.of(cfg)
     optimizer = make_optimizer(supernet, settings)
     images, labels = data.train.tensors
+    images = images.contiguous(memory_format=torch.channels_last)  # as the supernet (train_supernet)
     steps_per_epoch = math.ceil(len(labels) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     history: list[dict] = []
