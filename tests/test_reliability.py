@@ -119,6 +119,7 @@ def test_report_matches_scipy_and_numpy(known):
     assert r["proxy_tau"]["macs"] == pytest.approx(stats.kendalltau(macs, means).statistic)
     assert r["proxy_tau"]["params"] == pytest.approx(stats.kendalltau(params, means).statistic)
     assert acceptance(r) == {"ratio": r["ratio"] >= 3, "seed_tau": r["seed_tau_mean"] >= 0.6}
+    assert r["n_per_memory_format"] == {"nchw": len(table.records)}  # records without the field: NCHW
 
 
 def test_a_table_of_pure_seed_noise_fails_the_acceptance_test(tmp_path: Path):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -123,6 +124,7 @@ def reliability_report(table: GroundTruthTable, metric: str = "test_accuracy") -
         "n_architectures": len(keys),
         "seeds": seeds,
         "n_per_seed": {str(s): int((~np.isnan(values[:, j])).sum()) for j, s in enumerate(seeds)},
+        "n_per_memory_format": dict(Counter(r.get("memory_format", "nchw") for r in table.records)),
         "seed_tau": seed_taus(values, seeds),
     }
     report["seed_tau_mean"] = _mean_of(report["seed_tau"])
@@ -156,7 +158,9 @@ def report_markdown(table: GroundTruthTable, reports: list[dict[str, Any]]) -> s
         "",
         f"{reports[0]['n_architectures']} architectures; records per seed: "
         + ", ".join(f"seed {s}: {n}" for s, n in reports[0]["n_per_seed"].items())
-        + ".",
+        + "; trained in "
+        + ", ".join(f"{f}: {n}" for f, n in reports[0]["n_per_memory_format"].items())
+        + " (the layout changes float rounding only, README).",
         "",
         "| | " + " | ".join(r["metric"] for r in reports) + " |",
         "|---|" + "---|" * len(reports),
