@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 FASHION := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 
-.PHONY: run test lint format bench bench-latency bench-ranking bench-nat bench-transfer bench-scaling bench-speed bench-train-speed setup data browser clean
+.PHONY: run test lint format bench bench-latency bench-ranking bench-nat bench-transfer bench-scaling bench-speed bench-train-speed bench-latency-predictors bench-latency-cost setup data browser clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -73,6 +73,12 @@ bench-speed: $(STAMP)     # ~15 min: where an evaluation spends its time; plain 
 
 bench-train-speed: $(STAMP)  # ~8 min: training steps in NCHW vs channels_last, and same-seed retraining
 	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_train_speed.py
+
+bench-latency-cost: $(STAMP)  # ~2 min on a quiet machine: one latency measurement, phase by phase
+	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_latency_cost.py
+
+bench-latency-predictors: $(STAMP)  # ~3 h, alone on a quiet machine: 8 latency regimes x 400 architectures, resumable
+	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_latency_predictors.py
 
 bench-transfer: $(STAMP)  # ~30 CPU-min per seed
 	$(BIN)/python bench/bench_transfer.py --seeds 0,1,2

@@ -230,6 +230,10 @@ def test_measure_latency_statistics(onnx_a):
     assert r.p90_ms < 60_000  # milliseconds, not ns: one 32x32 forward is far below a minute
     assert r.input_shape == [1, *CHW]
     assert r.fingerprint == fingerprint_of(cfg).as_dict()
+    # what the measurement cost (seconds): the candidate's timed runs, at least its runs x their 10th percentile
+    assert set(r.cost) == {"sessions_s", "warmup_s", "candidate_runs_s", "reference_runs_s"}
+    assert r.cost["sessions_s"] > 0 and r.cost["reference_runs_s"] == 0  # no references
+    assert r.n_runs * r.p10_ms / 1e3 <= r.cost["candidate_runs_s"] <= r.n_runs * r.p90_ms / 1e3 * 100  # s, not ms
 
 
 def test_measure_latency_uses_configured_batch_size(onnx_a):

@@ -61,6 +61,7 @@ class LatencyResult:
     ratios: dict[str, float] = field(default_factory=dict)  # paired ratio to every reference
     reference_drift: float = 0.0  # largest move of a reference's block median from its median, kept blocks
     remeasured: int = 0  # blocks measured again because a reference drifted
+    cost: dict[str, float] = field(default_factory=dict)  # wall seconds spent: sessions, warm-up, timed runs
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -148,24 +149,36 @@ class ModelUnderTest:
     chw: tuple[int, ...]
 
 
-def _block(models: Sequence[ModelUnderTest], cfg: LatencyConfig) -> np.ndarray:
-    """One block: fresh sessions, warm-up, then ``cfg.runs`` rounds running every model once (ms)."""
+def _block(models: Sequence[ModelUnderTest], cfg: LatencyConfig, cost: dict[str, float]) -> np.ndarray:
+    """One block: fresh sessions, warm-up, then ``cfg.runs`` rounds running every model once (ms).
+    Adds the wall seconds of each phase to ``cost``."""
     rng = np.random.default_rng(0)
     runners = []
+    start = time.perf_counter()
     for m in models:
         sess = make_session(m.onnx_bytes, cfg)
         x = rng.standard_normal((int(cfg.batch_size), *m.chw)).astype(np.float32)
         runners.append(_runner(sess, x, cfg.provider))
+    t1 = time.perf_counter()
     for _ in range(cfg.warmup):
         for run in runners:
             run()
+    t2 = time.perf_counter()
     times = np.empty((len(models), cfg.runs), dtype=np.float64)
     for i in range(cfg.runs):  # interleaved run by run: candidate, reference 1, reference 2, ...
         for j, run in enumerate(runners):
             t0 = time.perf_counter_ns()
             run()
             times[j, i] = time.perf_counter_ns() - t0
-    return times / 1e6
+    times /= 1e6
+    for phase, seconds in (
+        ("sessions_s", t1 - start),
+        ("warmup_s", t2 - t1),
+        ("candidate_runs_s", times[0].sum() / 1e3),
+        ("reference_runs_s", times[1:].sum() / 1e3),
+    ):
+        cost[phase] = cost.get(phase, 0.0) + float(seconds)
+    return times
 
 
 def _runner(sess, x: np.ndarray, provider: str):
@@ -205,7 +218,8 @@ def measure_latency(
     cfg = cfg or LatencyConfig()
     chw = tuple(int(d) for d in input_shape_chw)
     models = [ModelUnderTest("candidate", onnx_bytes, chw), *references]
-    blocks = [_block(models, cfg) for _ in range(cfg.repeats)]
+    cost: dict[str, float] = {}
+    blocks = [_block(models, cfg, cost) for _ in range(cfg.repeats)]
     remeasured = 0
     if references and cfg.repeats > 1:
         while remeasured < cfg.max_remeasure:
@@ -213,7 +227,7 @@ def measure_latency(
             worst = int(np.argmax(drift))
             if drift[worst] <= cfg.drift:
                 break
-            blocks[worst] = _block(models, cfg)
+            blocks[worst] = _block(models, cfg, cost)
             remeasured += 1
     cand = [b[0] for b in blocks]
     medians = [float(np.median(b)) for b in cand]
@@ -243,6 +257,7 @@ def measure_latency(
         ratios=ratios,
         reference_drift=float(_reference_drift(blocks).max()) if references and cfg.repeats > 1 else 0.0,
         remeasured=remeasured,
+        cost=cost,
     )
 
 

@@ -166,11 +166,13 @@ def build_latency_dataset(
     measure: MeasureMany = measure_locally,
     chunk: int = 1,
     progress: Callable[[int, int, str], None] | None = None,
+    archs: Sequence[Arch] | None = None,
 ) -> LatencyDataset:
     """Sample, export and measure ``samples`` architectures of ``space`` into ``out`` (resumable).
 
     ``measure(jobs, references)`` returns the jobs' results (locally, or on Dask workers, ``chunk``
-    jobs at a time); ``fingerprint`` is that of the machine that measures.
+    jobs at a time); ``fingerprint`` is that of the machine that measures. ``archs``: measure these
+    instead of a sample (e.g. a second pass over some of them, for the repeat ceiling).
     """
     out = Path(out)
     check_provider(cfg.provider)
@@ -197,7 +199,9 @@ def build_latency_dataset(
                     f"{out} holds measurements with another {what} ({', '.join(diff)} differ); "
                     "pass another --out or the same settings"
                 )
-    todo = [a for a in stratified_sample(space, samples, seed) if a.key() not in dataset.keys()]
+    wanted = list(archs) if archs is not None else stratified_sample(space, samples, seed)
+    samples = len(wanted)
+    todo = [a for a in wanted if a.key() not in dataset.keys()]
     done = samples - len(todo)
     if progress:
         progress(done, samples, "resuming" if done else "")

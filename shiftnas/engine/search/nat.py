@@ -50,6 +50,7 @@ from ...io import atomic_torch_save, atomic_write_json
 from ...predictors.surrogate import fit_quality, make_surrogate
 from ...search_spaces import Arch, SearchSpace
 from ..evaluation.objectives import Constraint
+from ..tensors import channels_last
 from ..training.optim import OptimizerSettings, clipped_step, make_optimizer, set_lr
 from ..training.supernet import sandwich_step
 from .base import (
@@ -338,15 +339,17 @@ class NATSearch:
         images, labels = self.evaluator.data.train.tensors
         total = c.iterations * c.adapt_steps
         net.train()
-        for i in range(c.adapt_steps):
-            set_lr(self.optimizer, (iteration - 1) * c.adapt_steps + i, total, self.optim)
-            idx = torch.randint(len(labels), (c.adapt_batch_size,), generator=gen)
-            archs = [self.space.largest()] + [
-                self.space.decode(sample_from(dists, lo, rng)) for _ in range(c.adapt_subnets)
-            ]
-            self.optimizer.zero_grad(set_to_none=True)
-            sandwich_step(self.space, net, images[idx], labels[idx], archs, c.kd_ratio)
-            clipped_step(self.optimizer, net, self.optim)
+        with channels_last(net):  # as supernet training (engine.tensors.channels_last)
+            for i in range(c.adapt_steps):
+                set_lr(self.optimizer, (iteration - 1) * c.adapt_steps + i, total, self.optim)
+                idx = torch.randint(len(labels), (c.adapt_batch_size,), generator=gen)
+                archs = [self.space.largest()] + [
+                    self.space.decode(sample_from(dists, lo, rng)) for _ in range(c.adapt_subnets)
+                ]
+                self.optimizer.zero_grad(set_to_none=True)
+                x = images[idx].contiguous(memory_format=torch.channels_last)
+                sandwich_step(self.space, net, x, labels[idx], archs, c.kd_ratio)
+                clipped_step(self.optimizer, net, self.optim)
         net.eval()
         self.evaluator.bump_version()
         return True

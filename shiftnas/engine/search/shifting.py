@@ -41,7 +41,7 @@ from ...registry import Registry
 from ...search_spaces import Arch, SearchSpace
 from ..checkpoint import save_supernet
 from ..evaluation.subnet import SubnetEvaluator
-from ..tensors import resize
+from ..tensors import channels_last, resize
 from ..training.optim import OptimizerSettings, clipped_step, make_optimizer
 
 VersionPath = Callable[[int], Path]  # supernet version -> where its weights are kept
@@ -140,7 +140,8 @@ class _Trainer(ShiftStrategy):
         x, y = self.next_batch()
         self.passes += 1
         self.space.activate(self.supernet, arch)
-        return F.cross_entropy(self.supernet(resize(x, arch.resolution)), y)
+        x = resize(x, arch.resolution).contiguous(memory_format=torch.channels_last)
+        return F.cross_entropy(self.supernet(x), y)
 
     def sgd_step(self, archs: list[Arch], batches_per_arch: int = 1) -> None:
         """One optimizer step on the mean loss of ``archs`` over ``batches_per_arch`` batches each."""
@@ -148,10 +149,11 @@ class _Trainer(ShiftStrategy):
         self.supernet.train()
         self.supernet.zero_grad(set_to_none=True)  # also the frozen part's, so nothing accumulates there
         scale = 1.0 / (len(archs) * batches_per_arch)
-        for arch in archs:
-            for _ in range(batches_per_arch):
-                (self.path_loss(arch) * scale).backward()
-        clipped_step(self.optimizer, self.trained, self.optim)
+        with channels_last(self.supernet):  # as supernet training (engine.tensors.channels_last)
+            for arch in archs:
+                for _ in range(batches_per_arch):
+                    (self.path_loss(arch) * scale).backward()
+            clipped_step(self.optimizer, self.trained, self.optim)
         self.supernet.train(was_training)
 
     def committed(self) -> bool:

@@ -1,0 +1,258 @@
+"""Benchmark (issue 18): latency predictors across measurement regimes, sample sizes and transfer.
+
+Every regime is its own "device": ONNX Runtime on this CPU at batch 1 and 32, 1 and 2 intra-op
+threads, FP32 and INT8, on ``compact-mbv3`` and ``ofa-mbv3`` (at 96-160 px, so that a regime fits in
+minutes). For each regime a latency dataset of ``--samples`` architectures (the space's stratified
+sample, extremes included) is measured with the engine's protocol (fresh sessions per block, references
+interleaved, drift re-measured) into ``<out>/latency_predictors/<regime>.json``, resumable, then the first
+``--repeat`` architectures of its held-out part once more (the repeat-measurement ceiling).
+
+Then, per regime: the last ``--test`` architectures are held out; predictors are fitted on random
+subsets of the rest of size 10, 20, 50, 100, 300 (5 draws up to 50, 3 at 100, 1 at 300) by the
+engine's own choice (``fit_latency_predictor``: cross-validated family choice), and each family
+forced; Kendall tau, Spearman rho and MAPE on the held-out set, beside the zero-fit baselines (MACs,
+params, active layers: tau only) and the ceiling (tau between the two measurements). Transfer: for
+every ordered pair of regimes of one space, the predictor fitted on 300 samples of the source is the
+prior of a fit on 10 and 20 samples of the target, compared with the target's own 300-sample predictor.
+
+Latency measurement needs a quiet machine: run it alone (``make bench-latency-predictors``, ~2 h).
+Usage: python bench/bench_latency_predictors.py [--regimes a,b] [--samples 400] [--test 100]
+Writes bench/results/latency_predictors.{json,md}; the datasets under bench/results/latency_predictors/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from shiftnas.config import LatencyConfig
+from shiftnas.engine.evaluation.latency_dataset import LatencyDataset, build_latency_dataset
+from shiftnas.hardware.fingerprint import fingerprint_of
+from shiftnas.io import atomic_write_json, atomic_write_text
+from shiftnas.predictors.latency import CANDIDATES, GBM_MIN, fit_latency_predictor, prediction_errors
+from shiftnas.predictors.ranking import kendall_tau
+from shiftnas.search_spaces import get_space
+
+RESULTS = Path(__file__).parent / "results"
+SIZES = (10, 20, 50, 100, 300)
+FEW_SHOT = (10, 20)
+
+
+@dataclass(frozen=True)
+class Regime:
+    name: str
+    space: str
+    resolutions: tuple[int, ...] | None
+    cfg: LatencyConfig
+
+
+def _regimes() -> dict[str, Regime]:
+    base = LatencyConfig()
+    b32 = replace(base, batch_size=32, warmup=2, runs=8, repeats=2)  # a batch-32 run is 10-30x longer
+    out = {}
+    for space, res, tag in (("compact-mbv3", None, "compact"), ("ofa-mbv3", (96, 128, 160), "ofa")):
+        for suffix, cfg in (
+            ("b1-t1-fp32", base),
+            ("b32-t1-fp32", b32),
+            ("b1-t2-fp32", replace(base, intra_threads=2)),
+            ("b1-t1-int8", replace(base, precision="int8")),
+        ):
+            out[f"{tag}-{suffix}"] = Regime(f"{tag}-{suffix}", space, res, cfg)
+    return out
+
+
+REGIMES = _regimes()
+
+
+def space_of(regime: Regime):
+    return get_space(regime.space, **({"resolutions": list(regime.resolutions)} if regime.resolutions else {}))
+
+
+def measure(regime: Regime, samples: int, test: int, repeat: int, out: Path) -> tuple[LatencyDataset, LatencyDataset]:
+    """The regime's dataset and its repeat pass (both resumable)."""
+    space, fp = space_of(regime), fingerprint_of(regime.cfg)
+    print(f"== {regime.name}: measuring {samples} architectures", flush=True)
+    data = build_latency_dataset(space, out / f"{regime.name}.json", samples, regime.cfg, fp, seed=0)
+    again = data.archs()[samples - test : samples - test + repeat]
+    rep = build_latency_dataset(space, out / f"{regime.name}.repeat.json", len(again), regime.cfg, fp, archs=again)
+    return data, rep
+
+
+def _errors(y, pred) -> dict[str, float]:
+    e = prediction_errors(y, pred)
+    return {k: e[k] for k in ("kendall_tau", "spearman_rho", "mape")}
+
+
+def evaluate(regime: Regime, data: LatencyDataset, rep: LatencyDataset, test: int) -> tuple[dict, dict]:
+    """Per sample size: the chosen predictor's and each family's held-out errors; the baselines and ceiling.
+    Also returns the 300-sample predictor (the prior of the transfer runs) and the held-out split."""
+    space = space_of(regime)
+    archs, y = data.archs(), data.latencies()
+    mmacs = np.array([r["mmacs"] for r in data.records])
+    params = np.array([r["mparams"] for r in data.records])
+    layers = np.array([sum(a.depths) for a in archs], dtype=float)
+    n = len(archs)
+    pool, held = np.arange(n - test), np.arange(n - test, n)
+    yt = y[held]
+    rep_y = rep.latencies()
+    first = {r["key"]: v for r, v in zip(data.records, y)}
+    ceiling = kendall_tau(rep_y, np.array([first[r["key"]] for r in rep.records]))
+    result = {
+        "regime": regime.name,
+        "space": regime.space,
+        "protocol": {
+            k: getattr(regime.cfg, k) for k in ("batch_size", "intra_threads", "precision", "runs", "repeats")
+        },
+        "n_measured": n,
+        "n_test": test,
+        "latency_ms": {"min": float(y.min()), "median": float(np.median(y)), "max": float(y.max())},
+        "ceiling_tau": ceiling,
+        "n_repeat": len(rep.records),
+        "baselines": {
+            "macs": kendall_tau(mmacs[held], yt),
+            "params": kendall_tau(params[held], yt),
+            "active_layers": kendall_tau(layers[held], yt),
+        },
+        "sizes": {},
+    }
+    rng = np.random.default_rng(0)
+    prior = None
+    for size in SIZES:
+        if size > len(pool):
+            continue
+        draws = 5 if size <= 50 else 3 if size <= 100 else 1
+        runs: dict[str, list[dict]] = {"chosen": []}
+        kinds: list[str] = []
+        for _ in range(draws):
+            tr = rng.choice(pool, size, replace=False)
+            ta, tm = [archs[i] for i in tr], mmacs[tr]
+            chosen = fit_latency_predictor(space, ta, tm, y[tr], seed=0)
+            kinds.append(chosen.kind)
+            runs["chosen"].append(_errors(yt, chosen.predict([archs[i] for i in held], mmacs[held])))
+            for family in CANDIDATES:
+                if family == "gbm" and size < GBM_MIN:
+                    continue
+                one = fit_latency_predictor(space, ta, tm, y[tr], candidates=[family], seed=0)
+                runs.setdefault(family, []).append(_errors(yt, one.predict([archs[i] for i in held], mmacs[held])))
+            if size == max(s for s in SIZES if s <= len(pool)):
+                prior = chosen
+        result["sizes"][str(size)] = {
+            "draws": draws,
+            "chosen_kinds": kinds,
+            **{
+                name: {k: statistics.mean(r[k] for r in rs) for k in ("kendall_tau", "spearman_rho", "mape")}
+                | {"kendall_tau_min": min(r["kendall_tau"] for r in rs)}
+                for name, rs in runs.items()
+            },
+        }
+        s = result["sizes"][str(size)]["chosen"]
+        print(f"   n={size:3d}: chosen {','.join(kinds)} tau {s['kendall_tau']:.3f} MAPE {s['mape']:.1f} %", flush=True)
+    return result, {"prior": prior, "held": held, "pool": pool}
+
+
+def transfer(src: Regime, tgt: Regime, src_fit: dict, tgt_data: LatencyDataset, tgt_fit: dict) -> dict:
+    """Target fits on 10 and 20 samples with the source's 300-sample predictor as prior."""
+    space = space_of(tgt)
+    archs, y = tgt_data.archs(), tgt_data.latencies()
+    mmacs = np.array([r["mmacs"] for r in tgt_data.records])
+    held, pool = tgt_fit["held"], tgt_fit["pool"]
+    ha, hm = [archs[i] for i in held], mmacs[held]
+    rng = np.random.default_rng(1)
+    out = {}
+    for size in FEW_SHOT:
+        taus, kinds = [], []
+        for _ in range(5):
+            tr = rng.choice(pool, size, replace=False)
+            fit = fit_latency_predictor(space, [archs[i] for i in tr], mmacs[tr], y[tr], seed=0, prior=src_fit["prior"])
+            kinds.append(fit.kind)
+            taus.append(kendall_tau(fit.predict(ha, hm), y[held]))
+        out[str(size)] = {"kendall_tau": statistics.mean(taus), "kendall_tau_min": min(taus), "chosen_kinds": kinds}
+    out["prior_alone_tau"] = kendall_tau(src_fit["prior"].predict(ha, hm), y[held])
+    return out
+
+
+def write(results: dict, out: Path) -> None:
+    atomic_write_json(out / "latency_predictors.json", results)
+    lines = [
+        "# Latency predictors across regimes (issue 18)",
+        "",
+        f"ONNX Runtime on this CPU; {results['samples']} architectures per regime (stratified), the last "
+        f"{results['test']} held out; fits on random subsets of the rest (mean over 5 draws up to 50, 3 at 100). "
+        "Kendall τ on the held-out set; ceiling = τ between two measurements of the same architectures; "
+        "baselines fit nothing.",
+        "",
+        "| regime | latency ms (median) | ceiling τ | MACs τ | params τ | layers τ | "
+        + " | ".join(f"τ @{n}" for n in SIZES)
+        + " | MAPE @20 | MAPE @300 | chosen @20 |",
+        "|---|---|---|---|---|---|" + "---|" * len(SIZES) + "---|---|---|",
+    ]
+    for r in results["regimes"].values():
+        s = r["sizes"]
+        cells = [f"{s[str(n)]['chosen']['kendall_tau']:.3f}" if str(n) in s else "–" for n in SIZES]
+        kinds20 = ",".join(sorted(set(s["20"]["chosen_kinds"]))) if "20" in s else "–"
+        m20 = f"{s['20']['chosen']['mape']:.1f} %" if "20" in s else "–"
+        m300 = f"{s['300']['chosen']['mape']:.1f} %" if "300" in s else "–"
+        b = r["baselines"]
+        lines.append(
+            f"| {r['regime']} | {r['latency_ms']['median']:.3f} | {r['ceiling_tau']:.3f} | {b['macs']:.3f} | "
+            f"{b['params']:.3f} | {b['active_layers']:.3f} | " + " | ".join(cells) + f" | {m20} | {m300} | {kinds20} |"
+        )
+    lines += ["", "Families forced (τ, mean over draws):", ""]
+    lines += ["| regime | n | " + " | ".join(CANDIDATES) + " |", "|---|---|" + "---|" * len(CANDIDATES)]
+    for r in results["regimes"].values():
+        for n, s in r["sizes"].items():
+            lines.append(
+                f"| {r['regime']} | {n} | "
+                + " | ".join(f"{s[f]['kendall_tau']:.3f}" if f in s else "–" for f in CANDIDATES)
+                + " |"
+            )
+    if results["transfer"]:
+        lines += ["", "Transfer (prior: the source's largest-sample predictor; τ on the target's held-out set):", ""]
+        lines += ["| source → target | prior alone | 10 samples | 20 samples | target's own, largest n | gap @20 |"]
+        lines += ["|---|---|---|---|---|---|"]
+        for pair, t in results["transfer"].items():
+            src, tgt = pair.split("->")
+            sizes = results["regimes"][tgt]["sizes"]
+            own = sizes[max(sizes, key=int)]["chosen"]["kendall_tau"]  # 300 in the full run
+            lines.append(
+                f"| {src} → {tgt} | {t['prior_alone_tau']:.3f} | {t['10']['kendall_tau']:.3f} | "
+                f"{t['20']['kendall_tau']:.3f} | {own:.3f} | {own - t['20']['kendall_tau']:+.3f} |"
+            )
+    atomic_write_text(out / "latency_predictors.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--regimes", default=",".join(REGIMES), help=f"comma-separated, of: {', '.join(REGIMES)}")
+    ap.add_argument("--samples", type=int, default=400)
+    ap.add_argument("--test", type=int, default=100)
+    ap.add_argument("--repeat", type=int, default=60)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    names = [n.strip() for n in args.regimes.split(",") if n.strip()]
+    unknown = [n for n in names if n not in REGIMES]
+    if unknown:
+        raise SystemExit(f"error: unknown regime '{unknown[0]}'; choose from {', '.join(REGIMES)}")
+    data_dir = args.out / "latency_predictors"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    measured = {n: measure(REGIMES[n], args.samples, args.test, args.repeat, data_dir) for n in names}
+    results = {"samples": args.samples, "test": args.test, "regimes": {}, "transfer": {}}
+    fits = {}
+    for n in names:
+        results["regimes"][n], fits[n] = evaluate(REGIMES[n], *measured[n], args.test)
+    for src in names:
+        for tgt in names:
+            if src != tgt and REGIMES[src].space == REGIMES[tgt].space and fits[src]["prior"] is not None:
+                results["transfer"][f"{src}->{tgt}"] = transfer(
+                    REGIMES[src], REGIMES[tgt], fits[src], measured[tgt][0], fits[tgt]
+                )
+    write(results, args.out)
+
+
+if __name__ == "__main__":
+    main()
