@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from ..config import HardwareConfig
-from ..errors import ShiftnasError
+from ..errors import ShiftnasError, one_line
 
 TRAIN_RESOURCE = "train"  # workers started with --resources "train=1" run one training at a time
 MISSING = "--dask needs the 'distributed' package: pip install 'shiftnas[dask]'"
@@ -64,11 +64,6 @@ def distributed_module():
     except ImportError:
         raise ShiftnasError(MISSING) from None
     return distributed
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def software_versions() -> dict[str, str]:

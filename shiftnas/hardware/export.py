@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from shiftnas.errors import ExportError
+from shiftnas.errors import ExportError, one_line
 from shiftnas.hardware.deploy import deployable
 from shiftnas.io import atomic_write_bytes
 
@@ -42,11 +42,6 @@ def _legacy_available() -> bool:
         return importlib.util.find_spec("torch.onnx._internal.torchscript_exporter") is not None
     except (ImportError, ValueError):
         return False
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
 def _export_legacy(model: nn.Module, example: torch.Tensor, opset: int) -> bytes:
@@ -123,11 +118,11 @@ def export_onnx(
     except ExportError:
         raise
     except Exception as exc:  # the exporters raise many unrelated types
-        raise ExportError(f"ONNX export failed: {_one_line(exc)}") from exc
+        raise ExportError(f"ONNX export failed: {one_line(exc, with_type=True)}") from exc
     try:
         onnx.checker.check_model(onnx.load_from_string(data))
     except Exception as exc:
-        raise ExportError(f"exported ONNX graph is invalid: {_one_line(exc)}") from exc
+        raise ExportError(f"exported ONNX graph is invalid: {one_line(exc, with_type=True)}") from exc
     if path is not None:
         atomic_write_bytes(path, data)
     return data
@@ -174,7 +169,7 @@ def check_parity(
     try:
         sess = _ort_session(onnx_bytes_or_path)
     except Exception as exc:
-        raise ExportError(f"ONNX Runtime cannot load the graph: {_one_line(exc)}") from exc
+        raise ExportError(f"ONNX Runtime cannot load the graph: {one_line(exc, with_type=True)}") from exc
     in_name = sess.get_inputs()[0].name
     param = next(model.parameters(), None)
     was_training = model.training
@@ -192,7 +187,7 @@ def check_parity(
             try:
                 got = sess.run(None, {in_name: x})[0]
             except Exception as exc:
-                raise ExportError(f"ONNX Runtime failed at batch {bs}: {_one_line(exc)}") from exc
+                raise ExportError(f"ONNX Runtime failed at batch {bs}: {one_line(exc, with_type=True)}") from exc
             if got.shape != ref.shape:
                 raise ExportError(f"ONNX output shape {got.shape} != PyTorch {ref.shape} at batch {bs}")
             diff = np.abs(got.astype(np.float64) - ref)
