@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 FASHION := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 
-.PHONY: run test lint format bench bench-latency bench-ranking bench-nat bench-transfer bench-scaling bench-speed bench-train-speed bench-latency-predictors bench-latency-cost setup data browser clean
+.PHONY: run test lint format bench bench-latency bench-ranking bench-nat bench-transfer bench-scaling bench-speed bench-train-speed bench-latency-predictors bench-latency-cost bench-threads setup data browser clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -73,6 +73,9 @@ bench-speed: $(STAMP)     # ~15 min: where an evaluation spends its time; plain 
 
 bench-train-speed: $(STAMP)  # ~8 min: training steps in NCHW vs channels_last, and same-seed retraining
 	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_train_speed.py
+
+bench-threads: $(STAMP)   # ~3 min on a quiet machine: 1 vs 2 torch threads, idle and beside a CPU burner
+	$(BIN)/python bench/bench_threads.py
 
 bench-latency-cost: $(STAMP)  # ~2 min on a quiet machine: one latency measurement, phase by phase
 	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_latency_cost.py

@@ -244,7 +244,7 @@ class NATConfig(Settings):
 class RunConfig(Settings):
     out: str = "runs/default"
     seed: int = setting(0, low=0)
-    threads: int = setting(2, low=1)  # torch threads for training and evaluation
+    threads: int = setting(1, low=1)  # torch threads for training and evaluation (bench/results/threads.md)
     checkpoint: str | None = None  # load this supernet instead of training one
     track: str = ""  # experiment tracking: mlflow[:URI] | tensorboard[:DIR] ('' = none)
     reset_classifier: bool = False  # transfer: re-initialise the loaded supernet's classifier

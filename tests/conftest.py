@@ -28,7 +28,7 @@ def _torch_threads():
 
 @pytest.fixture(autouse=True)
 def _one_thread_again():
-    # a command run in-process sets its configured thread count (threads: 2); the next test starts at one,
+    # a command run in-process sets its configured thread count (e.g. threads: 2); the next test starts at one,
     # so no result depends on which tests ran before it in the same process
     yield
     torch.set_num_threads(1)
