@@ -218,7 +218,7 @@ def train(
 
         raise typer.Exit(relaunch_under_torchrun(nproc, cfg.threads))
     ranks = ranks_from_environment()
-    ctx = prepare(cfg, quiet=not ranks.is_main)
+    ctx = prepare(cfg, quiet=not ranks.is_main, search=False)
     train_stage(ctx, ranks)
     if ranks.is_main:
         err.print(

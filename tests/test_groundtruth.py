@@ -297,6 +297,8 @@ def test_groundtruth_and_rank_commands(trained_supernet, tmp_path):
             "landmarks.num=3",
             "--set",
             "landmarks.warmup_fraction=0",
+            "--set",  # a config made for a Dask search: training alone neither connects nor measures
+            "hardware.dask=tcp://127.0.0.1:9",
         ],
     )
     assert result.exit_code == 0, result.output

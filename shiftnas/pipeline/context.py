@@ -105,8 +105,9 @@ def check_names(cfg: RunConfig) -> None:
     check_tracker(cfg.track)
 
 
-def prepare(cfg: RunConfig, quiet: bool = False) -> RunContext:
-    """Check the config, build every object of the run, then create the run directory (see the module)."""
+def prepare(cfg: RunConfig, quiet: bool = False, search: bool = True) -> RunContext:
+    """Check the config, build every object of the run, then create the run directory (see the module).
+    ``search=False`` (``shiftnas train``): no latency source and no Dask scorer are built or connected."""
     check_names(cfg)
     if is_table(cfg.space.name):
         raise ShiftnasError(
@@ -116,7 +117,12 @@ def prepare(cfg: RunConfig, quiet: bool = False) -> RunContext:
     objectives = resolve_objectives(cfg.search.objectives)
     constraints = [parse_constraint(t) for t in cfg.search.constraints]
     mode, _ = parse_latency_mode(cfg.hardware.latency)
-    if mode == "measured" and not cfg.hardware.dask and records.LATENCY in needed_metrics(objectives, constraints):
+    if (
+        search
+        and mode == "measured"
+        and not cfg.hardware.dask
+        and records.LATENCY in needed_metrics(objectives, constraints)
+    ):
         check_provider(cfg.hardware.provider)
     if (
         cfg.checkpoint
@@ -139,7 +145,7 @@ def prepare(cfg: RunConfig, quiet: bool = False) -> RunContext:
             console.print(f"checkpoint classifier has another number of classes: reset {len(reset)} tensors")
     ctx = RunContext(cfg, rundir, data, space, supernet, objectives, constraints, console=console, quiet=quiet)
     ctx.regularizer = make_landmark_regularizer(ctx)
-    if records.LATENCY in ctx.needed:
+    if search and records.LATENCY in ctx.needed:
         with torch.random.fork_rng(devices=[]):  # exporting the reference subnets draws no random numbers of ours
             ctx.latency = build_latency_source(
                 space,
@@ -150,7 +156,7 @@ def prepare(cfg: RunConfig, quiet: bool = False) -> RunContext:
                 cfg.hardware.dask,
                 cfg.hardware.dask_timeout_s,
             )
-    if cfg.hardware.dask and {records.ERROR, records.ACCURACY} & ctx.needed:
+    if search and cfg.hardware.dask and {records.ERROR, records.ACCURACY} & ctx.needed:
         from ..cluster.evaluation import RESOURCE, connect_scorer
 
         ctx.scorer = connect_scorer(cfg.hardware.dask, cfg.hardware.dask_timeout_s, cfg.hardware.dask_retries)
