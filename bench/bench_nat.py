@@ -41,15 +41,17 @@ import torch
 
 from shiftnas.config import EvalConfig, FinetuneRecipe, NATConfig, ShiftConfig, TrainConfig
 from shiftnas.data import load_dataset
+from shiftnas.engine.evaluation.inference import inference_form
 from shiftnas.engine.evaluation.metrics import ArchitectureMetrics
 from shiftnas.engine.evaluation.objectives import needed_metrics, resolve_objectives
-from shiftnas.engine.evaluation.subnet import SubnetEvaluator
+from shiftnas.engine.evaluation.subnet import SubnetEvaluator, accuracy
 from shiftnas.engine.search.archive import Archive
-from shiftnas.engine.search.base import SearchFiles, SearchProblem, normalized_hypervolume
+from shiftnas.engine.search.base import SearchFiles, SearchProblem, nondominated, normalized_hypervolume
 from shiftnas.engine.search.nat import NATSearch
 from shiftnas.engine.search.shifting import NoShift, make_shift_strategy
 from shiftnas.engine.training.finetune import finetune
 from shiftnas.engine.training.supernet import train_supernet
+from shiftnas.predictors.ranking import kendall_tau, spearman_rho
 from shiftnas.predictors.surrogate import fit_quality, make_surrogate
 from shiftnas.report import pick
 from shiftnas.search_spaces import arch_from_dict, get_space
@@ -113,6 +115,32 @@ def cv_quality(name: str, X: np.ndarray, y: np.ndarray, seed: int) -> dict[str, 
     return fit_quality(pred, y)
 
 
+def random_search(space, evaluator, objectives, n: int, seed: int) -> tuple[list[list[float]], float]:
+    """The non-dominated (error, MMACs) of ``n`` distinct uniformly sampled architectures, and its seconds."""
+    t0 = time.time()
+    metrics = ArchitectureMetrics(evaluator, None, needed_metrics(objectives, []))
+    rng, archs = np.random.default_rng(seed), {}
+    while len(archs) < n:
+        arch = space.sample(rng)
+        archs.setdefault(arch.key(), arch)
+    F = np.array([[m["error"], m["mmacs"]] for m in (metrics.metrics(a) for a in archs.values())])
+    return F[nondominated(F)].tolist(), time.time() - t0
+
+
+def split_half_tau(evaluator, archs, seed: int) -> dict[str, float]:
+    """How reliable the surrogates' target is: Kendall tau between the supernet's accuracies of ``archs`` on
+    two disjoint random halves of the val split (a surrogate predicts the whole split's, which is less noisy)."""
+    images, labels = evaluator.data.val.tensors
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    halves = order[: len(order) // 2], order[len(order) // 2 :]
+    scores = [[], []]
+    for arch in archs:
+        fast = inference_form(evaluator.subnet(arch))
+        for half, idx in zip(scores, halves):
+            half.append(accuracy(fast, images[idx], labels[idx], arch.resolution, nhwc=True))
+    return {"kendall_tau": kendall_tau(scores[0], scores[1]), "spearman_rho": spearman_rho(scores[0], scores[1])}
+
+
 def run_seed(seed: int, epochs: int, dataset: str) -> dict:
     torch.manual_seed(seed)
     data = load_dataset(dataset, seed=seed, **DATASETS[dataset]["load"])
@@ -156,16 +184,26 @@ def run_seed(seed: int, epochs: int, dataset: str) -> dict:
             "front_size": len(result.front),
         }
         print(f"seed {seed} {name}: {seconds:.0f} s, best error {result.hv_history[-1]['best_error']:.2f}", flush=True)
+    # the cheap baseline: as many random architectures as NATv2 evaluated, scored by the frozen supernet
+    n_random = out["runs"]["natv2"]["evaluations"]
+    evaluator = SubnetEvaluator(space, net, data, EvalConfig(calib_size=DATASETS[dataset]["calib_size"]), seed=seed)
+    random_front, seconds = random_search(space, evaluator, objectives, n_random, seed)
+    out["random"] = {"front": random_front, "evaluations": n_random, "seconds": seconds}
     # one reference point per seed for every run's hypervolume
-    worst = np.max([np.max(h["front"], axis=0) for r in out["runs"].values() for h in r["history"]], axis=0)
-    ref = 1.01 * worst
+    fronts = [h["front"] for r in out["runs"].values() for h in r["history"]] + [random_front]
+    ref = 1.01 * np.max([np.max(f, axis=0) for f in fronts], axis=0)
     for r in out["runs"].values():
         r["hv"] = [normalized_hypervolume(np.array(h["front"]), ref) for h in r["history"]]
-    # surrogates on the final NATv2 archive
+    out["random"]["hv"] = normalized_hypervolume(np.array(random_front), ref)
+    # surrogates on the final NATv2 archive, beside the MACs proxy and the target's own split-half ceiling
     result, evaluator = finals["natv2"]
+    archs = [arch_from_dict(r["arch"]) for r in result.records]
     X = np.array([r["genome"] for r in result.records], dtype=float)
     y = np.array([r["metrics"]["error"] for r in result.records], dtype=float)
     out["surrogates"] = {name: cv_quality(name, X, y, seed) for name in ("lgbm", "rbf", "gp", "as")}
+    mmacs = np.array([r["metrics"]["mmacs"] for r in result.records], dtype=float)
+    out["surrogate_proxy_macs"] = {"kendall_tau": kendall_tau(-mmacs, y), "spearman_rho": spearman_rho(-mmacs, y)}
+    out["surrogate_ceiling"] = split_half_tau(evaluator, archs, seed)
     # fine-tuning of NATv2's knee and max-accuracy subnets
     out["finetune"] = {}
     for how in ("knee", "max-acc"):
@@ -211,6 +249,13 @@ def summarise(per_seed: list[dict]) -> str:
         ev = statistics.mean(s["runs"][name]["evaluations"] for s in per_seed)
         sec = statistics.mean(s["runs"][name]["seconds"] for s in per_seed)
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {ev:.0f} | {sec:.0f} |")
+    if all("random" in s for s in per_seed):
+        rnd = [s["random"] for s in per_seed]
+        lines.append(
+            "| *proxy: random search, frozen supernet* | "
+            + " | ".join([""] * (iters - 1) + [ms(r["hv"] for r in rnd)])
+            + f" | {statistics.mean(r['evaluations'] for r in rnd):.0f} | {statistics.mean(r['seconds'] for r in rnd):.0f} |"
+        )
     lines += [
         "",
         "## Surrogates: 10-fold CV on each seed's final NATv2 archive, and online tau on new candidates",
@@ -224,6 +269,19 @@ def summarise(per_seed: list[dict]) -> str:
             f"| {name} | {ms(x['kendall_tau'] for x in q)} | {ms(x['spearman_rho'] for x in q)} | "
             f"{ms(x['pearson_r'] for x in q)} | {ms(x['rmse'] for x in q)} |"
         )
+    if all("surrogate_ceiling" in s for s in per_seed):
+        for label, key in (
+            ("proxy: -MMACs, nothing fitted", "surrogate_proxy_macs"),
+            ("ceiling: split-half", "surrogate_ceiling"),
+        ):
+            q = [s[key] for s in per_seed]
+            lines.append(f"| *{label}* | {ms(x['kendall_tau'] for x in q)} | {ms(x['spearman_rho'] for x in q)} | | |")
+        lines += [
+            "",
+            "The ceiling is the target's own reliability: Kendall tau between the supernet's accuracies of the same "
+            "archive on two disjoint halves of the val split (the surrogates predict the whole split's accuracy, "
+            "which is somewhat less noisy).",
+        ]
     lines += ["", "| run (its surrogate) | mean online tau on the K new candidates |", "|---|---|"]
     for name in VARIANTS:
         taus = [

@@ -55,13 +55,13 @@ def accuracy_and_loss(
     labels: torch.Tensor,
     resolution: int,
     batch_size: int = 100,
-    channels_last: bool = False,
+    nhwc: bool = False,
 ) -> tuple[float, float]:
-    """(top-1 accuracy in percent, mean cross-entropy) of ``model`` in eval mode (``channels_last``:
-    inputs in that memory format, for a model in :func:`~.inference.inference_form`)."""
+    """(top-1 accuracy in percent, mean cross-entropy) of ``model`` in eval mode (``nhwc``: inputs in
+    channels_last memory format, for a model in :func:`~.inference.inference_form`)."""
     model.eval()
     correct, loss = 0, 0.0
-    layout = torch.channels_last if channels_last else torch.contiguous_format
+    layout = torch.channels_last if nhwc else torch.contiguous_format
     for start in range(0, len(labels), batch_size):
         x, y = resize(images[start : start + batch_size], resolution), labels[start : start + batch_size]
         logits = model(x.contiguous(memory_format=layout))
@@ -77,10 +77,10 @@ def accuracy(
     labels: torch.Tensor,
     resolution: int,
     batch_size: int = 100,
-    channels_last: bool = False,
+    nhwc: bool = False,
 ) -> float:
     """Top-1 accuracy in percent."""
-    return accuracy_and_loss(model, images, labels, resolution, batch_size, channels_last)[0]
+    return accuracy_and_loss(model, images, labels, resolution, batch_size, nhwc)[0]
 
 
 @dataclass

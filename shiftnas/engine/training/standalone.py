@@ -85,8 +85,8 @@ def train_standalone(
     for epoch in range(recipe.epochs):
         train_epoch(model, optimizer, images, labels, recipe, seed, epoch, total_steps)
     model.eval()
-    val, val_loss = accuracy_and_loss(model, *data.val.tensors, arch.resolution, channels_last=True)
-    test, test_loss = accuracy_and_loss(model, *data.test.tensors, arch.resolution, channels_last=True)
+    val, val_loss = accuracy_and_loss(model, *data.val.tensors, arch.resolution, nhwc=True)
+    test, test_loss = accuracy_and_loss(model, *data.test.tensors, arch.resolution, nhwc=True)
     return {
         "val_accuracy": val,
         "test_accuracy": test,
