@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 FASHION := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 
-.PHONY: run test lint format bench bench-latency bench-ranking bench-nat bench-transfer bench-scaling bench-speed bench-train-speed bench-latency-predictors bench-latency-cost bench-threads setup data browser clean
+.PHONY: run test lint format bench bench-latency bench-ranking bench-nat bench-transfer bench-scaling bench-speed bench-train-speed bench-latency-predictors bench-latency-cost bench-threads bench-eval-budget bench-prefix-sharing setup data browser clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -82,6 +82,12 @@ bench-latency-cost: $(STAMP)  # ~2 min on a quiet machine: one latency measureme
 
 bench-latency-predictors: $(STAMP)  # ~3 h, alone on a quiet machine: 8 latency regimes x 400 architectures, resumable
 	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_latency_predictors.py
+
+bench-eval-budget: $(STAMP)  # ~15 min: ranking vs calibration / validation images (needs the ranking bench's seed-0 supernet, or trains it)
+	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_eval_budget.py
+
+bench-prefix-sharing: $(STAMP)  # 1 min after `make run`: how much of a search's forward passes prefix sharing could save
+	$(BIN)/python bench/bench_prefix_sharing.py
 
 bench-transfer: $(STAMP)  # ~30 CPU-min per seed
 	$(BIN)/python bench/bench_transfer.py --seeds 0,1,2
