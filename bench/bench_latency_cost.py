@@ -47,7 +47,8 @@ def measure_one(space, supernet, arch, cfg: LatencyConfig, refs) -> dict:
     t3 = time.perf_counter()
     cost = dict(result.cost)
     row = {"key": arch.key(), "mmacs": count_macs(sub, chw) / 1e6, "median_ms": result.median_ms,
-           "remeasured": result.remeasured, "extract_s": t1 - t0, "export_s": t2 - t1, **cost,
+           "remeasured": result.remeasured, "ratio": result.ratio, "reference": result.reference,
+           "reference_ms": result.reference_ms, "extract_s": t1 - t0, "export_s": t2 - t1, **cost,
            "bookkeeping_s": (t3 - t2) - sum(cost.values())}  # fmt: skip
     row["total_s"] = t3 - t0
     row["total_over_timed"] = row["total_s"] / cost["candidate_runs_s"]

@@ -97,9 +97,63 @@ def test_drifting_reference_blocks_are_measured_again(space, supernet, candidate
     assert alone.ratio is None and alone.ratios == {} and alone.remeasured == 0
 
 
+def _count_sessions(monkeypatch) -> list[int]:
+    """Count the ONNX Runtime sessions the protocol opens (the real ``make_session`` still runs)."""
+    from shiftnas.hardware import latency
+
+    opened = [0]
+    real = latency.make_session
+
+    def counting(*args, **kwargs):
+        opened[0] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(latency, "make_session", counting)
+    latency._kept.clear()
+    return opened
+
+
+@pytest.mark.parametrize("timed", ["all", "nearest"])
+def test_kept_reference_sessions_are_opened_once_per_process(space, supernet, candidate, monkeypatch, timed):
+    onnx_bytes, chw = candidate
+    opened = _count_sessions(monkeypatch)
+    fresh_cfg = LatencyConfig(references_timed=timed, **FAST)
+    refs = reference_models(space, supernet, fresh_cfg)
+    fresh = measure_latency(onnx_bytes, chw, fresh_cfg, refs)
+    per_block = 1 + (3 if timed == "all" else 1)  # candidate + the references each later block times
+    assert opened[0] == 4 + per_block * (FAST["repeats"] - 1 + fresh.remeasured)
+    opened[0] = 0
+    kept_cfg = LatencyConfig(reference_sessions="kept", references_timed=timed, **FAST)
+    first = measure_latency(onnx_bytes, chw, kept_cfg, refs)
+    assert opened[0] == 3 + FAST["repeats"] + first.remeasured  # the references once, the candidate per block
+    opened[0] = 0
+    again = measure_latency(onnx_bytes, chw, kept_cfg, refs)
+    assert opened[0] == FAST["repeats"] + again.remeasured  # the references' sessions were kept
+    for r in (fresh, first, again):
+        assert r.n_runs == FAST["repeats"] * FAST["runs"] and r.ratio > 0 and r.reference in r.ratios
+
+
+def test_nearest_mode_times_the_reference_nearest_the_candidate(space, supernet):
+    cfg = LatencyConfig(references_timed="nearest", **FAST)
+    refs = reference_models(space, supernet, cfg)
+    smallest = reference_archs(space, 3)[0]
+    chw = tuple(space.input_size(smallest))
+    # the candidate is the smallest reference itself: the largest is several times slower, so it is nearest
+    r = measure_latency(export_onnx(space.extract(supernet, smallest), (1, *chw)), chw, cfg, refs)
+    assert r.reference == smallest.key() and set(r.ratios) == {smallest.key()}
+    assert r.ratio == pytest.approx(1.0, rel=0.5)
+
+
 def test_protocol_settings_are_validated(candidate):
     onnx_bytes, chw = candidate
-    for bad in (dict(drift=0.0), dict(drift=1.5), dict(max_remeasure=-1), dict(runs=0)):
+    for bad in (
+        dict(drift=0.0),
+        dict(drift=1.5),
+        dict(max_remeasure=-1),
+        dict(runs=0),
+        dict(reference_sessions="shared"),
+        dict(references_timed="some"),
+    ):
         with pytest.raises(ShiftnasError):
             measure_latency(onnx_bytes, chw, LatencyConfig(**{**FAST, **bad}))
     with pytest.raises(ConfigError, match="references"):

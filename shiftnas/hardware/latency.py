@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from torch import nn
@@ -149,22 +150,52 @@ class ModelUnderTest:
     chw: tuple[int, ...]
 
 
-def _block(models: Sequence[ModelUnderTest], cfg: LatencyConfig, cost: dict[str, float]) -> np.ndarray:
-    """One block: fresh sessions, warm-up, then ``cfg.runs`` rounds running every model once (ms).
-    Adds the wall seconds of each phase to ``cost``."""
+REWARM_RUNS = 2  # untimed runs of a kept reference session at the start of each block
+_KEPT_SESSIONS_MAX = 8  # kept reference runners per process (a run has at most 3 references per setting)
+_kept: OrderedDict[tuple, Callable[[], Any]] = OrderedDict()
+
+
+def _kept_runner(ref: ModelUnderTest, cfg: LatencyConfig) -> Callable[[], Any]:
+    """A runner of ``ref`` under ``cfg``'s session settings, opened and warmed once per process."""
+    key = (ref, cfg.provider, cfg.intra_threads, cfg.inter_threads, cfg.batch_size)
+    runner = _kept.get(key)
+    if runner is None:
+        x = np.random.default_rng(0).standard_normal((int(cfg.batch_size), *ref.chw)).astype(np.float32)
+        runner = _runner(make_session(ref.onnx_bytes, cfg), x, cfg.provider)
+        for _ in range(cfg.warmup):
+            runner()
+        _kept[key] = runner
+        while len(_kept) > _KEPT_SESSIONS_MAX:
+            _kept.popitem(last=False)
+    else:
+        _kept.move_to_end(key)
+    return runner
+
+
+def _block(
+    candidate: ModelUnderTest, references: Sequence[ModelUnderTest], cfg: LatencyConfig, cost: dict[str, float]
+) -> np.ndarray:
+    """One block: a fresh session for the candidate (fresh or kept ones for the references, per
+    ``cfg.reference_sessions``), warm-up, then ``cfg.runs`` rounds running every model once (ms; row 0 is
+    the candidate). Adds the wall seconds of each phase to ``cost``."""
     rng = np.random.default_rng(0)
-    runners = []
     start = time.perf_counter()
-    for m in models:
-        sess = make_session(m.onnx_bytes, cfg)
+    runners, warmups = [], []
+    kept = cfg.reference_sessions == "kept"
+    for m in (candidate, *([] if kept else references)):
         x = rng.standard_normal((int(cfg.batch_size), *m.chw)).astype(np.float32)
-        runners.append(_runner(sess, x, cfg.provider))
+        runners.append(_runner(make_session(m.onnx_bytes, cfg), x, cfg.provider))
+        warmups.append(cfg.warmup)
+    if kept:
+        runners += [_kept_runner(ref, cfg) for ref in references]
+        warmups += [min(cfg.warmup, REWARM_RUNS)] * len(references)
     t1 = time.perf_counter()
-    for _ in range(cfg.warmup):
-        for run in runners:
-            run()
+    for i in range(max(warmups)):
+        for run, n in zip(runners, warmups):
+            if i < n:
+                run()
     t2 = time.perf_counter()
-    times = np.empty((len(models), cfg.runs), dtype=np.float64)
+    times = np.empty((len(runners), cfg.runs), dtype=np.float64)
     for i in range(cfg.runs):  # interleaved run by run: candidate, reference 1, reference 2, ...
         for j, run in enumerate(runners):
             t0 = time.perf_counter_ns()
@@ -179,6 +210,11 @@ def _block(models: Sequence[ModelUnderTest], cfg: LatencyConfig, cost: dict[str,
     ):
         cost[phase] = cost.get(phase, 0.0) + float(seconds)
     return times
+
+
+def _nearest(candidate_ms: float, reference_ms: dict[str, float]) -> str:
+    """The reference whose latency is closest to the candidate's on a log scale (it cancels contention best)."""
+    return min(reference_ms, key=lambda n: abs(np.log(reference_ms[n] / candidate_ms)))
 
 
 def _runner(sess, x: np.ndarray, provider: str):
@@ -217,31 +253,39 @@ def measure_latency(
     """Time ``cfg.repeats`` blocks of ``cfg.runs`` runs, interleaved with ``references`` if given."""
     cfg = cfg or LatencyConfig()
     chw = tuple(int(d) for d in input_shape_chw)
-    models = [ModelUnderTest("candidate", onnx_bytes, chw), *references]
+    candidate = ModelUnderTest("candidate", onnx_bytes, chw)
+    timed = list(references)
     cost: dict[str, float] = {}
-    blocks = [_block(models, cfg, cost) for _ in range(cfg.repeats)]
+    first = _block(candidate, timed, cfg, cost)
+    if timed and cfg.references_timed == "nearest":
+        name = _nearest(
+            float(np.median(first[0])), {r.name: float(np.median(first[j])) for j, r in enumerate(timed, 1)}
+        )
+        j = next(j for j, r in enumerate(timed, start=1) if r.name == name)
+        timed, first = [timed[j - 1]], first[[0, j]]
+    blocks = [first] + [_block(candidate, timed, cfg, cost) for _ in range(cfg.repeats - 1)]
     remeasured = 0
-    if references and cfg.repeats > 1:
+    if timed and cfg.repeats > 1:
         while remeasured < cfg.max_remeasure:
             drift = _reference_drift(blocks)
             worst = int(np.argmax(drift))
             if drift[worst] <= cfg.drift:
                 break
-            blocks[worst] = _block(models, cfg, cost)
+            blocks[worst] = _block(candidate, timed, cfg, cost)
             remeasured += 1
     cand = [b[0] for b in blocks]
     medians = [float(np.median(b)) for b in cand]
     median = float(np.median(medians))
     pooled = np.concatenate(cand)
     ratios: dict[str, float] = {}
-    for j, ref in enumerate(references, start=1):
+    for j, ref in enumerate(timed, start=1):
         ratios[ref.name] = float(np.median([np.median(b[0] / b[j]) for b in blocks]))
     nearest, ref_ms = None, {}
-    if references:  # the reference of the most similar latency cancels contention best (latency.md §2.4)
+    if timed:  # the reference of the most similar latency cancels contention best (latency.md §2.4)
         ref_ms = {
-            r.name: float(np.median(np.concatenate([b[j] for b in blocks]))) for j, r in enumerate(references, start=1)
+            r.name: float(np.median(np.concatenate([b[j] for b in blocks]))) for j, r in enumerate(timed, start=1)
         }
-        nearest = min(ref_ms, key=lambda n: abs(np.log(ref_ms[n] / median)))
+        nearest = _nearest(median, ref_ms)
     return LatencyResult(
         median_ms=median,
         p10_ms=float(np.percentile(pooled, 10)),
@@ -255,7 +299,7 @@ def measure_latency(
         reference=nearest,
         reference_ms=ref_ms[nearest] if nearest else None,
         ratios=ratios,
-        reference_drift=float(_reference_drift(blocks).max()) if references and cfg.repeats > 1 else 0.0,
+        reference_drift=float(_reference_drift(blocks).max()) if timed and cfg.repeats > 1 else 0.0,
         remeasured=remeasured,
         cost=cost,
     )
