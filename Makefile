@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 FASHION := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 
-.PHONY: run test lint format bench bench-latency bench-ranking bench-nat bench-transfer bench-scaling bench-speed bench-train-speed bench-latency-predictors bench-latency-cost bench-threads bench-eval-budget bench-prefix-sharing setup data browser clean
+.PHONY: run test lint format bench bench-latency bench-ranking bench-nat bench-transfer bench-scaling bench-speed bench-train-speed bench-latency-predictors bench-latency-cost bench-latency-protocols bench-threads bench-eval-budget bench-prefix-sharing setup data browser clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,7 +57,7 @@ bench: $(STAMP)
 bench-latency: $(STAMP)   # ~15 min: protocol stability, predictor vs noise ceiling, query cost
 	$(BIN)/python bench/bench_latency.py
 
-bench-ranking: $(STAMP)   # needs the ground-truth table; ~35 CPU-min per seed, two seed processes at once
+bench-ranking: $(STAMP)   # needs the Fashion-MNIST ground truth; ~2.5 CPU-h per seed, two seed processes at once (resumable)
 	$(BIN)/python bench/bench_ranking.py --seeds 0,2 & pid=$$!; \
 	$(BIN)/python bench/bench_ranking.py --seeds 1 && wait $$pid
 
@@ -79,6 +79,9 @@ bench-threads: $(STAMP)   # ~3 min on a quiet machine: 1 vs 2 torch threads, idl
 
 bench-latency-cost: $(STAMP)  # ~2 min on a quiet machine: one latency measurement, phase by phase
 	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_latency_cost.py
+
+bench-latency-protocols: $(STAMP)  # ~15 min: three latency protocols' cost and repeat agreement, 40 architectures
+	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_latency_protocols.py
 
 bench-latency-predictors: $(STAMP)  # ~3 h, alone on a quiet machine: 8 latency regimes x 400 architectures, resumable
 	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_latency_predictors.py

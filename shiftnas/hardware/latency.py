@@ -7,6 +7,9 @@ models the candidate and the references run interleaved, run by run, so that wha
 machine down slows them alike: the paired ratio to the nearest reference is the most stable
 estimate here (2-6 % under contention where the median moved 90-490 %), and a block in which a
 reference drifted more than ``drift`` from its own median over the blocks is measured again.
+Cheaper settings: ``reference_sessions="kept"`` keeps each reference's warmed session for the
+process, ``references_timed="nearest"`` times only the nearest reference after the first block
+(1.9x cheaper together, bench/results/latency_protocols.md).
 """
 
 from __future__ import annotations
