@@ -81,7 +81,7 @@ bench-latency-cost: $(STAMP)  # ~2 min on a quiet machine: one latency measureme
 	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_latency_cost.py
 
 bench-latency-protocols: $(STAMP)  # ~15 min: three latency protocols' cost and repeat agreement, 40 architectures
-	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_latency_protocols.py
+	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_latency_protocols.py --archs 40
 
 bench-latency-predictors: $(STAMP)  # ~3 h, alone on a quiet machine: 8 latency regimes x 400 architectures, resumable
 	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_latency_predictors.py

@@ -13,13 +13,15 @@ what better code could at most win without changing what is computed.
 The architectures are a MACs-stratified sample of compact-mbv3 at resolutions 12-28 (the ground-truth
 setting); the supernet is freshly initialised (the time a score takes does not depend on its weights).
 
-Part 2 (``eval_speed``): three evaluators of the same architectures, alternating architecture by
+Part 2 (``eval_speed``): four evaluators of the same architectures, alternating architecture by
 architecture in one run, on a supernet trained on the same data (accuracies must mean something to be
 compared): ``plain`` (the evaluator before this issue: BN recalibration, eager validation), ``fast``
 (today's ``SubnetEvaluator``: the same recalibration, validation through ``inference_form``: BN folded,
 native activations, channels_last) and the ``ofa`` package's recipe (``set_running_statistics`` and a
 plain validation loop). Reported: per-architecture cost ratios (medians), and the agreement of
-``fast`` with ``plain`` in validation images and Kendall tau.
+``fast`` with ``plain`` in validation images and Kendall tau. The fourth, ``ort``, exports the fast
+evaluator's recalibrated subnet to ONNX and runs the validation in ONNX Runtime (1 thread, export and
+session creation included): the issue's "ONNX Runtime for the validation pass" idea.
 
 Usage: python bench/bench_eval_speed.py [--archs 16] [--compare 40] [--supernet PATH]
 Writes bench/results/eval_profile.{json,md} and eval_speed.{json,md}.
@@ -44,7 +46,9 @@ from shiftnas.engine.evaluation.subnet import SubnetEvaluator, accuracy, recalib
 from shiftnas.engine.groundtruth.table import sample_stratified
 from shiftnas.engine.tensors import resize
 from shiftnas.engine.training.supernet import train_supernet
+from shiftnas.hardware.export import export_onnx
 from shiftnas.hardware.macs import count_macs
+from shiftnas.hardware.quantize import onnx_accuracy
 from shiftnas.io import atomic_write_json, atomic_write_text
 from shiftnas.search_spaces import get_space
 
@@ -174,10 +178,16 @@ def compare(space, data, n_archs: int, supernet_path: str | None, out: Path) -> 
         sub = recalibrate_bn(space.extract(net, arch), resize(calib, arch.resolution), cfg.batch_size)
         return accuracy(sub, images, labels, arch.resolution, cfg.batch_size)
 
+    def on_onnx_runtime(arch):  # the same recalibrated subnet, exported; validation in ONNX Runtime (1 thread)
+        sub = SubnetEvaluator(space, net, data, cfg, calibration=calib).subnet(arch)
+        onnx_model = export_onnx(sub, (1, *space.input_size(arch)))
+        return onnx_accuracy(onnx_model, resize(images, arch.resolution), labels, cfg.batch_size)
+
     ways = {
         "plain": plain,
         "fast": lambda arch: SubnetEvaluator(space, net, data, cfg, calibration=calib).score(arch).accuracy,
         "ofa": lambda arch: ofa_recipe_accuracy(space, net, arch, calib, data, cfg.batch_size),
+        "ort": on_onnx_runtime,
     }
     rows = []
     for i, arch in enumerate(archs):
@@ -197,10 +207,14 @@ def compare(space, data, n_archs: int, supernet_path: str | None, out: Path) -> 
     images_apart = [round(abs(r["fast"] - r["plain"]) * n_val / 100) for r in rows]
     within_one = sum(d <= 1 for d in images_apart) / len(rows)
     tau = kendalltau([r["plain"] for r in rows], [r["fast"] for r in rows]).statistic
+    ort_apart = [round(abs(r["ort"] - r["fast"]) * n_val / 100) for r in rows]
+    ort_tau = kendalltau([r["fast"] for r in rows], [r["ort"] for r in rows]).statistic
     ratio = {
         "plain_over_fast": statistics.median(r["plain_s"] / r["fast_s"] for r in rows),
         "ofa_over_fast": statistics.median(r["ofa_s"] / r["fast_s"] for r in rows),
         "ofa_over_plain": statistics.median(r["ofa_s"] / r["plain_s"] for r in rows),
+        "fast_over_ort": statistics.median(r["fast_s"] / r["ort_s"] for r in rows),
+        "ofa_over_ort": statistics.median(r["ofa_s"] / r["ort_s"] for r in rows),
     }
     result = {
         "archs": len(rows),
@@ -214,6 +228,11 @@ def compare(space, data, n_archs: int, supernet_path: str | None, out: Path) -> 
             "max_images_apart": max(images_apart),
             "kendall_tau": tau,
         },
+        "ort_vs_fast": {
+            "within_one_val_image": sum(d <= 1 for d in ort_apart) / len(rows),
+            "max_images_apart": max(ort_apart),
+            "kendall_tau": ort_tau,
+        },
         "rows": rows,
     }
     atomic_write_json(out / "eval_speed.json", result)
@@ -222,7 +241,7 @@ def compare(space, data, n_archs: int, supernet_path: str | None, out: Path) -> 
         "",
         f"{len(rows)} MACs-stratified compact-mbv3 architectures (res 12-28) of a supernet trained 3 epochs on "
         f"10,000 Fashion-MNIST images; BN recalibration on the same {len(calib)} training images, accuracy on "
-        f"{n_val} val images; the three evaluators alternate architecture by architecture in one run, 1 torch "
+        f"{n_val} val images; the evaluators alternate architecture by architecture in one run, 1 torch "
         "thread, CPU seconds of the evaluating thread.",
         "",
         "| evaluator | median s per architecture |",
@@ -234,6 +253,10 @@ def compare(space, data, n_archs: int, supernet_path: str | None, out: Path) -> 
         "per-architecture ratios).",
         f"- fast vs plain: {100 * within_one:.0f} % of the architectures within one val image (at most "
         f"{max(images_apart)} apart), Kendall tau {tau:.3f}.",
+        f"- ort (the fast evaluator's recalibrated subnet exported to ONNX, validation in ONNX Runtime, 1 thread, "
+        f"export included): fast / ort median **{ratio['fast_over_ort']:.2f}×**, ofa recipe / ort "
+        f"**{ratio['ofa_over_ort']:.2f}×**; {100 * result['ort_vs_fast']['within_one_val_image']:.0f} % of the "
+        f"architectures within one val image of fast (at most {max(ort_apart)} apart), Kendall tau {ort_tau:.3f}.",
     ]
     atomic_write_text(out / "eval_speed.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
