@@ -67,7 +67,7 @@ def dataset(space, tmp_path_factory):
 
 def test_interleaved_measurement_reports_ratios_to_every_reference(space, supernet, candidate):
     onnx_bytes, chw = candidate
-    cfg = LatencyConfig(**FAST)
+    cfg = LatencyConfig(references_timed="all", **FAST)
     refs = reference_models(space, supernet, cfg)
     assert [r.name for r in refs] == [a.key() for a in reference_archs(space, 3)]
     r = measure_latency(onnx_bytes, chw, cfg, refs)
@@ -117,7 +117,7 @@ def _count_sessions(monkeypatch) -> list[int]:
 def test_kept_reference_sessions_are_opened_once_per_process(space, supernet, candidate, monkeypatch, timed):
     onnx_bytes, chw = candidate
     opened = _count_sessions(monkeypatch)
-    fresh_cfg = LatencyConfig(references_timed=timed, **FAST)
+    fresh_cfg = LatencyConfig(reference_sessions="fresh", references_timed=timed, **FAST)
     refs = reference_models(space, supernet, fresh_cfg)
     fresh = measure_latency(onnx_bytes, chw, fresh_cfg, refs)
     per_block = 1 + (3 if timed == "all" else 1)  # candidate + the references each later block times

@@ -7,9 +7,10 @@ models the candidate and the references run interleaved, run by run, so that wha
 machine down slows them alike: the paired ratio to the nearest reference is the most stable
 estimate here (2-6 % under contention where the median moved 90-490 %), and a block in which a
 reference drifted more than ``drift`` from its own median over the blocks is measured again.
-Cheaper settings: ``reference_sessions="kept"`` keeps each reference's warmed session for the
-process, ``references_timed="nearest"`` times only the nearest reference after the first block
-(1.9x cheaper together, bench/results/latency_protocols.md).
+By default (``reference_sessions="kept"``) each reference's warmed session is kept for the process,
+and (``references_timed="nearest"``) blocks after the first time only the reference nearest the
+candidate: 1.9x cheaper than fresh sessions timing every reference, with the same repeat agreement
+within noise (bench/results/latency_protocols.md).
 """
 
 from __future__ import annotations
@@ -178,7 +179,7 @@ def _kept_runner(ref: ModelUnderTest, cfg: LatencyConfig) -> Callable[[], Any]:
 def _block(
     candidate: ModelUnderTest, references: Sequence[ModelUnderTest], cfg: LatencyConfig, cost: dict[str, float]
 ) -> np.ndarray:
-    """One block: a fresh session for the candidate (fresh or kept ones for the references, per
+    """One block: a fresh session for the candidate (kept or fresh ones for the references, per
     ``cfg.reference_sessions``), warm-up, then ``cfg.runs`` rounds running every model once (ms; row 0 is
     the candidate). Adds the wall seconds of each phase to ``cost``."""
     rng = np.random.default_rng(0)
