@@ -134,14 +134,16 @@ def test_kept_reference_sessions_are_opened_once_per_process(space, supernet, ca
 
 
 def test_nearest_mode_times_the_reference_nearest_the_candidate(space, supernet):
-    cfg = LatencyConfig(references_timed="nearest", **FAST)
+    # two references, the smallest and the largest network, several times apart in latency
+    cfg = LatencyConfig(references=2, references_timed="nearest", **{**FAST, "warmup": 5, "runs": 12})
     refs = reference_models(space, supernet, cfg)
-    smallest = reference_archs(space, 3)[0]
-    chw = tuple(space.input_size(smallest))
-    # the candidate is the smallest reference itself: the largest is several times slower, so it is nearest
-    r = measure_latency(export_onnx(space.extract(supernet, smallest), (1, *chw)), chw, cfg, refs)
-    assert r.reference == smallest.key() and set(r.ratios) == {smallest.key()}
-    assert r.ratio == pytest.approx(1.0, rel=0.5)
+    largest = reference_archs(space, 2)[1]
+    chw = tuple(space.input_size(largest))
+    # the candidate is the largest reference itself: it is its own nearest (a fresh session's first runs and a
+    # busy machine make a candidate look slower, never several times faster)
+    r = measure_latency(export_onnx(space.extract(supernet, largest), (1, *chw)), chw, cfg, refs)
+    assert r.reference == largest.key() and set(r.ratios) == {largest.key()}
+    assert 0.5 < r.ratio < 2.0
 
 
 def test_protocol_settings_are_validated(candidate):
