@@ -61,7 +61,7 @@ bench-ranking: $(STAMP)   # needs the Fashion-MNIST ground truth; ~2.5 CPU-h per
 	$(BIN)/python bench/bench_ranking.py --seeds 0,2 & pid=$$!; \
 	$(BIN)/python bench/bench_ranking.py --seeds 1 && wait $$pid
 
-bench-nat: $(STAMP)       # NAT vs NATv2 ablations; ~70 CPU-min per seed, two seed processes at once (resumable)
+bench-nat: $(STAMP)       # NAT vs NATv2 ablations on Fashion-MNIST; ~85 CPU-min per seed, two seed processes at once (resumable)
 	$(BIN)/python bench/bench_nat.py --seeds 0,2 & pid=$$!; \
 	$(BIN)/python bench/bench_nat.py --seeds 1 && wait $$pid
 
