@@ -221,6 +221,31 @@ def combine(results: Path, name: str) -> dict:
     return {**parts[-1], "seeds": {k: v for p in parts for k, v in p["seeds"].items()}}
 
 
+def paired_differences(per_seed: dict[str, dict]) -> list[str]:
+    """Markdown rows: each variant minus ``none`` of the same seed (the same supernet before the search,
+    or the same seed's training without landmarks), seed by seed, so a change can be read against the
+    seed-to-seed spread rather than through two means."""
+    order = sorted(per_seed, key=int)
+    lines = [
+        "",
+        f"Each variant minus `none` of the same seed (seeds {' / '.join(order)}); regret: lower is better.",
+        "",
+        "| variant | Δ Kendall τ | Δ local τ (top 20 %) | Δ precision@10 | Δ regret (pp) |",
+        "|---|---|---|---|---|",
+    ]
+    for variant in VARIANTS[2:]:
+        cells = []
+        for key in (*KEYS, "regret"):
+            deltas = [
+                per_seed[s][variant][key] - per_seed[s]["none"][key]
+                for s in order
+                if key in per_seed[s].get(variant, {}) and key in per_seed[s].get("none", {})
+            ]
+            cells.append(" / ".join(f"{d:+.2f}" for d in deltas) or "-")
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def write_markdown(out: dict, results: Path, name: str) -> None:
     seeds = list(out["seeds"].values())
 
@@ -258,6 +283,7 @@ def write_markdown(out: dict, results: Path, name: str) -> None:
         f"| *ceiling: seed vs seed of the table* | {rel['seed_tau_mean']:.3f} | "
         f"{rel['local_seed_tau@20%_mean']:.3f} | | | | |"
     )
+    lines += paired_differences(out["seeds"])
     lines += [
         "",
         f"The table's own reliability: σ_arch / σ_seed = {rel['ratio']:.2f} "
@@ -280,7 +306,14 @@ def main() -> None:
     ap.add_argument("--results", default=str(RESULTS), help="Folder of the result files.")
     ap.add_argument("--name", default="ranking_fashion", help="Result files: <name>_seed<N>.json, <name>.{json,md}.")
     ap.add_argument("--workdir", default="runs/bench_ranking_fashion", help="Checkpoints and the working table.")
+    ap.add_argument("--summarise", action="store_true", help="Only rewrite <name>.{json,md} from the seed files.")
     args = ap.parse_args()
+    if args.summarise:
+        results = Path(args.results)
+        combined = combine(results, args.name)
+        atomic_write_json(results / f"{args.name}.json", combined)
+        write_markdown(combined, results, args.name)
+        return
     torch.set_num_threads(args.threads)
     table = GroundTruthTable(args.table)
     meta = table.meta
