@@ -84,3 +84,28 @@ def test_finetune_is_deterministic(trained_supernet, compact_space, digits, eval
     a = finetune(lambda: evaluator.subnet(arch), arch.resolution, digits, recipe, seed=3)
     b = finetune(lambda: evaluator.subnet(arch), arch.resolution, digits, recipe, seed=3)
     assert a["curve"] == b["curve"] and a["test_accuracy_after"] == b["test_accuracy_after"]
+
+
+def test_training_steps_run_in_channels_last_and_match_the_default_layout(
+    trained_supernet, compact_space, digits, eval_config
+):
+    """The fast layout changes float rounding only: the same steps in NCHW land on the same weights."""
+    from shiftnas.engine.training.finetune import _train
+    from shiftnas.engine.training.optim import OptimizerSettings, make_optimizer
+    from shiftnas.engine.training.standalone import train_epoch
+
+    net, _, _ = trained_supernet
+    evaluator = SubnetEvaluator(compact_space, net, digits, eval_config)
+    arch = compact_space.largest()
+    images, labels = digits.train.tensors[0][:256], digits.train.tensors[1][:256]
+    recipe = FinetuneRecipe(epochs=2, batch_size=32, lr=0.02)
+    fast, plain = evaluator.subnet(arch), evaluator.subnet(arch)
+    assert _train(fast, images, labels, recipe, 2, seed=1) == 2
+    optimizer = make_optimizer(plain, OptimizerSettings.of(recipe))
+    for epoch in range(2):
+        plain.train()
+        train_epoch(plain, optimizer, images, labels, recipe, 1, epoch, 16)
+    for (name, a), b in zip(fast.named_parameters(), plain.parameters()):
+        assert a.is_contiguous(), f"{name} left in channels_last"  # back in the default layout
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4, msg=name)
+    assert any(not torch.equal(a, b) for a, b in zip(fast.parameters(), evaluator.subnet(arch).parameters()))

@@ -21,7 +21,7 @@ import torch.nn as nn
 from ...config import FinetuneRecipe
 from ...data import DataSplits
 from ..evaluation.subnet import accuracy, accuracy_and_loss
-from ..tensors import resize
+from ..tensors import channels_last, resize
 from .optim import OptimizerSettings, make_optimizer
 from .standalone import train_epoch
 
@@ -40,16 +40,21 @@ def _train(
     seed: int,
     after_epoch: Callable[[int], bool] | None = None,
 ) -> int:
-    """Train ``epochs`` epochs (schedule over ``recipe.epochs``); ``after_epoch`` may stop early."""
+    """Train ``epochs`` epochs (schedule over ``recipe.epochs``); ``after_epoch`` may stop early.
+
+    The steps run in ``channels_last`` (as stand-alone and supernet training: 1.5-2x faster on a CPU,
+    ``bench/results/train_speed.md``); the model leaves in the default layout."""
     optimizer = make_optimizer(model, OptimizerSettings.of(recipe))
     total_steps = math.ceil(len(labels) / recipe.batch_size) * recipe.epochs
+    images = images.contiguous(memory_format=torch.channels_last)  # once, not per batch
     done = 0
-    for epoch in range(epochs):
-        model.train()
-        train_epoch(model, optimizer, images, labels, recipe, seed, epoch, total_steps)
-        done = epoch + 1
-        if after_epoch is not None and after_epoch(done):
-            break
+    with channels_last(model):
+        for epoch in range(epochs):
+            model.train()
+            train_epoch(model, optimizer, images, labels, recipe, seed, epoch, total_steps)
+            done = epoch + 1
+            if after_epoch is not None and after_epoch(done):
+                break
     return done
 
 
