@@ -258,6 +258,19 @@ def summarise(per_seed: list[dict]) -> str:
         )
     lines += [
         "",
+        "Final hypervolume minus NATv2's of the same seed (seeds " + " / ".join(str(x) for x in seeds) + "):",
+        "",
+        "| variant | minus NATv2 |",
+        "|---|---|",
+    ]
+    final = {name: [s["runs"][name]["hv"][-1] for s in per_seed] for name in VARIANTS}
+    if all("random" in s for s in per_seed):
+        final["random search"] = [s["random"]["hv"] for s in per_seed]
+    for name, values in final.items():
+        if name != "natv2":
+            lines.append(f"| {name} | " + " / ".join(f"{v - b:+.3f}" for v, b in zip(values, final["natv2"])) + " |")
+    lines += [
+        "",
         "## Surrogates: 10-fold CV on each seed's final NATv2 archive, and online tau on new candidates",
         "",
         "| surrogate | Kendall tau | Spearman rho | Pearson r | RMSE (error %) |",
@@ -314,6 +327,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--smoke", metavar="DIR", help="a minute-long run of every step at a tiny scale, written to DIR")
+    ap.add_argument("--summarise", action="store_true", help="Only rewrite nat_<data>.{json,md} from the seed files.")
     args = ap.parse_args()
     global RESULTS, WORK
     if args.smoke:
@@ -323,7 +337,7 @@ def main() -> None:
         args.epochs = 1
     torch.set_num_threads(args.threads)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    for seed in (int(s) for s in args.seeds.split(",")):
+    for seed in [] if args.summarise else (int(s) for s in args.seeds.split(",")):
         result = run_seed(seed, args.epochs, args.data)
         (RESULTS / f"nat_{args.data}_seed{seed}.json").write_text(json.dumps(result, indent=1))
     per_seed = [json.loads(p.read_text()) for p in sorted(RESULTS.glob(f"nat_{args.data}_seed*.json"))]
