@@ -293,6 +293,13 @@ def write_markdown(out: dict, results: Path, name: str) -> None:
     print("\n".join(lines))
 
 
+def write_summary(results: Path, name: str) -> None:
+    """``<name>.{json,md}`` over every seed file in ``results``."""
+    combined = combine(results, name)
+    atomic_write_json(results / f"{name}.json", combined)
+    write_markdown(combined, results, name)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--table", default="groundtruth/compact-mbv3_fashion.jsonl")
@@ -309,10 +316,7 @@ def main() -> None:
     ap.add_argument("--summarise", action="store_true", help="Only rewrite <name>.{json,md} from the seed files.")
     args = ap.parse_args()
     if args.summarise:
-        results = Path(args.results)
-        combined = combine(results, args.name)
-        atomic_write_json(results / f"{args.name}.json", combined)
-        write_markdown(combined, results, args.name)
+        write_summary(Path(args.results), args.name)
         return
     torch.set_num_threads(args.threads)
     table = GroundTruthTable(args.table)
@@ -324,9 +328,7 @@ def main() -> None:
     results.mkdir(parents=True, exist_ok=True)
     for seed in [int(s) for s in args.seeds.split(",")]:
         run_seed(seed, args, table, space, data, results / f"{args.name}_seed{seed}.json")
-        combined = combine(results, args.name)
-        atomic_write_json(results / f"{args.name}.json", combined)
-        write_markdown(combined, results, args.name)
+        write_summary(results, args.name)
 
 
 if __name__ == "__main__":
