@@ -341,6 +341,8 @@ def main() -> None:
         result = run_seed(seed, args.epochs, args.data)
         (RESULTS / f"nat_{args.data}_seed{seed}.json").write_text(json.dumps(result, indent=1))
     per_seed = [json.loads(p.read_text()) for p in sorted(RESULTS.glob(f"nat_{args.data}_seed*.json"))]
+    if not per_seed:
+        raise SystemExit(f"error: no seed files nat_{args.data}_seed*.json in {RESULTS}")
     (RESULTS / f"nat_{args.data}.json").write_text(json.dumps(per_seed, indent=1))
     (RESULTS / f"nat_{args.data}.md").write_text(summarise(per_seed))
     print(summarise(per_seed))

@@ -215,6 +215,8 @@ def header(args, table: GroundTruthTable) -> dict:
 def combine(results: Path, name: str) -> dict:
     """One result over every ``<name>_seed<N>.json`` in ``results`` (they must share the table)."""
     parts = [json.loads(p.read_text()) for p in sorted(results.glob(f"{name}_seed*.json"))]
+    if not parts:
+        raise SystemExit(f"error: no seed files {name}_seed*.json in {results}")
     tables = {(p["table"], p["n_table"]) for p in parts}
     if len(tables) != 1:
         raise SystemExit(f"seed files in {results} were made against different tables: {sorted(tables)}")
