@@ -191,6 +191,11 @@ def write(results: dict, out: Path) -> None:
         "Kendall τ on the held-out set; ceiling = τ between two measurements of the same architectures; "
         "baselines fit nothing.",
         "",
+    ]
+    missing = [n for n in REGIMES if n not in results["regimes"]]
+    if missing:
+        lines += [f"Not measured yet (run `make bench-latency-predictors` to resume): {', '.join(missing)}.", ""]
+    lines += [
         "| regime | latency ms (median) | ceiling τ | MACs τ | params τ | layers τ | "
         + " | ".join(f"τ @{n}" for n in SIZES)
         + " | MAPE @20 | MAPE @300 | chosen @20 |",
