@@ -212,7 +212,11 @@ def write(results: dict, out: Path) -> None:
             f"| {r['regime']} | {r['latency_ms']['median']:.3f} | {r['ceiling_tau']:.3f} | {b['macs']:.3f} | "
             f"{b['params']:.3f} | {b['active_layers']:.3f} | " + " | ".join(cells) + f" | {m20} | {m300} | {kinds20} |"
         )
-    lines += ["", "Per sample size: the chosen predictor (τ mean and worst draw, ρ, MAPE) and each family forced (τ):", ""]
+    lines += [
+        "",
+        "Per sample size: the chosen predictor (τ mean and worst draw, ρ, MAPE) and each family forced (τ):",
+        "",
+    ]
     lines += [
         "| regime | n | chosen τ | worst τ | ρ | MAPE | " + " | ".join(CANDIDATES) + " |",
         "|---|---|---|---|---|---|" + "---|" * len(CANDIDATES),
