@@ -267,6 +267,17 @@ def test_choose_prefers_tau_then_mape():
     assert choose(cv) == "a"
 
 
+def test_choose_keeps_the_prior_unless_the_data_clearly_beat_it():
+    cv = {
+        "transfer": {"kendall_tau": 0.79, "mape": 9.0},
+        "lut": {"kendall_tau": 0.80, "mape": 4.0},
+        "gbm": {"kendall_tau": 0.75, "mape": 3.0},
+    }
+    assert choose(cv) == "transfer"  # tied on tau: the prior's structure stays, whatever the MAPE
+    cv["lut"]["kendall_tau"] = 0.85
+    assert choose(cv) == "lut"  # clearly better: the new device's own fit wins
+
+
 def test_predictor_input_errors(space, dataset):
     ds, _, _ = dataset
     archs = ds.archs()
