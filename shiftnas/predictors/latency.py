@@ -219,8 +219,8 @@ def cross_validate(
 def choose(cv: dict[str, dict[str, float]]) -> str:
     """Best Kendall tau; within ``TIE`` of it ``transfer`` (the prior's structure, two numbers refitted)
     is kept, else the structured families (``STRUCTURED``) go before gradient boosting (it must beat
-    them clearly), and the lowest MAPE wins among those left. Preferring the prior on a tie ranked
-    better with 10-20 samples in 12 of 14 transfer pairs (bench/results/latency_predictors.md)."""
+    them clearly), and the lowest MAPE wins among those left. Preferring the prior on a tie ranked as
+    well or better with 20 samples in 12 of 14 transfer pairs (bench/results/latency_predictors.md)."""
     best = max(r["kendall_tau"] for r in cv.values())
     tied = [k for k, r in cv.items() if r["kendall_tau"] >= best - TIE]
     if "transfer" in tied:
