@@ -256,15 +256,18 @@ def test_predictors_fit_and_predict_on_measured_latency(space, dataset):
         assert -1 <= cv["kendall_tau"] <= 1 and cv["mape"] >= 0 and cv["rmse_ms"] >= 0
 
 
-def test_choose_prefers_tau_then_mape():
+def test_choose_prefers_tau_then_the_structured_families_in_order():
     cv = {
-        "a": {"kendall_tau": 0.80, "mape": 9.0},
-        "b": {"kendall_tau": 0.79, "mape": 4.0},
-        "c": {"kendall_tau": 0.60, "mape": 1.0},
+        "macs": {"kendall_tau": 0.80, "mape": 4.0},
+        "lut": {"kendall_tau": 0.79, "mape": 9.0},
+        "gbm": {"kendall_tau": 0.81, "mape": 1.0},
     }
-    assert choose(cv) == "b"  # a and b are tied on tau (within 0.02): the lower MAPE wins
-    cv["b"]["kendall_tau"] = 0.70
-    assert choose(cv) == "a"
+    assert choose(cv) == "lut"  # all tied on tau (within 0.02): the table, which holds the MACs line
+    cv["lut"]["kendall_tau"] = 0.70
+    assert choose(cv) == "macs"
+    cv["gbm"]["kendall_tau"] = 0.90
+    assert choose(cv) == "gbm"  # gradient boosting only when it beats them clearly
+    assert choose({"a": {"kendall_tau": 0.80, "mape": 9.0}, "b": {"kendall_tau": 0.79, "mape": 4.0}}) == "b"
 
 
 def test_choose_keeps_the_prior_unless_the_data_clearly_beat_it():

@@ -5,8 +5,9 @@ Four families, compared by cross-validation on the dataset and the best one kept
 * ``lut``: a per-block lookup table learned end to end. Every active layer contributes a
   non-negative cost per stage: depthwise, pointwise and fixed parts scaled by the input area, plus a
   fixed cost that does not scale (a kernel launch, an executor step: at batch 1 on a GPU, or on a CPU
-  with small inputs, it dominates); the stem/head and per-call costs besides. Fitted with
-  non-negative least squares. OFA's latency table, calibrated on whole networks, so the boundary
+  with small inputs, it dominates); the stem/head and per-call costs besides, all on top of a MACs
+  line. Fitted with non-negative least squares, the table's terms shrunk towards the MACs line by a
+  ridge that fades as 1/n. OFA's latency table, calibrated on whole networks, so the boundary
   reorders and executor overhead that isolated blocks miss (latency.md §4.2) are absorbed.
 * ``layers``: ``a * active layers + b * MMACs + c``, all non-negative: three numbers, learnable from
   a handful of measurements.
@@ -21,7 +22,7 @@ device's few samples.
 
 Cross-validation pools the out-of-fold predictions (leave-one-out up to 20 samples) before it scores
 them, so tiny folds do not turn the choice into a coin toss. Selection: the best pooled Kendall tau;
-within ``TIE`` of it ``transfer`` is kept, else the structured families, then the lowest MAPE.
+within ``TIE`` of it the first of ``transfer``, ``lut``, ``layers``, ``macs``.
 The chosen predictor's pooled relative error is its uncertainty, recorded with every prediction.
 """
 
@@ -38,11 +39,13 @@ from ..search_spaces import Arch, SearchSpace
 from .ranking import kendall_tau, rmse, spearman_rho
 
 CANDIDATES = ("lut", "layers", "macs", "gbm")
-STRUCTURED = ("transfer", "lut", "layers", "macs")  # preferred over gradient boosting when tied
+STRUCTURED = ("transfer", "lut", "layers", "macs")  # the order of preference among tied families
 TIE = 0.02  # Kendall tau differences below this are noise at these sample sizes
 GBM_MIN = 30  # fewer measurements than this: gradient boosting is not a candidate
 LOO_MAX = 20  # this many measurements or fewer: leave-one-out cross-validation
 MIN_SAMPLES = 5
+UNSHRUNK = 3  # lut's last columns: active layers, MMACs, constant (the ``layers`` family)
+RIDGE = 50.0  # the table's shrinkage towards the MACs line: weight RIDGE / n (bench/results/latency_predictors.md)
 
 
 def prediction_errors(y_true: Sequence[float], y_pred: Sequence[float]) -> dict[str, float]:
@@ -70,33 +73,44 @@ class _Model:
 
 
 class _LUT(_Model):
-    """Per-block table: an active layer of stage ``s`` costs ``area * (a_s * t1 + b_s * t2 + c_s) + f_s``.
+    """Per-block table on top of the MACs line: an active layer of stage ``s`` adds
+    ``area * (a_s * t1 + b_s * t2 + c_s) + f_s`` to ``m * MMACs + k``.
 
     ``t1, t2`` are the block's own cost terms (``Arch.block_terms``): for an inverted-residual layer a
     depthwise conv (~ e * k^2) and two pointwise convs (~ e), for a ResNet bottleneck its 3x3 conv
     (~ (w e)^2) and 1x1 convs (~ w^2 e); with a fixed part, all proportional to the feature-map area,
-    plus ``f_s``, a cost per active layer that
-    does not scale with the area (kernel launches, executor steps); all fitted non-negative, with a
-    per-network cost that scales with area (stem, head) and a constant (the per-call overhead).
-    4 x stages + 2 numbers instead of one free entry per (stage, k, e).
+    plus ``f_s``, a cost per active layer that does not scale with the area (kernel launches, executor
+    steps); a per-network cost that scales with area (stem, head). All non-negative (NNLS); the table's
+    terms carry a ridge of weight ``RIDGE / n`` (on columns scaled to unit RMS), so with a handful of
+    measurements the fit stays near the MACs line and with hundreds it is the full table.
+    4 x stages + 3 numbers instead of one free entry per (stage, k, e).
     """
 
-    def _features(self, archs: Sequence[Arch]) -> np.ndarray:
+    def _features(self, archs: Sequence[Arch], mmacs: Sequence[float]) -> np.ndarray:
+        """The table's terms (4 per stage, then area), then the unshrunk active layers, MMACs, 1."""
         n_stages = max(len(a.stages) for a in archs)
-        X = np.zeros((len(archs), 4 * n_stages + 2))
+        X = np.zeros((len(archs), 4 * n_stages + 4))
         for row, arch in enumerate(archs):
             area = self._area(arch)
-            X[row, -2:] = (area, 1.0)
+            X[row, -4:-1] = (area, sum(arch.depths), 0.0)
             for s, (t1, t2) in arch.block_terms():
                 X[row, 4 * s : 4 * s + 4] += [area * t1, area * t2, area, 1.0]
+        X[:, -2], X[:, -1] = np.asarray(mmacs, float), 1.0
         return X
 
     def fit(self, archs, mmacs, y):
-        self.coef_, _ = nnls(self._features(archs), np.asarray(y, float))
+        X = self._features(archs, mmacs)
+        rms = np.sqrt((X**2).mean(axis=0))
+        self.scale_ = np.where(rms > 0, rms, 1.0)
+        table = X.shape[1] - UNSHRUNK
+        penalty = np.sqrt(RIDGE / len(y)) * np.eye(table, X.shape[1])
+        A = np.vstack([X / self.scale_, penalty])
+        coef, _ = nnls(A, np.concatenate([np.asarray(y, float), np.zeros(table)]))
+        self.coef_ = coef / self.scale_
         return self
 
     def predict(self, archs, mmacs):
-        return self._features(archs) @ self.coef_
+        return self._features(archs, mmacs) @ self.coef_
 
 
 class _Layers(_Model):
@@ -217,16 +231,16 @@ def cross_validate(
 
 
 def choose(cv: dict[str, dict[str, float]]) -> str:
-    """Best Kendall tau; within ``TIE`` of it ``transfer`` (the prior's structure, two numbers refitted)
-    is kept, else the structured families (``STRUCTURED``) go before gradient boosting (it must beat
-    them clearly), and the lowest MAPE wins among those left. Preferring the prior on a tie ranked as
-    well or better with 20 samples in 12 of 14 transfer pairs (bench/results/latency_predictors.md)."""
+    """Best Kendall tau; among the families within ``TIE`` of it the first of ``STRUCTURED``: ``transfer``
+    (the prior's structure, two numbers refitted), then ``lut`` (which holds the MACs line and a cost per
+    layer, shrunk towards MACs until the data can tell), ``layers``, ``macs``; gradient boosting only when
+    it beats them all clearly. Measured in bench/results/latency_predictors.md: keeping the prior on a tie
+    ranked as well or better in 12 of 14 transfer pairs; preferring ``lut`` over the lowest MAPE ranked
+    better with 20 samples on the ofa-mbv3 regimes."""
     best = max(r["kendall_tau"] for r in cv.values())
     tied = [k for k, r in cv.items() if r["kendall_tau"] >= best - TIE]
-    if "transfer" in tied:
-        return "transfer"
-    pool = [k for k in tied if k in STRUCTURED] or tied
-    return min(pool, key=lambda k: cv[k]["mape"])
+    preferred = [k for k in STRUCTURED if k in tied]
+    return preferred[0] if preferred else min(tied, key=lambda k: cv[k]["mape"])
 
 
 def fit_latency_predictor(
