@@ -210,6 +210,13 @@ def test_end_to_end_run_export_and_profile(tmp_path):
     result = runner.invoke(app, profile_args)
     assert result.exit_code == 0, result.output
     assert len(json.loads(device.read_text())["records"]) == 12 and "(chosen)" in result.output
+    # a second "device" from 6 samples, with the first as prior: the transfer is cross-validated too
+    new_device = tmp_path / "other" / "NEW.json"
+    new_device.parent.mkdir()
+    new_args = [*profile_args[:6], "6", "--out", str(new_device), *profile_args[9:], "--prior", str(device)]
+    result = runner.invoke(app, new_args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(new_device.read_text())["prior"] == "../DEVICE.json" and "transfer" in result.output
     result = runner.invoke(
         app,
         [

@@ -17,8 +17,8 @@ Four families, compared by cross-validation on the dataset and the best one kept
   enough data (``GBM_MIN``) and only when it beats the structured families by more than a tie.
 
 With a ``prior`` (a predictor fitted on another device, ``--prior OLD.json``), a fifth candidate,
-``transfer``, keeps the prior's structure and refits ``a * prior(x) + b`` (``a, b >= 0``) on the new
-device's few samples.
+``transfer``, keeps the prior's structure and refits ``a * prior(x) + f * layers + m * MMACs + b`` (all
+``>= 0``) on the new device's few samples.
 
 Cross-validation pools the out-of-fold predictions (leave-one-out up to 20 samples) before it scores
 them, so tiny folds do not turn the choice into a coin toss. Selection: the best pooled Kendall tau;
@@ -141,19 +141,26 @@ class _MACs(_Model):
 
 
 class _Transfer(_Model):
-    """``a * prior(x) + b`` (``a, b >= 0``): another device's predictor, rescaled to this one."""
+    """``a * prior(x) + f * active layers + m * MMACs + b``, all non-negative: another device's predictor
+    rescaled to this one, with the per-layer and per-MAC costs refitted (what changes most between
+    precisions and providers: INT8 layers cost a different share than FP32 ones)."""
 
     def __init__(self, space: SearchSpace, seed: int, prior: LatencyPredictor) -> None:
         super().__init__(space, seed)
         self.prior = prior
 
+    def _features(self, archs, mmacs) -> np.ndarray:
+        layers = [sum(a.depths) for a in archs]
+        return np.column_stack(
+            [self.prior.predict(archs, mmacs), layers, np.asarray(mmacs, float), np.ones(len(archs))]
+        )
+
     def fit(self, archs, mmacs, y):
-        X = np.column_stack([self.prior.predict(archs, mmacs), np.ones(len(y))])
-        self.coef_, _ = nnls(X, np.asarray(y, float))
+        self.coef_, _ = nnls(self._features(archs, mmacs), np.asarray(y, float))
         return self
 
     def predict(self, archs, mmacs):
-        return self.coef_[0] * self.prior.predict(archs, mmacs) + self.coef_[1]
+        return self._features(archs, mmacs) @ self.coef_
 
 
 class _GBM(_Model):
@@ -232,7 +239,7 @@ def cross_validate(
 
 def choose(cv: dict[str, dict[str, float]]) -> str:
     """Best Kendall tau; among the families within ``TIE`` of it the first of ``STRUCTURED``: ``transfer``
-    (the prior's structure, two numbers refitted), then ``lut`` (which holds the MACs line and a cost per
+    (the prior's structure, four numbers refitted), then ``lut`` (which holds the MACs line and a cost per
     layer, shrunk towards MACs until the data can tell), ``layers``, ``macs``; gradient boosting only when
     it beats them all clearly. Measured in bench/results/latency_predictors.md: keeping the prior on a tie
     ranked as well or better in 12 of 14 transfer pairs; preferring ``lut`` over the lowest MAPE ranked
