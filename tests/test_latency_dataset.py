@@ -267,6 +267,8 @@ def test_choose_prefers_tau_then_the_structured_families_in_order():
     assert choose(cv) == "macs"
     cv["gbm"]["kendall_tau"] = 0.90
     assert choose(cv) == "gbm"  # gradient boosting only when it beats them clearly
+    cv["gbm"]["kendall_tau"] = 0.81
+    assert choose(cv, n=20) == "macs" and choose(cv, n=320) == "gbm"  # with 320 samples, 0.01 is no tie (0.005)
     assert choose({"a": {"kendall_tau": 0.80, "mape": 9.0}, "b": {"kendall_tau": 0.79, "mape": 4.0}}) == "b"
 
 

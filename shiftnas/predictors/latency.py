@@ -22,7 +22,8 @@ With a ``prior`` (a predictor fitted on another device, ``--prior OLD.json``), a
 
 Cross-validation pools the out-of-fold predictions (leave-one-out up to 20 samples) before it scores
 them, so tiny folds do not turn the choice into a coin toss. Selection: the best pooled Kendall tau;
-within ``TIE`` of it the first of ``transfer``, ``lut``, ``layers``, ``macs``.
+within a tie of it (``TIE`` up to 20 samples, shrinking as 1/sqrt(n) beyond) the first of ``transfer``,
+``lut``, ``layers``, ``macs``.
 The chosen predictor's pooled relative error is its uncertainty, recorded with every prediction.
 """
 
@@ -40,7 +41,7 @@ from .ranking import kendall_tau, rmse, spearman_rho
 
 CANDIDATES = ("lut", "layers", "macs", "gbm")
 STRUCTURED = ("transfer", "lut", "layers", "macs")  # the order of preference among tied families
-TIE = 0.02  # Kendall tau differences below this are noise at these sample sizes
+TIE = 0.02  # Kendall tau differences below this are noise up to LOO_MAX samples; beyond, it falls as 1/sqrt(n)
 GBM_MIN = 30  # fewer measurements than this: gradient boosting is not a candidate
 LOO_MAX = 20  # this many measurements or fewer: leave-one-out cross-validation
 MIN_SAMPLES = 5
@@ -237,15 +238,20 @@ def cross_validate(
     return out
 
 
-def choose(cv: dict[str, dict[str, float]]) -> str:
-    """Best Kendall tau; among the families within ``TIE`` of it the first of ``STRUCTURED``: ``transfer``
+def tie(n: int) -> float:
+    """Kendall tau differences below this are noise with ``n`` measurements (tau's error falls as 1/sqrt(n))."""
+    return TIE * min(1.0, (LOO_MAX / max(n, 1)) ** 0.5)
+
+
+def choose(cv: dict[str, dict[str, float]], n: int = LOO_MAX) -> str:
+    """Best Kendall tau; among the families within ``tie(n)`` of it the first of ``STRUCTURED``: ``transfer``
     (the prior's structure, four numbers refitted), then ``lut`` (which holds the MACs line and a cost per
     layer, shrunk towards MACs until the data can tell), ``layers``, ``macs``; gradient boosting only when
     it beats them all clearly. Measured in bench/results/latency_predictors.md: keeping the prior on a tie
     ranked as well or better in 12 of 14 transfer pairs; preferring ``lut`` over the lowest MAPE ranked
     better with 20 samples on the ofa-mbv3 regimes."""
     best = max(r["kendall_tau"] for r in cv.values())
-    tied = [k for k, r in cv.items() if r["kendall_tau"] >= best - TIE]
+    tied = [k for k, r in cv.items() if r["kendall_tau"] >= best - tie(n)]
     preferred = [k for k in STRUCTURED if k in tied]
     return preferred[0] if preferred else min(tied, key=lambda k: cv[k]["mape"])
 
@@ -277,7 +283,7 @@ def fit_latency_predictor(
     if prior is not None:
         kinds = ["transfer", *kinds]
     cv = {kind: cross_validate(kind, space, archs, mmacs, y, folds, seed, prior) for kind in kinds}
-    kind = choose(cv)
+    kind = choose(cv, len(y))
     model = _make(kind, space, seed, prior).fit(archs, mmacs, y)
     return LatencyPredictor(kind, model, cv, n_train=len(y))
 
