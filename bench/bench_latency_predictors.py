@@ -151,12 +151,13 @@ def evaluate(regime: Regime, data: LatencyDataset, rep: LatencyDataset, test: in
         }
         s = result["sizes"][str(size)]["chosen"]
         print(f"   n={size:3d}: chosen {','.join(kinds)} tau {s['kendall_tau']:.3f} MAPE {s['mape']:.1f} %", flush=True)
-    same = held[: len(rep.records)]  # the re-measured architectures: the ceiling's own set
+    position = {r["key"]: i for i, r in enumerate(data.records)}
+    same = np.array([position[r["key"]] for r in rep.records])  # the re-measured architectures (held out)
     result["on_repeat_set"] = {
         "macs": kendall_tau(mmacs[same], y[same]),
-        "chosen_largest_n": kendall_tau(prior.predict([archs[i] for i in same], mmacs[same]), y[same])
-        if prior
-        else None,
+        "chosen_largest_n": None
+        if prior is None
+        else kendall_tau(prior.predict([archs[i] for i in same], mmacs[same]), y[same]),
     }
     return result, {"prior": prior, "held": held, "pool": pool}
 
@@ -240,7 +241,9 @@ def write(results: dict, out: Path) -> None:
     lines += ["", "Checks (issue 18):", ""]
     for r in results["regimes"].values():
         best_base = max(r["baselines"].values())
-        worst = min(s["chosen"]["kendall_tau"] for n, s in r["sizes"].items() if int(n) >= 20)
+        worst = min((s["chosen"]["kendall_tau"] for n, s in r["sizes"].items() if int(n) >= 20), default=None)
+        if worst is None:
+            continue
         verdict = "beats" if worst > best_base else "does NOT beat"
         same = r.get("on_repeat_set") or {}
         on_same = (

@@ -5,9 +5,9 @@ Four families, compared by cross-validation on the dataset and the best one kept
 * ``lut``: a per-block lookup table learned end to end. Every active layer contributes a
   non-negative cost per stage: depthwise, pointwise and fixed parts scaled by the input area, plus a
   fixed cost that does not scale (a kernel launch, an executor step: at batch 1 on a GPU, or on a CPU
-  with small inputs, it dominates); the stem/head and per-call costs besides, all on top of a MACs
-  line. Fitted with non-negative least squares, the table's terms shrunk towards the MACs line by a
-  ridge that fades as 1/n. OFA's latency table, calibrated on whole networks, so the boundary
+  with small inputs, it dominates); the stem/head and per-call costs besides, all on top of the
+  ``layers`` line. Fitted with non-negative least squares, the table's terms shrunk towards that line
+  by a ridge that fades with n. OFA's latency table, calibrated on whole networks, so the boundary
   reorders and executor overhead that isolated blocks miss (latency.md §4.2) are absorbed.
 * ``layers``: ``a * active layers + b * MMACs + c``, all non-negative: three numbers, learnable from
   a handful of measurements.
@@ -46,7 +46,7 @@ GBM_MIN = 30  # fewer measurements than this: gradient boosting is not a candida
 LOO_MAX = 20  # this many measurements or fewer: leave-one-out cross-validation
 MIN_SAMPLES = 5
 UNSHRUNK = 3  # lut's last columns: active layers, MMACs, constant (the ``layers`` family)
-RIDGE = 50.0  # the table's shrinkage towards the MACs line: weight RIDGE / n (bench/results/latency_predictors.md)
+RIDGE = 50.0  # the table's shrinkage towards the ``layers`` line: weight RIDGE / n, the data's ~n (issue 18's bench)
 
 
 def prediction_errors(y_true: Sequence[float], y_pred: Sequence[float]) -> dict[str, float]:
@@ -74,17 +74,18 @@ class _Model:
 
 
 class _LUT(_Model):
-    """Per-block table on top of the MACs line: an active layer of stage ``s`` adds
-    ``area * (a_s * t1 + b_s * t2 + c_s) + f_s`` to ``m * MMACs + k``.
+    """Per-block table on top of the ``layers`` line: an active layer of stage ``s`` adds
+    ``area * (a_s * t1 + b_s * t2 + c_s) + f_s`` to ``f * active layers + m * MMACs + k``.
 
     ``t1, t2`` are the block's own cost terms (``Arch.block_terms``): for an inverted-residual layer a
     depthwise conv (~ e * k^2) and two pointwise convs (~ e), for a ResNet bottleneck its 3x3 conv
     (~ (w e)^2) and 1x1 convs (~ w^2 e); with a fixed part, all proportional to the feature-map area,
     plus ``f_s``, a cost per active layer that does not scale with the area (kernel launches, executor
     steps); a per-network cost that scales with area (stem, head). All non-negative (NNLS); the table's
-    terms carry a ridge of weight ``RIDGE / n`` (on columns scaled to unit RMS), so with a handful of
-    measurements the fit stays near the MACs line and with hundreds it is the full table.
-    4 x stages + 3 numbers instead of one free entry per (stage, k, e).
+    terms (per stage and stem/head) carry a ridge of weight ``RIDGE / n`` against the data's ~n (columns
+    scaled to unit RMS): with 10 measurements it pulls the fit halfway towards the line, with 20 an
+    eighth of the way, with hundreds not at all.
+    4 x stages + 4 numbers instead of one free entry per (stage, k, e).
     """
 
     def _features(self, archs: Sequence[Arch], mmacs: Sequence[float]) -> np.ndarray:
