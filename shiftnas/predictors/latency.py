@@ -248,9 +248,7 @@ def choose(cv: dict[str, dict[str, float]], n: int = LOO_MAX) -> str:
     """Best Kendall tau; among the families within ``tie(n)`` of it the first of ``STRUCTURED``: ``transfer``
     (the prior's structure, four numbers refitted), then ``lut`` (which holds the MACs line and a cost per
     layer, shrunk towards MACs until the data can tell), ``layers``, ``macs``; gradient boosting only when
-    it beats them all clearly. Measured in bench/results/latency_predictors.md: keeping the prior on a tie
-    ranked as well or better in 12 of 14 transfer pairs; preferring ``lut`` over the lowest MAPE ranked
-    better with 20 samples on the ofa-mbv3 regimes."""
+    it beats them all clearly (bench/results/latency_predictors.md and the README's reading of it)."""
     best = max(r["kendall_tau"] for r in cv.values())
     tied = [k for k, r in cv.items() if r["kendall_tau"] >= best - tie(n)]
     preferred = [k for k in STRUCTURED if k in tied]
