@@ -83,7 +83,7 @@ bench-latency-cost: $(STAMP)  # ~2 min on a quiet machine: one latency measureme
 bench-latency-protocols: $(STAMP)  # ~15 min: three latency protocols' cost and repeat agreement, 40 architectures
 	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_latency_protocols.py --archs 40
 
-bench-latency-predictors: $(STAMP)  # ~3 h, alone on a quiet machine: 8 latency regimes x 400 architectures, resumable
+bench-latency-predictors: $(STAMP)  # ~4 h, alone on a quiet machine: 8 latency regimes x 400 architectures, resumable
 	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_latency_predictors.py
 
 bench-eval-budget: $(STAMP)  # ~15 min: ranking vs calibration / validation images (needs the ranking bench's seed-0 supernet, or trains it)

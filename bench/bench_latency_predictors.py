@@ -15,7 +15,7 @@ params, active layers: tau only) and the ceiling (tau between the two measuremen
 every ordered pair of regimes of one space, the predictor fitted on 300 samples of the source is the
 prior of a fit on 10 and 20 samples of the target, compared with the target's own 300-sample predictor.
 
-Latency measurement needs a quiet machine: run it alone (``make bench-latency-predictors``, ~2 h).
+Latency measurement needs a quiet machine: run it alone (``make bench-latency-predictors``, ~4 h for all 8 regimes; the evaluation alone ~6 min).
 Usage: python bench/bench_latency_predictors.py [--regimes a,b] [--samples 400] [--test 100]
 Writes bench/results/latency_predictors.{json,md}; the datasets under bench/results/latency_predictors/.
 """
