@@ -45,7 +45,7 @@ TIE = 0.02  # Kendall tau differences below this are noise up to LOO_MAX samples
 GBM_MIN = 30  # fewer measurements than this: gradient boosting is not a candidate
 LOO_MAX = 20  # this many measurements or fewer: leave-one-out cross-validation
 MIN_SAMPLES = 5
-UNSHRUNK = 3  # lut's last columns: active layers, MMACs, constant (the ``layers`` family)
+UNSHRUNK = 3  # lut's last columns: the ``layers`` family's features (active layers, MMACs, constant)
 RIDGE = 50.0  # the table's shrinkage towards the ``layers`` line: weight RIDGE / n, the data's ~n (issue 18's bench)
 
 
@@ -91,14 +91,13 @@ class _LUT(_Model):
     def _features(self, archs: Sequence[Arch], mmacs: Sequence[float]) -> np.ndarray:
         """The table's terms (4 per stage, then area), then the unshrunk active layers, MMACs, 1."""
         n_stages = max(len(a.stages) for a in archs)
-        X = np.zeros((len(archs), 4 * n_stages + 4))
+        X = np.zeros((len(archs), 4 * n_stages + 1))
         for row, arch in enumerate(archs):
             area = self._area(arch)
-            X[row, -4:-1] = (area, sum(arch.depths), 0.0)
+            X[row, -1] = area
             for s, (t1, t2) in arch.block_terms():
                 X[row, 4 * s : 4 * s + 4] += [area * t1, area * t2, area, 1.0]
-        X[:, -2], X[:, -1] = np.asarray(mmacs, float), 1.0
-        return X
+        return np.hstack([X, _Layers._features(archs, mmacs)])
 
     def fit(self, archs, mmacs, y):
         X = self._features(archs, mmacs)
@@ -152,10 +151,7 @@ class _Transfer(_Model):
         self.prior = prior
 
     def _features(self, archs, mmacs) -> np.ndarray:
-        layers = [sum(a.depths) for a in archs]
-        return np.column_stack(
-            [self.prior.predict(archs, mmacs), layers, np.asarray(mmacs, float), np.ones(len(archs))]
-        )
+        return np.column_stack([self.prior.predict(archs, mmacs), _Layers._features(archs, mmacs)])
 
     def fit(self, archs, mmacs, y):
         self.coef_, _ = nnls(self._features(archs, mmacs), np.asarray(y, float))
@@ -246,8 +242,8 @@ def tie(n: int) -> float:
 
 def choose(cv: dict[str, dict[str, float]], n: int = LOO_MAX) -> str:
     """Best Kendall tau; among the families within ``tie(n)`` of it the first of ``STRUCTURED``: ``transfer``
-    (the prior's structure, four numbers refitted), then ``lut`` (which holds the MACs line and a cost per
-    layer, shrunk towards MACs until the data can tell), ``layers``, ``macs``; gradient boosting only when
+    (the prior's structure, four numbers refitted), then ``lut`` (the ``layers`` line plus a table shrunk
+    towards it until the data can tell), ``layers``, ``macs``; gradient boosting only when
     it beats them all clearly (bench/results/latency_predictors.md and the README's reading of it)."""
     best = max(r["kendall_tau"] for r in cv.values())
     tied = [k for k, r in cv.items() if r["kendall_tau"] >= best - tie(n)]
