@@ -20,8 +20,9 @@ For each (calibration, validation) budget:
     validation forward of that many images, measured batch by batch), as a ratio to today's.
 
 Usage: python bench/bench_eval_budget.py [--table groundtruth/compact-mbv3_fashion.jsonl]
-Writes bench/results/eval_budget.{json,md}; per-architecture passes are kept in
-runs/bench_eval_budget/passes.pt, so an interrupted run resumes.
+Writes bench/results/eval_budget_seed<N>.{json,md} (eval_budget.md: the first run, before the stratified
+subsets, with calibration sizes 64-2000); per-architecture passes are kept in
+runs/bench_eval_budget/passes_seed<N>.pt, so an interrupted run resumes.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from shiftnas.config import EvalConfig, TrainConfig, load_config
 from shiftnas.data import load_dataset
 from shiftnas.engine.evaluation.inference import inference_form
 from shiftnas.engine.evaluation.subnet import recalibrate_bn
+from shiftnas.engine.evaluation.validation_subset import pilot_architectures, stratified_subset
 from shiftnas.engine.groundtruth.reliability import reliability_report
 from shiftnas.engine.groundtruth.table import GroundTruthTable, data_overrides
 from shiftnas.engine.tensors import channels_last, resize
@@ -50,6 +52,8 @@ RESULTS = Path(__file__).parent / "results"
 WORK = Path("runs/bench_eval_budget")
 CALIB_SIZES = (64, 128, 256, 500, 1000, 2000)
 VAL_SIZES = (500, 1000, 2000, 3000, 6000)
+PILOTS = (8, 16)  # pilot subnets of the stratified validation subset (validation_subset.py)
+FRACTIONS = (0.1, 0.2, 0.3)  # share of the all-right / all-wrong strata that is run
 TODAY = (500, 6000)
 
 
@@ -99,40 +103,52 @@ def bootstrap_delta(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--table", default="groundtruth/compact-mbv3_fashion.jsonl")
-    ap.add_argument("--supernet", default="runs/bench_ranking_fashion/base_0.pt", help="Trained here if missing.")
+    ap.add_argument(
+        "--seed", type=int, default=0, help="The ranking benchmark's supernet seed (and its calibration draw)."
+    )
+    ap.add_argument("--supernet", help="Default: runs/bench_ranking_fashion/base_<seed>.pt; trained here if missing.")
+    ap.add_argument("--calib", default=",".join(map(str, CALIB_SIZES)), help="Calibration sizes, comma-separated.")
     ap.add_argument("--draws", type=int, default=5, help="Random validation subsets per size.")
     ap.add_argument("--results", default=str(RESULTS))
     args = ap.parse_args()
+    args.supernet = args.supernet or f"runs/bench_ranking_fashion/base_{args.seed}.pt"
+    calib_sizes = tuple(int(c) for c in args.calib.split(","))
+    if TODAY[0] not in calib_sizes:
+        raise SystemExit(f"--calib must include today's {TODAY[0]}")
     torch.set_num_threads(1)
     table = GroundTruthTable(args.table)
     meta = table.meta
     space = get_space(meta["space"]["name"], resolutions=meta["space"].get("resolutions"))
     d = load_config(None, data_overrides(meta)).data
     data = load_dataset(d.dataset, seed=d.seed, train_size=d.train_size)
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     net = space.build_supernet(data.num_classes)
-    train_supernet(space, net, data, TrainConfig(epochs=6), args.supernet, seed=0)  # = bench_ranking's seed 0
+    train_supernet(space, net, data, TrainConfig(epochs=6), args.supernet, seed=args.seed)  # = bench_ranking's
     net.eval()
     cfg = EvalConfig()
     train_images = data.train.tensors[0]
-    order = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(0))  # SubnetEvaluator's draw
+    order = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(args.seed))  # the evaluator's
     val = data.val.tensors
     n_val = len(val[1])
     rows = table.rows()
 
     WORK.mkdir(parents=True, exist_ok=True)
-    store = WORK / "passes.pt"
+    store = WORK / f"passes_seed{args.seed}.pt"
     done: dict = torch.load(store, weights_only=False) if store.exists() else {}
-    for c in CALIB_SIZES:
+    # the stratified subsets' pilots: the engine's own choice, one set per draw (the draw's seed)
+    pilots = {d: pilot_architectures(space, max(PILOTS), d) for d in range(args.draws)}
+    for c in calib_sizes:
         calib = train_images[order[:c]]
-        for i, row in enumerate(rows):
-            ident = f"{c}|{row['key']}"
+        jobs = [(f"{c}|{r['key']}", r["arch"]) for r in rows]
+        jobs += list({f"{c}|pilot|{a.key()}": a for d in pilots for a in pilots[d]}.items())
+        for i, (ident, arch) in enumerate(jobs):
             if ident in done:
                 continue
-            done[ident] = passes(space, net, row["arch"], calib, val, cfg.batch_size)
-            if (i + 1) % 20 == 0 or i + 1 == len(rows):
+            done[ident] = passes(space, net, arch, calib, val, cfg.batch_size)
+            if (i + 1) % 20 == 0 or i + 1 == len(jobs):
                 atomic_torch_save(store, done)
-                print(f"calib {c}: {i + 1}/{len(rows)}", flush=True)
+                print(f"calib {c}: {i + 1}/{len(jobs)}", flush=True)
+        atomic_torch_save(store, done)
 
     truth = np.array([r["mean_test_accuracy"] for r in rows])
     macs = np.array([r["mmacs"] for r in rows])
@@ -153,7 +169,7 @@ def main() -> None:
     reference = scores(TODAY[0], full, "accuracy")
     today_cost = cost(*TODAY)
     cells = []
-    for c in CALIB_SIZES:
+    for c in calib_sizes:
         for v in VAL_SIZES:
             taus, taus_loss, agree, draws = [], [], [], []
             for idx in subsets[v]:
@@ -177,6 +193,47 @@ def main() -> None:
                 apart = np.abs(scores(c, full, "accuracy") - reference) * n_val / 100
                 cell["within_one_image"] = float(np.mean(np.round(apart) <= 1))
             cells.append(cell)
+    for c in calib_sizes:
+        correct = np.array([done[f"{c}|{r['key']}"]["correct"] for r in rows], dtype=float)
+        losses = np.array([done[f"{c}|{r['key']}"]["loss"] for r in rows], dtype=float)
+        for n_pilots in PILOTS:
+            for fraction in FRACTIONS:
+                subsets_d = [
+                    stratified_subset(
+                        np.array([done[f"{c}|pilot|{a.key()}"]["correct"] for a in pilots[d][:n_pilots]]), fraction, d
+                    )
+                    for d in range(args.draws)
+                ]
+                draws = [
+                    np.array([sub.accuracy(torch.from_numpy(x[sub.indices.numpy()])) for x in correct])
+                    for sub in subsets_d
+                ]
+                images = int(np.median([len(sub.indices) for sub in subsets_d]))
+                apart = [np.round(np.abs(acc - reference) * n_val / 100) for acc in draws]
+                cells.append(
+                    {
+                        "calib": c,
+                        "val": images,
+                        "stratified": {"pilots": n_pilots, "easy_fraction": fraction},
+                        "tau_gt": float(np.mean([kendall_tau(acc, truth) for acc in draws])),
+                        "tau_gt_std": float(np.std([kendall_tau(acc, truth) for acc in draws])),
+                        "tau_gt_loss": float(
+                            np.mean(
+                                [
+                                    kendall_tau(-(losses[:, sub.indices.numpy()] @ sub.weights.numpy()), truth)
+                                    for sub in subsets_d
+                                ]
+                            )
+                        ),
+                        "tau_vs_today": float(np.mean([kendall_tau(acc, reference) for acc in draws])),
+                        "delta_tau_ci95": bootstrap_delta(draws, reference, truth),
+                        "within_one_image": float(np.mean([np.mean(a <= 1) for a in apart])),
+                        "median_images_apart": float(np.median(np.concatenate(apart))),
+                        "seconds": cost(c, images),
+                        "speedup": today_cost / cost(c, images),
+                        "pilot_seconds": n_pilots * cost(c, n_val),
+                    }
+                )
     out = {
         "table": args.table,
         "n_architectures": len(rows),
@@ -189,35 +246,43 @@ def main() -> None:
         "cells": cells,
     }
     results = Path(args.results)
-    atomic_write_json(results / "eval_budget.json", out)
-    write_markdown(out, results)
+    name = f"eval_budget_seed{args.seed}"  # eval_budget.md: the first run (2026-12-03), every calibration size
+    atomic_write_json(results / f"{name}.json", out)
+    write_markdown(out, results / f"{name}.md")
 
 
-def write_markdown(out: dict, results: Path) -> None:
+def write_markdown(out: dict, path: Path) -> None:
     lines = [
         "# How many images does a supernet score need? (issue 16)",
         "",
         f"{out['n_architectures']} architectures of `{Path(out['table']).name}`, scored through `{out['supernet']}` "
-        f"(compact-mbv3 supernet, 6 epochs on the table's 10,000 training images). Today's evaluator: "
+        f"(compact-mbv3 supernet, 6 epochs on the table's 10,000 training images). The full evaluator (`val_images: all`): "
         f"{out['today']['calib']} calibration images, all {out['today']['val']} val images, "
         f"{out['today']['seconds']:.2f} CPU s per evaluation (median). Validation subsets: {out['draws']} seeded "
-        "draws per size (tau: mean ± std over draws). Ceiling (the table's seed-vs-seed tau): "
+        "draws per size (tau: mean ± std over draws). Stratified: the engine's weighted subset "
+        "(`validation_subset.py`: every image the pilots disagree on, the given share of the rest), one pilot "
+        "set and draw per seed, the same number of draws; 'val' is its median image count; its pilots cost "
+        "that many full evaluations once per evaluator. Ceiling (the table's seed-vs-seed tau): "
         f"**{out['ceiling_seed_tau']:.3f}**; proxy (MACs' tau): **{out['proxy_tau_macs']:.3f}**.",
         "",
-        "| calib | val | tau vs GT (accuracy) | tau vs GT (loss) | Δtau vs today (mean over draws), 95 % CI "
-        "| tau vs today's scores "
+        "| calib | val | tau vs GT (accuracy) | tau vs GT (loss) | Δtau vs full (mean over draws), 95 % CI "
+        "| tau vs the full scores "
         "| within 1 image | CPU s | speed-up |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for c in out["cells"]:
         lo, hi = c["delta_tau_ci95"]
         within = f"{100 * c['within_one_image']:.0f} %" if "within_one_image" in c else ""
+        val = c["val"]
+        if "stratified" in c:
+            st = c["stratified"]
+            val = f"stratified, {st['pilots']} pilots, {100 * st['easy_fraction']:.0f} %: {c['val']}"
         lines.append(
-            f"| {c['calib']} | {c['val']} | {c['tau_gt']:.3f} ± {c['tau_gt_std']:.3f} | {c['tau_gt_loss']:.3f} | "
+            f"| {c['calib']} | {val} | {c['tau_gt']:.3f} ± {c['tau_gt_std']:.3f} | {c['tau_gt_loss']:.3f} | "
             f"[{lo:+.3f}, {hi:+.3f}] | {c['tau_vs_today']:.3f} | {within} | {c['seconds']:.2f} | "
             f"{c['speedup']:.2f}× |"
         )
-    atomic_write_text(results / "eval_budget.md", "\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -104,8 +104,17 @@ class TrainConfig(Settings):
 
 @dataclass
 class EvalConfig(Settings):
-    calib_size: int = setting(500, low=1)  # fixed training images used to recalibrate BN statistics
+    # fixed training images used to recalibrate BN statistics; 128 ranked no worse than 500 on two supernets
+    # (bench/results/eval_budget_seed*.md)
+    calib_size: int = setting(128, low=1)
     batch_size: int = setting(100, low=1)  # recalibration and validation batch (100-250 is fastest on CPU)
+    # validation images behind a 'val' score: all, or a weighted stratified subset (engine/evaluation/
+    # validation_subset.py: every image `pilots` subnets disagree on + `easy_fraction` of the rest), an unbiased
+    # estimate of the full accuracy from ~45 % of the forward (bench/results/eval_budget_seed*.md);
+    # auto: stratified on validation splits of at least 2,000 images, all on smaller ones
+    val_images: str = setting("auto", choices=("auto", "all", "stratified"))
+    pilots: int = setting(8, low=2)
+    easy_fraction: float = setting(0.3, above=0, high=1)
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import signal
 import time
@@ -68,12 +69,16 @@ def _search(space, net, data, eval_config, remote=None, shift_cfg=None, tmp_path
     return [(r["key"], r["supernet_version"], r["metrics"]["error"], r["metrics"]["mmacs"]) for r in result.archive]
 
 
-def test_search_scored_on_workers_equals_the_local_search(client, trained_supernet, compact_space, digits, eval_config):
+@pytest.mark.parametrize("val_images", ["all", "stratified"])  # stratified: workers score the local subset
+def test_search_scored_on_workers_equals_the_local_search(
+    client, trained_supernet, compact_space, digits, eval_config, val_images
+):
     net = trained_supernet[0]
-    local = _search(compact_space, net, digits, eval_config)
+    cfg = dataclasses.replace(eval_config, val_images=val_images, pilots=3)
+    local = _search(compact_space, net, digits, cfg)
     with DaskPool(client, RESOURCE) as pool:
         scorer = RemoteScorer(pool)
-        remote = _search(compact_space, net, digits, eval_config, remote=scorer)
+        remote = _search(compact_space, net, digits, cfg, remote=scorer)
     assert remote == local  # same architectures, same errors to the last digit, same MACs
     assert scorer.n_batches == 3  # one batch of new architectures per generation
 

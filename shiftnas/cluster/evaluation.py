@@ -15,7 +15,7 @@ Start the workers with one ``eval`` slot per GPU or CPU socket::
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -23,6 +23,7 @@ from torch.utils.data import TensorDataset
 
 from ..config import EvalConfig
 from ..data import DataSplits
+from ..engine.evaluation.validation_subset import ValidationSubset
 from ..search_spaces import Arch, arch_from_dict, space_from_description
 from .pool import DaskPool, relax_malloc_trim
 
@@ -39,6 +40,7 @@ class EvaluationContext:
     data: DataSplits  # train holds only the BN-recalibration subset (labels unused)
     cfg: EvalConfig
     precision: str
+    val_subset: ValidationSubset | None = None  # the local evaluator's stratified validation subset
 
 
 @dataclass
@@ -74,6 +76,7 @@ def _evaluator_on_worker(context: EvaluationContext, weights: SupernetWeights):
             version=weights.version,
             precision=context.precision,
             calibration=context.data.train.tensors[0],
+            val_subset=context.val_subset,
         )
         LOADED.append(weights.token)
         while len(_EVALUATORS) > KEEP_VERSIONS:
@@ -117,12 +120,14 @@ class RemoteScorer:
                 mean=data.mean,
                 std=data.std,
             )
+            subset = evaluator.validation_subset()  # built here once, so every worker scores the same images
             context = EvaluationContext(
                 f"{evaluator.supernet_id}:{id(evaluator)}",
                 evaluator.space.describe(),
                 slim,
-                evaluator.cfg,
+                evaluator.cfg if subset is not None else replace(evaluator.cfg, val_images="all"),
                 evaluator.precision,
+                subset,
             )
             self._contexts[id(evaluator)] = self.pool.share(context)
         return self._contexts[id(evaluator)]

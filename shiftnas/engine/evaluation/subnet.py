@@ -25,11 +25,13 @@ from ...search_spaces import Arch, SearchSpace
 from ..checkpoint import weights_fingerprint
 from ..tensors import channels_last, resize
 from .inference import inference_form
+from .validation_subset import ValidationSubset, pilot_architectures, stratified_subset
 
 if TYPE_CHECKING:
     from ...cluster.evaluation import RemoteScorer
 
 INT8_CALIBRATION = 256  # images of the BN-recalibration subset that calibrate the INT8 quantization
+STRATIFY_FROM = 2000  # val_images=auto: validation splits from this size are scored on a stratified subset
 
 
 @torch.no_grad()
@@ -48,6 +50,15 @@ def recalibrate_bn(model: nn.Module, images: torch.Tensor, batch_size: int = 100
     return model.eval()
 
 
+def _logits_by_batch(model: nn.Module, images: torch.Tensor, resolution: int, batch_size: int, nhwc: bool):
+    """(start, logits) of every batch of ``images`` resized to ``resolution``, through eval-mode ``model``."""
+    model.eval()
+    layout = torch.channels_last if nhwc else torch.contiguous_format
+    for start in range(0, len(images), batch_size):
+        x = resize(images[start : start + batch_size], resolution)
+        yield start, model(x.contiguous(memory_format=layout))
+
+
 @torch.no_grad()
 def accuracy_and_loss(
     model: nn.Module,
@@ -59,16 +70,30 @@ def accuracy_and_loss(
 ) -> tuple[float, float]:
     """(top-1 accuracy in percent, mean cross-entropy) of ``model`` in eval mode (``nhwc``: inputs in
     channels_last memory format, for a model in :func:`~.inference.inference_form`)."""
-    model.eval()
     correct, loss = 0, 0.0
-    layout = torch.channels_last if nhwc else torch.contiguous_format
-    for start in range(0, len(labels), batch_size):
-        x, y = resize(images[start : start + batch_size], resolution), labels[start : start + batch_size]
-        logits = model(x.contiguous(memory_format=layout))
+    for start, logits in _logits_by_batch(model, images, resolution, batch_size, nhwc):
+        y = labels[start : start + batch_size]
         correct += (logits.argmax(1) == y).sum().item()
         loss += F.cross_entropy(logits, y, reduction="sum").item()
     n = max(1, len(labels))
     return 100.0 * correct / n, loss / n
+
+
+@torch.no_grad()
+def correct_per_image(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    resolution: int,
+    batch_size: int = 100,
+    nhwc: bool = False,
+) -> torch.Tensor:
+    """Whether eval-mode ``model`` classifies each image right (bool, in the images' order)."""
+    hits = [
+        logits.argmax(1) == labels[start : start + batch_size]
+        for start, logits in _logits_by_batch(model, images, resolution, batch_size, nhwc)
+    ]
+    return torch.cat(hits) if hits else torch.zeros(0, dtype=torch.bool)
 
 
 def accuracy(
@@ -99,7 +124,11 @@ class SubnetEvaluator:
     that of the subnet as deployed: quantized by ONNX Runtime (calibrated on the first
     ``INT8_CALIBRATION`` images of the BN-recalibration subset) and run in ONNX Runtime.
     ``calibration`` replaces the seeded draw of the BN-recalibration subset from the train split (a
-    remote worker gets the local evaluator's subset). With a ``remote`` scorer
+    remote worker gets the local evaluator's subset). FP32 'val' scores run on :meth:`validation_subset`
+    (``cfg.val_images``): a weighted stratified subset, built from ``cfg.pilots`` subnets at the first
+    'val' score and kept for the evaluator's life (later weight versions too: a stale stratification
+    stays unbiased, it only loses precision); ``val_subset`` gives it instead. 'test' scores use every
+    image. With a ``remote`` scorer
     (:class:`shiftnas.cluster.evaluation.RemoteScorer`), :meth:`score_many` scores the architectures
     it has not cached on Dask workers, with the same result as here.
     """
@@ -115,9 +144,12 @@ class SubnetEvaluator:
         precision: str = "fp32",
         calibration: torch.Tensor | None = None,
         remote: RemoteScorer | None = None,
+        val_subset: ValidationSubset | None = None,
     ) -> None:
         self.space, self.supernet, self.data, self.cfg = space, supernet, data, cfg
-        self.version, self.precision, self.remote = version, precision, remote
+        self.version, self.precision, self.remote, self.seed = version, precision, remote, seed
+        self._val_subset, self._val_subset_ready = val_subset, val_subset is not None
+        self._val_images: tuple[torch.Tensor, torch.Tensor] | None = None
         self.supernet_id = weights_fingerprint(supernet)  # which weights version 0 refers to
         if calibration is None:
             images = data.train.tensors[0]
@@ -155,8 +187,14 @@ class SubnetEvaluator:
             images, labels = getattr(self.data, split).tensors
             model = subnet if subnet is not None else self.subnet(arch)
             if self.precision == "fp32":  # BN folded, channels_last: the same function, faster (inference.py)
-                fast = inference_form(model)
-                self._cache[key] = accuracy(fast, images, labels, arch.resolution, self.cfg.batch_size, True)
+                fast, subset = inference_form(model), self.validation_subset() if split == "val" else None
+                if subset is None:
+                    self._cache[key] = accuracy(fast, images, labels, arch.resolution, self.cfg.batch_size, True)
+                else:
+                    correct = correct_per_image(
+                        fast, *self._subset_images(), arch.resolution, self.cfg.batch_size, True
+                    )
+                    self._cache[key] = subset.accuracy(correct)
             else:
                 onnx_model = self.deployed(arch, model)
                 self._cache[key] = onnx_accuracy(onnx_model, resize(images, arch.resolution), labels)
@@ -172,6 +210,31 @@ class SubnetEvaluator:
                     self._cache[(arch.key(), self.version, split)] = acc
                     self.n_evaluations += 1
         return [self.score(a, split) for a in archs]
+
+    def validation_subset(self) -> ValidationSubset | None:
+        """The weighted validation subset of FP32 'val' scores (None: every image), built on first use
+        from the per-image correctness of :func:`~.validation_subset.pilot_architectures`."""
+        if not self._val_subset_ready:
+            images, labels = self.data.val.tensors
+            mode = self.cfg.val_images
+            if mode == "stratified" or (mode == "auto" and len(labels) >= STRATIFY_FROM):
+                pilots = pilot_architectures(self.space, self.cfg.pilots, self.seed)
+                correct = [
+                    correct_per_image(
+                        inference_form(self.subnet(a)), images, labels, a.resolution, self.cfg.batch_size, True
+                    )
+                    for a in pilots
+                ]
+                self._val_subset = stratified_subset(torch.stack(correct).numpy(), self.cfg.easy_fraction, self.seed)
+            self._val_subset_ready = True
+        return self._val_subset
+
+    def _subset_images(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._val_images is None:
+            images, labels = self.data.val.tensors
+            idx = self._val_subset.indices
+            self._val_images = (images[idx], labels[idx])
+        return self._val_images
 
     @property
     def calibration(self) -> torch.Tensor:
