@@ -86,8 +86,9 @@ bench-latency-protocols: $(STAMP)  # ~15 min: three latency protocols' cost and 
 bench-latency-predictors: $(STAMP)  # ~4 h, alone on a quiet machine: 8 latency regimes x 400 architectures, resumable
 	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_latency_predictors.py
 
-bench-eval-budget: $(STAMP)  # ~15 min: ranking vs calibration / validation images (needs the ranking bench's seed-0 supernet, or trains it)
-	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_eval_budget.py
+bench-eval-budget: $(STAMP)  # ~40 min: ranking vs calibration / validation images / stratified subsets, ranking bench's supernets 0 and 2 (trained if missing)
+	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_eval_budget.py --seed 0 --calib 128,500
+	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_eval_budget.py --seed 2 --calib 128,500
 
 bench-prefix-sharing: $(STAMP)  # 1 min after `make run`: how much of a search's forward passes prefix sharing could save
 	$(BIN)/python bench/bench_prefix_sharing.py

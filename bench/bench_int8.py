@@ -61,7 +61,7 @@ def main() -> None:
         ),
     )
     net.eval()
-    ecfg = EvalConfig(calib_size=spec["calib_size"])
+    ecfg = EvalConfig(calib_size=spec["calib_size"], val_images="all")
     fp32_eval = SubnetEvaluator(space, net, data, ecfg, seed=0)
     int8_eval = SubnetEvaluator(space, net, data, ecfg, seed=0, precision="int8")
     lcfg = LatencyConfig(warmup=10, repeats=1, runs=args.runs, references=0)

@@ -101,7 +101,7 @@ def main() -> None:
         lat_rows.append({"arch": arch.key(), "ort_ms": o, "torch_eager_ms": t, "torch_over_ort": t / o})
         print(f"latency {arch.key()}: ORT {o:.3f} ms, torch {t:.3f} ms")
 
-    cfg = EvalConfig(calib_size=500)
+    cfg = EvalConfig(calib_size=500, val_images="all")
     eval_rows = []
     for i, arch in enumerate(archs):
         ours_eval = SubnetEvaluator(space, net, data, cfg, seed=args.seed)

@@ -160,7 +160,9 @@ def run_seed(seed: int, epochs: int, dataset: str) -> dict:
     finals = {}
     for name, overrides in VARIANTS.items():
         sn = copy.deepcopy(net)
-        evaluator = SubnetEvaluator(space, sn, data, EvalConfig(calib_size=DATASETS[dataset]["calib_size"]), seed=seed)
+        evaluator = SubnetEvaluator(
+            space, sn, data, EvalConfig(calib_size=DATASETS[dataset]["calib_size"], val_images="all"), seed=seed
+        )
         metrics = ArchitectureMetrics(evaluator, None, needed_metrics(objectives, []))
         shift = make_shift_strategy(space, evaluator, data, SHIFTED[name], seed=seed) if name in SHIFTED else None
         run_dir = workdir / name.replace(" ", "")
@@ -186,7 +188,9 @@ def run_seed(seed: int, epochs: int, dataset: str) -> dict:
         print(f"seed {seed} {name}: {seconds:.0f} s, best error {result.hv_history[-1]['best_error']:.2f}", flush=True)
     # the cheap baseline: as many random architectures as NATv2 evaluated, scored by the frozen supernet
     n_random = out["runs"]["natv2"]["evaluations"]
-    evaluator = SubnetEvaluator(space, net, data, EvalConfig(calib_size=DATASETS[dataset]["calib_size"]), seed=seed)
+    evaluator = SubnetEvaluator(
+        space, net, data, EvalConfig(calib_size=DATASETS[dataset]["calib_size"], val_images="all"), seed=seed
+    )
     random_front, seconds = random_search(space, evaluator, objectives, n_random, seed)
     out["random"] = {"front": random_front, "evaluations": n_random, "seconds": seconds}
     # one reference point per seed for every run's hypervolume

@@ -113,7 +113,8 @@ def run_seed(seed: int, args, table: GroundTruthTable, space, data, path: Path) 
     """Every variant of one seed; resumes from ``path`` (written after every variant)."""
     per = json.loads(path.read_text())["seeds"][str(seed)] if path.exists() else {}
     workdir = Path(args.workdir)
-    eval_cfg, train_cfg = EvalConfig(), TrainConfig(epochs=args.epochs)
+    eval_cfg = EvalConfig(calib_size=500, val_images="all")  # the committed results' evaluator
+    train_cfg = TrainConfig(epochs=args.epochs)
     work_path = working_table(table, workdir)
     truth = table_ground_truth(work_path, space, data)  # looked up, or trained (seeds 0, 1) into the copy
     rows = table.rows()

@@ -63,7 +63,7 @@ def main() -> None:
     torch.set_num_threads(1)
     space = get_space("compact-mbv3", resolutions=[12, 16, 20, 24, 28])
     data = load_dataset("fashion-mnist", seed=0, image_size=28, train_size=10_000)
-    cfg = EvalConfig()
+    cfg = EvalConfig(calib_size=500, val_images="all")  # as measured: every val image counts below
     torch.manual_seed(0)
     supernet = space.build_supernet(data.num_classes).eval()
     archs = sample_architectures(space, args.archs * (args.rounds + 1), seed=7)

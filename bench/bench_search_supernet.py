@@ -64,7 +64,7 @@ def supernet_metrics(workdir: Path, epochs: int, smoke: bool) -> tuple:
     net.eval()
     objectives = resolve_objectives(["error", "macs"])
     calib = 64 if smoke else spec["calib_size"]
-    evaluator = SubnetEvaluator(space, net, data, EvalConfig(calib_size=calib), seed=0)
+    evaluator = SubnetEvaluator(space, net, data, EvalConfig(calib_size=calib, val_images="all"), seed=0)
     return space, objectives, ArchitectureMetrics(evaluator, None, needed_metrics(objectives, [])), seconds
 
 

@@ -45,7 +45,7 @@ RESULTS = Path(__file__).parent / "results"
 
 def search(space, net, data, shift_cfg, args, seed):
     objectives = resolve_objectives(["error", "macs"])
-    evaluator = SubnetEvaluator(space, net, data, EvalConfig(), seed=seed)
+    evaluator = SubnetEvaluator(space, net, data, EvalConfig(calib_size=500, val_images="all"), seed=seed)
     shift = make_shift_strategy(space, evaluator, data, shift_cfg, seed=seed)
     t0 = time.time()
     problem = SearchProblem(

@@ -52,9 +52,9 @@ def client(cluster):
         yield c
 
 
-def _search(space, net, data, eval_config, remote=None, shift_cfg=None, tmp_path=None):
+def _search(space, net, data, eval_config, remote=None, shift_cfg=None, tmp_path=None, seed=0):
     objs = resolve_objectives(["error", "macs"])
-    evaluator = SubnetEvaluator(space, net, data, eval_config, remote=remote)
+    evaluator = SubnetEvaluator(space, net, data, eval_config, remote=remote, seed=seed)
     shift = (
         make_shift_strategy(space, evaluator, data, shift_cfg, seed=0, version_path=lambda v: tmp_path / f"v{v}.pt")
         if shift_cfg
@@ -75,10 +75,11 @@ def test_search_scored_on_workers_equals_the_local_search(
 ):
     net = trained_supernet[0]
     cfg = dataclasses.replace(eval_config, val_images=val_images, pilots=3)
-    local = _search(compact_space, net, digits, cfg)
+    seed = 3  # workers make their evaluators with the default seed 0: they must use the subset they are sent
+    local = _search(compact_space, net, digits, cfg, seed=seed)
     with DaskPool(client, RESOURCE) as pool:
         scorer = RemoteScorer(pool)
-        remote = _search(compact_space, net, digits, cfg, remote=scorer)
+        remote = _search(compact_space, net, digits, cfg, remote=scorer, seed=seed)
     assert remote == local  # same architectures, same errors to the last digit, same MACs
     assert scorer.n_batches == 3  # one batch of new architectures per generation
 

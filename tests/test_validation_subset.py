@@ -93,3 +93,34 @@ def test_the_evaluator_scores_val_on_the_stratified_subset(trained_supernet, com
         assert evaluator.score(arch, "test").accuracy == full.score(arch, "test").accuracy  # test: every image
     # auto: a split of 180 images is scored whole
     assert SubnetEvaluator(compact_space, net, digits, eval_config).validation_subset() is None
+
+
+def test_the_subset_comes_from_the_weights_the_evaluator_was_made_with(
+    trained_supernet, compact_space, digits, monkeypatch
+):
+    """A shifted or resumed run changes the weights before its first 'val' score: the pilots still see version 0."""
+    import copy
+
+    import shiftnas.engine.evaluation.subnet as subnet_module
+
+    net = copy.deepcopy(trained_supernet[0])
+    monkeypatch.setattr(subnet_module, "STRATIFY_FROM", len(digits.val.tensors[1]))  # auto: this split qualifies
+    cfg = EvalConfig(calib_size=128, batch_size=128, pilots=3)
+    untouched = SubnetEvaluator(compact_space, copy.deepcopy(net), digits, cfg, seed=2).validation_subset()
+    assert untouched is not None  # auto, at the threshold
+    evaluator = SubnetEvaluator(compact_space, net, digits, cfg, seed=2)
+    original = {k: v.clone() for k, v in net.state_dict().items()}
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(0.5)  # a shifting step, or a resume loading version N
+    evaluator.bump_version()
+    changed = {k: v.clone() for k, v in net.state_dict().items()}
+    subset = evaluator.validation_subset()
+    assert torch.equal(subset.indices, untouched.indices) and torch.equal(subset.weights, untouched.weights)
+    assert all(torch.equal(changed[k], v) for k, v in net.state_dict().items())  # the current weights are back
+    assert not all(torch.equal(original[k], v) for k, v in net.state_dict().items())
+    assert evaluator.n_evaluations == 3  # the pilots' scores count
+    # INT8 scores run in ONNX Runtime on every image: no pilots, no subset
+    int8 = SubnetEvaluator(compact_space, net, digits, cfg, seed=2, precision="int8")
+    assert int8.validation_subset() is None and int8.n_evaluations == 0
+    assert len(int8.calibration) == 256 and len(evaluator.calibration) == 128  # the quantizer keeps 256 images

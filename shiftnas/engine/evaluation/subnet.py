@@ -125,10 +125,12 @@ class SubnetEvaluator:
     ``INT8_CALIBRATION`` images of the BN-recalibration subset) and run in ONNX Runtime.
     ``calibration`` replaces the seeded draw of the BN-recalibration subset from the train split (a
     remote worker gets the local evaluator's subset). FP32 'val' scores run on :meth:`validation_subset`
-    (``cfg.val_images``): a weighted stratified subset, built from ``cfg.pilots`` subnets at the first
-    'val' score and kept for the evaluator's life (later weight versions too: a stale stratification
-    stays unbiased, it only loses precision); ``val_subset`` gives it instead. 'test' scores use every
-    image. With a ``remote`` scorer
+    (``cfg.val_images``): a weighted stratified subset, built at the first 'val' score from ``cfg.pilots``
+    subnets of the weights this evaluator was made with (version 0, snapshotted then, so a resumed or
+    shifted run builds the same subset) and kept for the evaluator's life (a stale stratification stays
+    unbiased, it only loses precision); ``val_subset`` gives it instead. 'test' and INT8 scores use
+    every image. The calibration draw holds ``cfg.calib_size`` images (BN recalibration), at least
+    ``INT8_CALIBRATION`` for INT8 (the quantizer's calibration). With a ``remote`` scorer
     (:class:`shiftnas.cluster.evaluation.RemoteScorer`), :meth:`score_many` scores the architectures
     it has not cached on Dask workers, with the same result as here.
     """
@@ -151,10 +153,13 @@ class SubnetEvaluator:
         self._val_subset, self._val_subset_ready = val_subset, val_subset is not None
         self._val_images: tuple[torch.Tensor, torch.Tensor] | None = None
         self.supernet_id = weights_fingerprint(supernet)  # which weights version 0 refers to
+        self._pilot_weights = None  # version 0's weights, kept until the subset is built from them
+        if not self._val_subset_ready and self._stratifies():
+            self._pilot_weights = {k: v.detach().clone() for k, v in supernet.state_dict().items()}
         if calibration is None:
             images = data.train.tensors[0]
             gen = torch.Generator().manual_seed(seed)
-            n = min(cfg.calib_size, len(images))
+            n = min(max(cfg.calib_size, INT8_CALIBRATION if precision == "int8" else 0), len(images))
             calibration = images[torch.randperm(len(images), generator=gen)[:n]]
         self._calib = calibration
         self._calib_by_res: dict[int, torch.Tensor] = {}
@@ -175,7 +180,8 @@ class SubnetEvaluator:
         sub = self.space.extract(self.supernet, arch)
         self.supernet.train(was_training)
         with channels_last(sub):
-            return recalibrate_bn(sub, self.calibration_images(arch.resolution), self.cfg.batch_size)
+            images = self.calibration_images(arch.resolution)[: self.cfg.calib_size]
+            return recalibrate_bn(sub, images, self.cfg.batch_size)
 
     def score(self, arch: Arch, split: str = "val", subnet: nn.Module | None = None) -> SubnetScore:
         """Accuracy of ``arch`` on ``split`` ('val' during search, 'test' only for final reports).
@@ -211,22 +217,32 @@ class SubnetEvaluator:
                     self.n_evaluations += 1
         return [self.score(a, split) for a in archs]
 
+    def _stratifies(self) -> bool:
+        mode, n_val = self.cfg.val_images, len(self.data.val.tensors[1])
+        return self.precision == "fp32" and (mode == "stratified" or (mode == "auto" and n_val >= STRATIFY_FROM))
+
     def validation_subset(self) -> ValidationSubset | None:
         """The weighted validation subset of FP32 'val' scores (None: every image), built on first use
-        from the per-image correctness of :func:`~.validation_subset.pilot_architectures`."""
+        from the per-image correctness of :func:`~.validation_subset.pilot_architectures` under the
+        weights this evaluator was made with (its pilot scores count in ``n_evaluations``)."""
         if not self._val_subset_ready:
-            images, labels = self.data.val.tensors
-            mode = self.cfg.val_images
-            if mode == "stratified" or (mode == "auto" and len(labels) >= STRATIFY_FROM):
+            if self._stratifies():
+                images, labels = self.data.val.tensors
                 pilots = pilot_architectures(self.space, self.cfg.pilots, self.seed)
-                correct = [
-                    correct_per_image(
-                        inference_form(self.subnet(a)), images, labels, a.resolution, self.cfg.batch_size, True
-                    )
-                    for a in pilots
-                ]
+                current = {k: v.detach().clone() for k, v in self.supernet.state_dict().items()}
+                self.supernet.load_state_dict(self._pilot_weights)
+                try:
+                    correct = [
+                        correct_per_image(
+                            inference_form(self.subnet(a)), images, labels, a.resolution, self.cfg.batch_size, True
+                        )
+                        for a in pilots
+                    ]
+                finally:
+                    self.supernet.load_state_dict(current)
+                self.n_evaluations += len(pilots)
                 self._val_subset = stratified_subset(torch.stack(correct).numpy(), self.cfg.easy_fraction, self.seed)
-            self._val_subset_ready = True
+            self._val_subset_ready, self._pilot_weights = True, None
         return self._val_subset
 
     def _subset_images(self) -> tuple[torch.Tensor, torch.Tensor]:

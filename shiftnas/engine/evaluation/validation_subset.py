@@ -62,8 +62,8 @@ def stratified_subset(correct: np.ndarray, fraction: float, seed: int) -> Valida
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     correct = np.asarray(correct, dtype=bool)
-    if correct.ndim != 2 or correct.shape[0] < 1:
-        raise ValueError("correct must be a (pilots x images) matrix with at least one pilot")
+    if correct.ndim != 2 or correct.shape[0] < 1 or correct.shape[1] < 1:
+        raise ValueError("correct must be a (pilots x images) matrix with at least one pilot and one image")
     right = correct.sum(0)
     n_pilots, total = correct.shape
     rng = np.random.default_rng(seed)

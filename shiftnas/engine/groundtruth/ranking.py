@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Set
+from dataclasses import replace
 from typing import Any
 
 import torch.nn as nn
@@ -26,7 +27,7 @@ def rank_supernet(
 ) -> dict[str, Any]:
     """Score every table architecture not in ``exclude`` through ``supernet`` and rank against the truth.
 
-    Scores are supernet top-1 accuracies (%) on ``data.val`` after BN recalibration
+    Scores are supernet top-1 accuracies (%) on every image of ``data.val`` after BN recalibration
     (:class:`SubnetEvaluator`); the truth is the table's mean stand-alone *test* accuracy.
     ``exclude`` holds architecture keys to leave out (e.g. landmarks the supernet was trained
     to rank). ``data`` must have the table's val and test splits (same labels), so the ground-truth
@@ -55,7 +56,7 @@ def rank_supernet(
         except ValueError as err:
             raise ShiftnasError(f"table architecture {key} is not in space '{space.name}': {err}") from None
     was_training = supernet.training
-    evaluator = SubnetEvaluator(space, supernet, data, eval_cfg)
+    evaluator = SubnetEvaluator(space, supernet, data, replace(eval_cfg, val_images="all"))  # exact scores
     scores = {key: evaluator.score(archs[key], "val").accuracy for key in keys}
     supernet.train(was_training)
     truth = {key: table.accuracy(key) for key in keys}
