@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from shiftnas.config import EvalConfig
+from shiftnas.engine.evaluation.inference import inference_form
 from shiftnas.engine.evaluation.subnet import SubnetEvaluator, accuracy
 from shiftnas.engine.evaluation.validation_subset import pilot_architectures, stratified_subset
 
@@ -84,8 +85,8 @@ def test_the_evaluator_scores_val_on_the_stratified_subset(trained_supernet, com
     assert subset is not None and subset.share < 1 and subset.total == len(digits.val.tensors[1])
     images, labels = digits.val.tensors
     for arch in pilot_architectures(compact_space, 4, seed=1):  # pilots: exact
-        plain = accuracy(evaluator.subnet(arch), images, labels, arch.resolution, cfg.batch_size)
-        assert evaluator.score(arch).accuracy == pytest.approx(plain, abs=1e-9)
+        whole = accuracy(inference_form(evaluator.subnet(arch)), images, labels, arch.resolution, cfg.batch_size, True)
+        assert evaluator.score(arch).accuracy == pytest.approx(whole, abs=1e-9)
     rng = np.random.default_rng(7)
     for arch in [compact_space.sample(rng) for _ in range(3)]:
         estimate, exact = evaluator.score(arch).accuracy, full.score(arch).accuracy
