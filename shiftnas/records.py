@@ -32,6 +32,6 @@ class ArchRecord(TypedDict):
     genome: list[int]
     metrics: dict[str, Any]
     supernet_version: int  # bumped by every update of the weights during the search
-    supernet_id: str  # hash of the weights the search started from
+    supernet_id: str  # hash of the weights the search started from (+ the stratified validation subset's settings)
     generation: int  # generation (NSGA-II) or iteration (NAT) that scored it
     time: float

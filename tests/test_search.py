@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -135,6 +136,14 @@ def test_search_is_deterministic_and_resumes_from_the_archive(
     )
     stale.run()
     assert evaluator.n_evaluations > 0
+    # nor records scored on other validation images (every image vs a stratified subset)
+    stratified = dataclasses.replace(eval_config, val_images="stratified", pilots=3)
+    for expected_new in (True, False):  # the first stratified run scores anew; its resume reuses its own records
+        run, evaluator = make_search(
+            compact_space, net, digits, stratified, ["error", "params"], archive=Archive(path), gens=2, seed=7
+        )
+        run.run()
+        assert (evaluator.n_evaluations > 0) == expected_new
 
 
 def test_search_with_measured_latency(trained_supernet, compact_space, digits, eval_config, tmp_path):

@@ -152,10 +152,14 @@ class SubnetEvaluator:
         self.version, self.precision, self.remote, self.seed = version, precision, remote, seed
         self._val_subset, self._val_subset_ready = val_subset, val_subset is not None
         self._val_images: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.supernet_id = weights_fingerprint(supernet)  # which weights version 0 refers to
+        # which weights version 0 refers to, and (when 'val' scores are stratified) which subset scores them,
+        # so a resumed search never mixes exact and estimated scores, or estimates of two subsets
+        self.supernet_id = weights_fingerprint(supernet)
         self._pilot_weights = None  # version 0's weights, kept until the subset is built from them
-        if not self._val_subset_ready and self._stratifies():
-            self._pilot_weights = {k: v.detach().clone() for k, v in supernet.state_dict().items()}
+        if self._stratifies():
+            self.supernet_id += f"+val{cfg.pilots}p{cfg.easy_fraction:g}s{seed}"
+            if not self._val_subset_ready:
+                self._pilot_weights = {k: v.detach().clone() for k, v in supernet.state_dict().items()}
         if calibration is None:
             images = data.train.tensors[0]
             gen = torch.Generator().manual_seed(seed)

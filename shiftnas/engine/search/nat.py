@@ -253,7 +253,10 @@ class NATSearch:
         if state.get("shift", {"strategy": "none"}) != self.shift.describe():
             raise ConfigError(f"{paths[0]} was made with other shift settings; use another --out")
         if state.get("supernet_id") != self.evaluator.supernet_id:
-            raise ConfigError(f"{paths[0]} was made from another supernet (its weights differ); use another --out")
+            raise ConfigError(
+                f"{paths[0]} was made from another supernet (its weights differ) or scored 'val' on other images "
+                "(eval.val_images, eval.pilots, eval.easy_fraction); use another --out"
+            )
         saved = torch.load(paths[1], map_location="cpu", weights_only=True)
         if self.supernet is not None:
             self.supernet.load_state_dict(saved["state_dict"])
