@@ -196,6 +196,7 @@ def main() -> None:
     for c in calib_sizes:
         correct = np.array([done[f"{c}|{r['key']}"]["correct"] for r in rows], dtype=float)
         losses = np.array([done[f"{c}|{r['key']}"]["loss"] for r in rows], dtype=float)
+        same_calib = scores(c, full, "accuracy")  # every image at this calibration size
         for n_pilots in PILOTS:
             for fraction in FRACTIONS:
                 subsets_d = [
@@ -209,7 +210,7 @@ def main() -> None:
                     for sub in subsets_d
                 ]
                 images = int(np.median([len(sub.indices) for sub in subsets_d]))
-                same_calib = scores(c, full, "accuracy")  # every image at this calibration size
+                taus = [kendall_tau(acc, truth) for acc in draws]
                 apart = [np.round(np.abs(acc - same_calib) * n_val / 100) for acc in draws]
                 pilot_s = [
                     sum(
@@ -223,8 +224,8 @@ def main() -> None:
                         "calib": c,
                         "val": images,
                         "stratified": {"pilots": n_pilots, "easy_fraction": fraction},
-                        "tau_gt": float(np.mean([kendall_tau(acc, truth) for acc in draws])),
-                        "tau_gt_std": float(np.std([kendall_tau(acc, truth) for acc in draws])),
+                        "tau_gt": float(np.mean(taus)),
+                        "tau_gt_std": float(np.std(taus)),
                         "tau_gt_loss": float(
                             np.mean(
                                 [
