@@ -52,6 +52,7 @@ def measure_one(space, supernet, arch, cfg: LatencyConfig, refs) -> dict:
            "bookkeeping_s": (t3 - t2) - sum(cost.values())}  # fmt: skip
     row["total_s"] = t3 - t0
     row["total_over_timed"] = row["total_s"] / cost["candidate_runs_s"]
+    row["total_over_all_timed"] = row["total_s"] / (cost["candidate_runs_s"] + cost.get("reference_runs_s", 0.0))
     return row
 
 

@@ -124,7 +124,7 @@ class LatencyConfig(Settings):
     intra_threads: int = setting(1, low=1)
     inter_threads: int = setting(1, low=1)
     warmup: int = setting(10, low=0)  # untimed runs at the start of every block
-    repeats: int = setting(3, low=1)  # blocks, each in a fresh session
+    repeats: int = setting(3, low=1)  # blocks, each warmed up (a fresh candidate session per block by default)
     runs: int = setting(30, low=1)  # timed runs per block
     batch_size: int = setting(1, low=1)
     precision: str = setting("fp32", choices=("fp32", "int8"))  # int8: ORT static quantization (QDQ)
@@ -138,8 +138,12 @@ class LatencyConfig(Settings):
     # warmed once per process and reused by every later block (the candidate's session stays fresh per block)
     reference_sessions: str = setting("kept", choices=("fresh", "kept"))
     # all: every block times every reference; nearest: blocks after the first time only the reference nearest
-    # the candidate in the first block (the one its ratio is taken to)
-    references_timed: str = setting("nearest", choices=("all", "nearest"))
+    # the candidate in the first block (the one its ratio is taken to); guessed: every block times only the
+    # reference whose latency (timed once per process) is nearest the candidate's warm-up runs
+    references_timed: str = setting("nearest", choices=("all", "nearest", "guessed"))
+    # per_block: every block opens and warms a fresh session for the candidate; once: one session per
+    # measurement, warmed before the first block and re-warmed with 2 runs at the start of each block
+    candidate_sessions: str = setting("per_block", choices=("per_block", "once"))
 
 
 LATENCY_MODE = re.compile(r"^(measured|predicted:.+)$")
@@ -154,6 +158,9 @@ class HardwareConfig(LatencyConfig):
     dask: str | None = None  # Dask scheduler: `latency=1` workers measure, `eval=1` workers score accuracy
     dask_timeout_s: float = setting(600.0, low=1)  # longest wait for one Dask job (a lost pool fails, never hangs)
     dask_retries: int = setting(1, low=0)  # re-runs of a Dask job that raised (a dead worker's job is re-run anyway)
+    # measure latency in a child process while this one scores accuracy (engine/evaluation/background_latency.py);
+    # auto: when measuring here on the CPU and the machine has a core for it beside `threads`
+    background: str = setting("auto", choices=("auto", "on", "off"))
 
 
 @dataclass

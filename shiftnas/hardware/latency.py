@@ -1,16 +1,18 @@
 """ONNX Runtime latency measurement, a SQLite result cache, and a profiler tying them together.
 
 Protocol (latency.md §2.4-2.5): explicit thread counts, ``ORT_SEQUENTIAL``, ``ORT_ENABLE_ALL``,
-spinning off, a fixed seeded input at the deployment batch size, ``repeats`` blocks each in a
-fresh session with its own warm-up, ``perf_counter_ns`` around every ``run``. With reference
+spinning off, a fixed seeded input at the deployment batch size, ``repeats`` blocks each with its
+own warm-up (in a fresh session, or with ``candidate_sessions="once"`` in one session re-warmed per
+block), ``perf_counter_ns`` around every ``run``. With reference
 models the candidate and the references run interleaved, run by run, so that whatever slows the
 machine down slows them alike: the paired ratio to the nearest reference is the most stable
 estimate here (2-6 % under contention where the median moved 90-490 %), and a block in which a
 reference drifted more than ``drift`` from its own median over the blocks is measured again.
 By default (``reference_sessions="kept"``) each reference's warmed session is kept for the process,
 and (``references_timed="nearest"``) blocks after the first time only the reference nearest the
-candidate: 1.9x cheaper than fresh sessions timing every reference, with the same repeat agreement
-within noise (bench/results/latency_protocols.md).
+candidate: 1.5x cheaper than fresh sessions timing every reference, with the same repeat agreement
+within noise (bench/results/latency_protocols.md). ``references_timed="guessed"`` picks that reference
+before the first block from the candidate's warm-up and each reference's latency timed once per process.
 """
 
 from __future__ import annotations
@@ -154,20 +156,39 @@ class ModelUnderTest:
     chw: tuple[int, ...]
 
 
-REWARM_RUNS = 2  # untimed runs of a kept reference session at the start of each block
+REWARM_RUNS = 2  # untimed runs of a kept session at the start of each block
 _KEPT_SESSIONS_MAX = 8  # kept reference runners per process (a run has at most 3 references per setting)
 _kept: OrderedDict[tuple, Callable[[], Any]] = OrderedDict()
+_typical_ms: dict[tuple, float] = {}  # each reference's latency, timed once per process (for ``guessed``)
+
+
+def _session_key(ref: ModelUnderTest, cfg: LatencyConfig) -> tuple:
+    return (ref, cfg.provider, cfg.intra_threads, cfg.inter_threads, cfg.batch_size)
+
+
+def _open(m: ModelUnderTest, cfg: LatencyConfig) -> Callable[[], Any]:
+    """A runner of ``m`` in a new session on its seeded input (every model gets the same first draw)."""
+    x = np.random.default_rng(0).standard_normal((int(cfg.batch_size), *m.chw)).astype(np.float32)
+    return _runner(make_session(m.onnx_bytes, cfg), x, cfg.provider)
+
+
+def _timed_warmup(runner: Callable[[], Any], n: int) -> float:
+    """Run ``runner`` ``n`` times; the median ms of the second half (the first runs still settle)."""
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter_ns()
+        runner()
+        times.append((time.perf_counter_ns() - t0) / 1e6)
+    return float(np.median(times[n // 2 :])) if times else float("nan")
 
 
 def _kept_runner(ref: ModelUnderTest, cfg: LatencyConfig) -> Callable[[], Any]:
     """A runner of ``ref`` under ``cfg``'s session settings, opened and warmed once per process."""
-    key = (ref, cfg.provider, cfg.intra_threads, cfg.inter_threads, cfg.batch_size)
+    key = _session_key(ref, cfg)
     runner = _kept.get(key)
     if runner is None:
-        x = np.random.default_rng(0).standard_normal((int(cfg.batch_size), *ref.chw)).astype(np.float32)
-        runner = _runner(make_session(ref.onnx_bytes, cfg), x, cfg.provider)
-        for _ in range(cfg.warmup):
-            runner()
+        runner = _open(ref, cfg)
+        _typical_ms[key] = _timed_warmup(runner, max(cfg.warmup, 1))
         _kept[key] = runner
         while len(_kept) > _KEPT_SESSIONS_MAX:
             _kept.popitem(last=False)
@@ -176,23 +197,36 @@ def _kept_runner(ref: ModelUnderTest, cfg: LatencyConfig) -> Callable[[], Any]:
     return runner
 
 
+def _typical_latency(ref: ModelUnderTest, cfg: LatencyConfig) -> float:
+    """``ref``'s latency from its warm-up runs, timed once per process (a kept session's own warm-up)."""
+    key = _session_key(ref, cfg)
+    if key not in _typical_ms:
+        if cfg.reference_sessions == "kept":
+            _kept_runner(ref, cfg)
+        else:
+            _typical_ms[key] = _timed_warmup(_open(ref, cfg), max(cfg.warmup, 1))
+    return _typical_ms[key]
+
+
 def _block(
-    candidate: ModelUnderTest, references: Sequence[ModelUnderTest], cfg: LatencyConfig, cost: dict[str, float]
+    candidate: ModelUnderTest,
+    references: Sequence[ModelUnderTest],
+    cfg: LatencyConfig,
+    cost: dict[str, float],
+    candidate_runner: Callable[[], Any] | None = None,
 ) -> np.ndarray:
-    """One block: a fresh session for the candidate (kept or fresh ones for the references, per
-    ``cfg.reference_sessions``), warm-up, then ``cfg.runs`` rounds running every model once (ms; row 0 is
-    the candidate). Adds the wall seconds of each phase to ``cost``."""
-    rng = np.random.default_rng(0)
+    """One block: the candidate's session (``candidate_runner``, re-warmed, or a fresh one), kept or fresh
+    sessions for the references (per ``cfg.reference_sessions``), warm-up, then ``cfg.runs`` rounds running
+    every model once (ms; row 0 is the candidate). Adds the wall seconds of each phase to ``cost``."""
     start = time.perf_counter()
-    runners, warmups = [], []
     kept = cfg.reference_sessions == "kept"
-    for m in (candidate, *([] if kept else references)):
-        x = rng.standard_normal((int(cfg.batch_size), *m.chw)).astype(np.float32)
-        runners.append(_runner(make_session(m.onnx_bytes, cfg), x, cfg.provider))
-        warmups.append(cfg.warmup)
-    if kept:
-        runners += [_kept_runner(ref, cfg) for ref in references]
-        warmups += [min(cfg.warmup, REWARM_RUNS)] * len(references)
+    if candidate_runner is None:
+        runners, warmups = [_open(candidate, cfg)], [cfg.warmup]
+    else:
+        runners, warmups = [candidate_runner], [min(cfg.warmup, REWARM_RUNS)]
+    for ref in references:
+        runners.append(_kept_runner(ref, cfg) if kept else _open(ref, cfg))
+        warmups.append(min(cfg.warmup, REWARM_RUNS) if kept else cfg.warmup)
     t1 = time.perf_counter()
     for i in range(max(warmups)):
         for run, n in zip(runners, warmups):
@@ -260,14 +294,28 @@ def measure_latency(
     candidate = ModelUnderTest("candidate", onnx_bytes, chw)
     timed = list(references)
     cost: dict[str, float] = {}
-    first = _block(candidate, timed, cfg, cost)
-    if timed and cfg.references_timed == "nearest":
+    runner = None
+    if cfg.candidate_sessions == "once":  # one session, warmed here; each block re-warms it briefly
+        start = time.perf_counter()
+        runner = _open(candidate, cfg)
+        t1 = time.perf_counter()
+        warm_ms = _timed_warmup(runner, max(cfg.warmup, 1))
+        cost["sessions_s"], cost["warmup_s"] = t1 - start, time.perf_counter() - t1
+    if timed and cfg.references_timed == "guessed":
+        if runner is None:
+            start = time.perf_counter()
+            warm_ms = _timed_warmup(_open(candidate, cfg), max(cfg.warmup, 1))
+            cost["warmup_s"] = time.perf_counter() - start
+        name = _nearest(warm_ms, {r.name: _typical_latency(r, cfg) for r in timed})
+        timed = [r for r in timed if r.name == name]
+    first = _block(candidate, timed, cfg, cost, runner)
+    if len(timed) > 1 and cfg.references_timed == "nearest":
         name = _nearest(
             float(np.median(first[0])), {r.name: float(np.median(first[j])) for j, r in enumerate(timed, 1)}
         )
         j = next(j for j, r in enumerate(timed, start=1) if r.name == name)
         timed, first = [timed[j - 1]], first[[0, j]]
-    blocks = [first] + [_block(candidate, timed, cfg, cost) for _ in range(cfg.repeats - 1)]
+    blocks = [first] + [_block(candidate, timed, cfg, cost, runner) for _ in range(cfg.repeats - 1)]
     remeasured = 0
     if timed and cfg.repeats > 1:
         while remeasured < cfg.max_remeasure:
@@ -275,7 +323,7 @@ def measure_latency(
             worst = int(np.argmax(drift))
             if drift[worst] <= cfg.drift:
                 break
-            blocks[worst] = _block(candidate, timed, cfg, cost)
+            blocks[worst] = _block(candidate, timed, cfg, cost, runner)
             remeasured += 1
     cand = [b[0] for b in blocks]
     medians = [float(np.median(b)) for b in cand]

@@ -93,6 +93,20 @@ def latency_config(cfg: RunConfig) -> LatencyConfig:
     return LatencyConfig(**{f.name: getattr(cfg.hardware, f.name) for f in fields(LatencyConfig)})
 
 
+def measures_in_background(cfg: RunConfig) -> bool:
+    """Whether measured latency is timed in a child process beside the accuracy work (``hardware.background``):
+    ``auto`` does so on the CPU provider when this process may use a core beyond the torch threads and the
+    measurement's own; never with Dask latency workers."""
+    h = cfg.hardware
+    if h.dask or h.background == "off":
+        return False
+    if h.background == "on":
+        return True
+    from ..engine.evaluation.background_latency import usable_cpus
+
+    return h.provider == "CPUExecutionProvider" and usable_cpus() >= cfg.threads + h.intra_threads * h.inter_threads
+
+
 def check_names(cfg: RunConfig) -> None:
     """Every name of ``cfg`` that resolves through a registry, checked before any work."""
     DATASETS.check(cfg.data.dataset.partition(":")[0].strip().lower())
@@ -155,6 +169,8 @@ def prepare(cfg: RunConfig, quiet: bool = False, search: bool = True) -> RunCont
                 cfg.hardware.cache or rundir.latency_cache,
                 cfg.hardware.dask,
                 cfg.hardware.dask_timeout_s,
+                background=measures_in_background(cfg),
+                num_classes=data.num_classes,
             )
     if search and cfg.hardware.dask and {records.ERROR, records.ACCURACY} & ctx.needed:
         from ..cluster.evaluation import RESOURCE, connect_scorer

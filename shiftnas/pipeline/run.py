@@ -135,6 +135,8 @@ def search_stage(ctx: RunContext, tracker: Tracker | None = None) -> tuple[Searc
         result = run_searcher(searcher, ctx.console, ctx.quiet, tracker or Tracker())
         evaluator.score_many([arch_from_dict(r["arch"]) for r in result.front], "test")  # for the final report
     finally:
+        if ctx.latency is not None:
+            ctx.latency.close()  # the background measuring process, the Dask latency client
         if ctx.scorer is not None:
             ctx.scorer.close()
             evaluator.remote = ctx.scorer = None

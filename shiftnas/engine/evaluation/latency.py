@@ -24,12 +24,16 @@ from ...search_spaces import Arch, SearchSpace, arch_from_dict
 
 class LatencySource(Protocol):
     parallel: bool  # whether prefetch measures a population at once (else it is never called)
+    needs_models: bool  # whether prefetch's items must carry the extracted subnets (else they carry None)
 
     def latency(self, arch: Arch, model: nn.Module, chw: Sequence[int], mmacs: float) -> dict[str, Any]:
         """The latency metrics of one architecture."""
 
-    def prefetch(self, items: list[tuple[Arch, nn.Module, tuple[int, ...]]]) -> None:
+    def prefetch(self, items: list[tuple[Arch, nn.Module | None, tuple[int, ...]]]) -> None:
         """Make the latencies of ``items`` ready (a no-op where measuring is sequential anyway)."""
+
+    def close(self) -> None:
+        """Release what the source holds (a measuring process, a connection)."""
 
 
 def latency_metrics(result: LatencyResult) -> dict[str, Any]:
@@ -42,6 +46,8 @@ def latency_metrics(result: LatencyResult) -> dict[str, Any]:
 
 class MeasuredLatency:
     """Measure with ``profiler`` (cached); with a ``measurer`` (Dask) a population goes out at once."""
+
+    needs_models = True
 
     def __init__(self, profiler: LatencyProfiler, measurer: Any = None) -> None:
         self.profiler, self.measurer = profiler, measurer
@@ -61,9 +67,15 @@ class MeasuredLatency:
         for (key, (_, _, chw)), result in zip(todo.items(), self.measurer.map(measure_job, jobs, shared=refs)):
             self.profiler.store(key, chw, result)
 
+    def close(self) -> None:
+        if self.measurer is not None:
+            self.measurer.close()
+
 
 class PredictedLatency:
     """Latency from a predictor fitted on an on-device dataset (``predicted:DEVICE.json``)."""
+
+    needs_models = False
 
     def __init__(self, predictor: LatencyPredictor, source: str, dataset: Any = None) -> None:
         self.predictor, self.source, self.dataset = predictor, source, dataset
@@ -76,6 +88,9 @@ class PredictedLatency:
         return {rec.LATENCY: ms, rec.LATENCY_UNCERTAINTY: ms * self.predictor.relative_error}
 
     def prefetch(self, items: list[tuple[Arch, nn.Module, tuple[int, ...]]]) -> None:
+        return None
+
+    def close(self) -> None:
         return None
 
 
@@ -96,8 +111,11 @@ def build_latency_source(
     cache_path: Path | str,
     dask: str | None = None,
     dask_timeout: float | None = None,
+    background: bool = False,
+    num_classes: int | None = None,
 ) -> LatencySource:
-    """The latency source a run's ``hardware`` settings ask for (see the module docstring)."""
+    """The latency source a run's ``hardware`` settings ask for (see the module docstring); ``background``
+    measures in a child process beside the accuracy work (needs ``num_classes``; ignored with ``dask``)."""
     kind, dataset_path = parse_latency_mode(mode)
     if kind == "predicted":
         from ...predictors.latency import predictor_from_dataset
@@ -106,7 +124,14 @@ def build_latency_source(
         dataset = LatencyDataset.load(dataset_path)
         predictor = predictor_from_dataset(space, dataset, prior=dataset.load_prior(dataset_path))
         return PredictedLatency(predictor, str(dataset_path), dataset)
-    return measured_latency(space, supernet, cfg, cache_path, dask, dask_timeout)
+    measured = measured_latency(space, supernet, cfg, cache_path, dask, dask_timeout)
+    if background and not dask:
+        from .background_latency import BackgroundLatency
+
+        if num_classes is None:
+            raise ValueError("background measurement needs the supernet's number of classes")
+        return BackgroundLatency(measured.profiler, space, supernet, num_classes)
+    return measured
 
 
 def measured_latency(

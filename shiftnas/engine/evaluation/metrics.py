@@ -72,4 +72,7 @@ class ArchitectureMetrics:
             return
         space, supernet = self.evaluator.space, self.evaluator.supernet
         items = {a.key(): a for a in archs if a.key() not in self._cost}
-        self.latency.prefetch([(a, space.extract(supernet, a), tuple(space.input_size(a))) for a in items.values()])
+        models = self.latency.needs_models  # a background child extracts its own
+        self.latency.prefetch(
+            [(a, space.extract(supernet, a) if models else None, tuple(space.input_size(a))) for a in items.values()]
+        )

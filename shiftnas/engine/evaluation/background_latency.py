@@ -1,0 +1,242 @@
+"""Latency measured in a child process while this process scores accuracy (``hardware.background``).
+
+A search evaluates each architecture's accuracy (PyTorch, ``threads`` threads) and its latency (ONNX
+Runtime, ``hardware.intra_threads`` threads) one after the other, so on a machine with a core to spare
+one core idles through the whole search. Here a child process (this module run as a plain
+``python -m`` subprocess, so a caller's script is never re-run in it) gets a population's architectures as soon as they are proposed, extracts and exports each subnet from its own
+copy of the supernet and times it, while this process scores their accuracies: the search waits only
+for the slower of the two. The child's copy holds the weights the source was built with; a subnet's
+graph, not its weight values, sets its latency (the reference subnets are exported the same way).
+
+What it costs: the measurement shares the machine with the accuracy work on the other core
+(``bench/results/background_latency.md`` measures the bias). Results are stored in the latency cache
+by this process, in the order the search asks for them, as when measuring here.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Sequence
+
+import torch
+from torch import nn
+
+from ...config import LatencyConfig
+from ...errors import ShiftnasError, one_line
+from ...hardware import LatencyProfiler, LatencyResult, measure_latency
+from ...hardware.latency import ModelUnderTest
+from ...hardware.quantize import deployed_onnx
+from ...search_spaces import Arch, SearchSpace, arch_from_dict, space_from_description
+from .latency import latency_metrics
+
+IN_FLIGHT = 32  # jobs sent ahead to the child at most (the rest wait here): neither pipe can fill up
+_POLL_S = 0.2  # how often a wait for the child checks that it is still alive
+
+
+@dataclass
+class ChildSetup:
+    """What the measuring child needs, sent once when it starts."""
+
+    space: dict[str, Any]  # SearchSpace.describe()
+    num_classes: int
+    state_dict: dict[str, torch.Tensor]
+    cfg: LatencyConfig
+    references: list[ModelUnderTest]
+
+
+def _child_main(jobs: BinaryIO, results: BinaryIO) -> None:
+    """The child: read the setup, build the supernet, then measure ``(arch dict, chw)`` jobs in order until
+    told to stop (``None`` or the end of ``jobs``), answering each with ``(ok, result or error line)``."""
+    torch.set_num_threads(1)
+    setup: ChildSetup = pickle.load(jobs)
+    space = space_from_description(setup.space)
+    supernet = space.build_supernet(setup.num_classes)
+    supernet.load_state_dict(setup.state_dict)
+    supernet.eval()
+    cfg = setup.cfg
+    while True:
+        try:
+            job = pickle.load(jobs)
+        except EOFError:  # the parent is gone
+            return
+        if job is None:
+            return
+        arch, chw = job
+        try:
+            model = space.extract(supernet, arch_from_dict(arch))
+            onnx_bytes = deployed_onnx(model, (cfg.batch_size, *chw), cfg.precision)
+            answer: tuple[bool, Any] = (True, measure_latency(onnx_bytes, chw, cfg, setup.references))
+        except Exception as exc:  # sent back and raised in the parent as one line
+            answer = (False, one_line(exc))
+        pickle.dump(answer, results)
+        results.flush()
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity where the OS tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def _start_child() -> tuple[subprocess.Popen, BinaryIO]:
+    """The measuring child: this module run as a script (a plain subprocess, so the caller's own script is
+    never re-run in it, guarded by ``if __name__ == "__main__"`` or not), its errors in a temporary file."""
+    root = str(Path(__file__).resolve().parents[3])  # the folder holding the shiftnas package
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])
+    stderr = tempfile.TemporaryFile()
+    child = subprocess.Popen(
+        [sys.executable, "-m", __name__],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        env=env,
+        start_new_session=True,  # Ctrl-C goes to this process, which then stops the child
+    )
+    return child, stderr
+
+
+class BackgroundLatency:
+    """A :class:`~.latency.LatencySource` that measures in one child process, a population ahead.
+
+    ``prefetch`` queues a population's uncached architectures for the child; ``latency`` waits for one of
+    them (queueing it first if it was not prefetched). The child measures in queue order. ``close`` stops it.
+    """
+
+    parallel = True
+    needs_models = False  # ``prefetch`` items carry no model: the child extracts its own
+
+    def __init__(self, profiler: LatencyProfiler, space: SearchSpace, supernet: nn.Module, num_classes: int) -> None:
+        self.profiler = profiler
+        setup = ChildSetup(
+            space.describe(),
+            num_classes,
+            {k: v.detach().cpu().clone() for k, v in supernet.state_dict().items()},
+            profiler.cfg,
+            list(profiler.references),
+        )
+        self._child, self._stderr = _start_child()
+        self._results: queue.Queue[tuple[bool, Any] | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True, name="shiftnas-latency-reader").start()
+        self._queued: deque[tuple[str, tuple[int, ...], dict[str, Any]]] = deque()  # not yet sent
+        self._sent: deque[tuple[str, tuple[int, ...]]] = deque()  # sent, in order, result not yet received
+        self._waiting: set[str] = set()  # queued or sent
+        self._done: dict[str, LatencyResult] = {}  # received, not yet asked for
+        self._write(setup)
+
+    def _read(self) -> None:
+        """The reader thread: the child's answers, in order, then ``None`` when its output ends."""
+        try:
+            while True:
+                self._results.put(pickle.load(self._child.stdout))
+        except Exception:  # EOF, a broken stream: the child is gone or going
+            self._results.put(None)
+
+    def _write(self, message: Any) -> None:
+        try:
+            pickle.dump(message, self._child.stdin)
+            self._child.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            raise self._gone() from None
+
+    def _queue(self, arch: Arch, chw: Sequence[int]) -> None:
+        key, shape = arch.key(), tuple(int(d) for d in chw)
+        if key in self._waiting or key in self._done or self.profiler.lookup(key, shape) is not None:
+            return
+        self._queued.append((key, shape, arch.to_dict()))
+        self._waiting.add(key)
+        self._send()
+
+    def _send(self) -> None:
+        while self._queued and len(self._sent) < IN_FLIGHT:
+            key, shape, arch = self._queued.popleft()
+            self._write((arch, shape))
+            self._sent.append((key, shape))
+
+    def _gone(self) -> ShiftnasError:
+        """The error for a child that stopped: its exit code and the last line it wrote to stderr."""
+        try:
+            code = self._child.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None
+        self._stderr.seek(0)
+        lines = [ln.strip() for ln in self._stderr.read().decode(errors="replace").splitlines() if ln.strip()]
+        why = f": {lines[-1]}" if lines else ""
+        return ShiftnasError(
+            f"the latency measuring process stopped (exit code {code}){why}; "
+            "measure in this process with --set hardware.background=off"
+        )
+
+    def _receive(self) -> None:
+        """Wait for the child's next answer (it answers in the order of ``_sent``)."""
+        while True:
+            try:
+                answer = self._results.get(timeout=_POLL_S)
+                break
+            except queue.Empty:
+                if self._child.poll() is not None and self._results.empty():
+                    raise self._gone() from None
+        if answer is None:
+            raise self._gone()
+        ok, payload = answer
+        key, _ = self._sent.popleft()
+        self._waiting.discard(key)
+        if not ok:
+            raise ShiftnasError(f"latency measurement of {key} failed: {payload}")
+        self._done[key] = payload
+        self._send()
+
+    def prefetch(self, items: list[tuple[Arch, nn.Module | None, tuple[int, ...]]]) -> None:
+        for arch, _, chw in items:
+            self._queue(arch, chw)
+
+    def latency(self, arch: Arch, model: nn.Module, chw: Sequence[int], mmacs: float) -> dict[str, Any]:
+        key, shape = arch.key(), tuple(int(d) for d in chw)
+        hit = self.profiler.lookup(key, shape)
+        if hit is not None:
+            return latency_metrics(hit)
+        self._queue(arch, shape)
+        while key not in self._done:
+            self._receive()
+        return latency_metrics(self.profiler.store(key, shape, self._done.pop(key)))
+
+    def close(self) -> None:
+        """Stop the child (at once if it is still measuring: what it has not finished is dropped)."""
+        if self._child.poll() is None:
+            if self._sent:
+                self._child.kill()
+            else:
+                try:
+                    self._child.stdin.close()  # the end of its jobs: it returns
+                except OSError:
+                    pass
+            try:
+                self._child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._child.kill()
+                self._child.wait()
+        for stream in (self._child.stdin, self._child.stdout, self._stderr):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        self._queued.clear()
+        self._sent.clear()
+        self._waiting.clear()
+
+
+if __name__ == "__main__":  # the child (see _start_child): answers on a copy of stdout, whose fd now goes to stderr
+    _results = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    _child_main(sys.stdin.buffer, _results)
