@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 FASHION := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 
-.PHONY: run test lint format bench bench-latency bench-ranking bench-nat bench-transfer bench-scaling bench-speed bench-train-speed bench-latency-predictors bench-latency-cost bench-latency-protocols bench-threads bench-eval-budget bench-prefix-sharing setup data browser clean
+.PHONY: run test lint format bench bench-latency bench-ranking bench-nat bench-transfer bench-scaling bench-speed bench-train-speed bench-latency-predictors bench-latency-cost bench-latency-protocols bench-background-latency bench-threads bench-eval-budget bench-prefix-sharing setup data browser clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -80,8 +80,11 @@ bench-threads: $(STAMP)   # ~3 min on a quiet machine: 1 vs 2 torch threads, idl
 bench-latency-cost: $(STAMP)  # ~2 min on a quiet machine: one latency measurement, phase by phase
 	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_latency_cost.py
 
-bench-latency-protocols: $(STAMP)  # ~15 min: three latency protocols' cost and repeat agreement, 40 architectures
+bench-latency-protocols: $(STAMP)  # ~15 min: four latency protocols' cost and repeat agreement, 40 architectures
 	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_latency_protocols.py --archs 40
+
+bench-background-latency: $(STAMP)  # ~35 min after `make run`: the default search with latency measured here vs in a background child, idle and beside a burner
+	$(BIN)/python bench/bench_background_latency.py --checkpoint runs/default/supernet.pt --burner
 
 bench-latency-predictors: $(STAMP)  # ~4 h, alone on a quiet machine: 8 latency regimes x 400 architectures, resumable
 	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_latency_predictors.py

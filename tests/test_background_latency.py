@@ -82,9 +82,12 @@ def test_the_child_measures_the_subnet_it_is_given(trained_supernet, compact_spa
 def test_a_dead_child_is_one_clear_error(trained_supernet, compact_space, digits, tmp_path):
     net, _, _ = trained_supernet
     source = _background(compact_space, net, digits, tmp_path)
+    assert source._child is None  # started by the first job, not before
+    first, second = compact_space.largest(), compact_space.smallest()
+    source.prefetch([(first, None, tuple(compact_space.input_size(first)))])
     source._child.kill()
     source._child.wait()
-    arch = compact_space.largest()
+    arch = second
     with pytest.raises(ShiftnasError, match=r"latency measuring process stopped .*hardware.background=off"):
         source.latency(arch, None, compact_space.input_size(arch), 0)
     source.close()

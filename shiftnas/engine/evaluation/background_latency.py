@@ -3,14 +3,15 @@
 A search evaluates each architecture's accuracy (PyTorch, ``threads`` threads) and its latency (ONNX
 Runtime, ``hardware.intra_threads`` threads) one after the other, so on a machine with a core to spare
 one core idles through the whole search. Here a child process (this module run as a plain
-``python -m`` subprocess, so a caller's script is never re-run in it) gets a population's architectures as soon as they are proposed, extracts and exports each subnet from its own
-copy of the supernet and times it, while this process scores their accuracies: the search waits only
-for the slower of the two. The child's copy holds the weights the source was built with; a subnet's
-graph, not its weight values, sets its latency (the reference subnets are exported the same way).
+``python -m`` subprocess, so a caller's script is never re-run in it) gets a population's
+architectures as soon as they are proposed, extracts and exports each subnet from its own copy of the
+supernet and times it, while this process scores their accuracies: the search waits only for the
+slower of the two. The child starts at the first job (not during training) with the weights as they
+are then; a subnet's graph, not its weight values, sets its latency.
 
 What it costs: the measurement shares the machine with the accuracy work on the other core
-(``bench/results/background_latency.md`` measures the bias). Results are stored in the latency cache
-by this process, in the order the search asks for them, as when measuring here.
+(``bench/results/background_latency.md``). Results are stored in the latency cache by this process,
+under the same hardware fingerprint as a measurement made here.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ from ...hardware.quantize import deployed_onnx
 from ...search_spaces import Arch, SearchSpace, arch_from_dict, space_from_description
 from .latency import latency_metrics
 
-IN_FLIGHT = 32  # jobs sent ahead to the child at most (the rest wait here): neither pipe can fill up
 _POLL_S = 0.2  # how often a wait for the child checks that it is still alive
 
 
@@ -118,22 +118,27 @@ class BackgroundLatency:
     needs_models = False  # ``prefetch`` items carry no model: the child extracts its own
 
     def __init__(self, profiler: LatencyProfiler, space: SearchSpace, supernet: nn.Module, num_classes: int) -> None:
-        self.profiler = profiler
+        self.profiler, self._space, self._supernet, self._num_classes = profiler, space, supernet, num_classes
+        self._child: subprocess.Popen | None = None  # started on the first job (not during training)
+        self._outbox: queue.Queue[Any] = queue.Queue()  # to the child, by the writer thread
+        self._results: queue.Queue[tuple[bool, Any] | None] = queue.Queue()  # from it, by the reader thread
+        self._sent: deque[tuple[str, tuple[int, ...]]] = deque()  # sent, in order, result not yet received
+        self._waiting: set[str] = set()  # the keys in ``_sent``
+        self._done: dict[str, LatencyResult] = {}  # received, not yet asked for
+
+    def _start(self) -> None:
+        """Start the child with the supernet's weights as they are now."""
         setup = ChildSetup(
-            space.describe(),
-            num_classes,
-            {k: v.detach().cpu().clone() for k, v in supernet.state_dict().items()},
-            profiler.cfg,
-            list(profiler.references),
+            self._space.describe(),
+            self._num_classes,
+            {k: v.detach().cpu().clone() for k, v in self._supernet.state_dict().items()},
+            self.profiler.cfg,
+            list(self.profiler.references),
         )
         self._child, self._stderr = _start_child()
-        self._results: queue.Queue[tuple[bool, Any] | None] = queue.Queue()
+        self._outbox.put(setup)  # written while the child imports torch: this process goes on
+        threading.Thread(target=self._write_all, daemon=True, name="shiftnas-latency-writer").start()
         threading.Thread(target=self._read, daemon=True, name="shiftnas-latency-reader").start()
-        self._queued: deque[tuple[str, tuple[int, ...], dict[str, Any]]] = deque()  # not yet sent
-        self._sent: deque[tuple[str, tuple[int, ...]]] = deque()  # sent, in order, result not yet received
-        self._waiting: set[str] = set()  # queued or sent
-        self._done: dict[str, LatencyResult] = {}  # received, not yet asked for
-        self._write(setup)
 
     def _read(self) -> None:
         """The reader thread: the child's answers, in order, then ``None`` when its output ends."""
@@ -143,26 +148,26 @@ class BackgroundLatency:
         except Exception:  # EOF, a broken stream: the child is gone or going
             self._results.put(None)
 
-    def _write(self, message: Any) -> None:
+    def _write_all(self) -> None:
+        """The writer thread: the setup, then each job, in order; ``None`` closes the child's input (it
+        then returns). A write to a dead child ends the thread; ``_receive`` reports the death."""
         try:
-            pickle.dump(message, self._child.stdin)
-            self._child.stdin.flush()
-        except (BrokenPipeError, OSError, ValueError):
-            raise self._gone() from None
+            while (message := self._outbox.get()) is not None:
+                pickle.dump(message, self._child.stdin)
+                self._child.stdin.flush()
+            self._child.stdin.close()
+        except (OSError, ValueError):  # a broken pipe, a closed stream
+            pass
 
     def _queue(self, arch: Arch, chw: Sequence[int]) -> None:
         key, shape = arch.key(), tuple(int(d) for d in chw)
         if key in self._waiting or key in self._done or self.profiler.lookup(key, shape) is not None:
             return
-        self._queued.append((key, shape, arch.to_dict()))
+        if self._child is None:
+            self._start()
+        self._outbox.put((arch.to_dict(), shape))
+        self._sent.append((key, shape))
         self._waiting.add(key)
-        self._send()
-
-    def _send(self) -> None:
-        while self._queued and len(self._sent) < IN_FLIGHT:
-            key, shape, arch = self._queued.popleft()
-            self._write((arch, shape))
-            self._sent.append((key, shape))
 
     def _gone(self) -> ShiftnasError:
         """The error for a child that stopped: its exit code and the last line it wrote to stderr."""
@@ -195,7 +200,6 @@ class BackgroundLatency:
         if not ok:
             raise ShiftnasError(f"latency measurement of {key} failed: {payload}")
         self._done[key] = payload
-        self._send()
 
     def prefetch(self, items: list[tuple[Arch, nn.Module | None, tuple[int, ...]]]) -> None:
         for arch, _, chw in items:
@@ -213,25 +217,23 @@ class BackgroundLatency:
 
     def close(self) -> None:
         """Stop the child (at once if it is still measuring: what it has not finished is dropped)."""
+        if self._child is None:
+            return
         if self._child.poll() is None:
             if self._sent:
                 self._child.kill()
             else:
-                try:
-                    self._child.stdin.close()  # the end of its jobs: it returns
-                except OSError:
-                    pass
+                self._outbox.put(None)  # the end of its jobs: it returns
             try:
                 self._child.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self._child.kill()
                 self._child.wait()
-        for stream in (self._child.stdin, self._child.stdout, self._stderr):
-            try:
-                stream.close()
-            except OSError:
-                pass
-        self._queued.clear()
+        self._outbox.put(None)  # ends the writer thread if it still waits
+        try:
+            self._stderr.close()
+        except OSError:
+            pass
         self._sent.clear()
         self._waiting.clear()
 

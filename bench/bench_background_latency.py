@@ -1,0 +1,142 @@
+"""Benchmark (issue 16, latency cost): the default search with latency measured in this process or in a
+background child process beside the accuracy work (``hardware.background=off|on``).
+
+Each search is a whole ``shiftnas search`` process on the same trained supernet (``--checkpoint``, e.g. the
+one ``make run`` leaves in runs/default), the default config, its own run directory and an empty latency
+cache, timed in wall seconds (what a user waits for). Modes alternate, ``--rounds`` times, idle and (with
+``--burner``) beside one busy process at the same priority. Agreement: for the architectures two searches
+share (the same seed evaluates the same first population, and more while the fronts agree), Kendall τ and
+the median ratio of their latencies, next to the same figures between two rounds of ``off`` (the noise
+ceiling of measuring twice).
+
+Usage: python bench/bench_background_latency.py --checkpoint runs/default/supernet.pt [--rounds 2] [--burner]
+Writes bench/results/background_latency.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import multiprocessing
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import kendalltau
+
+from shiftnas.io import atomic_write_json, atomic_write_text
+
+RESULTS = Path(__file__).parent / "results"
+CONFIG = Path(__file__).parents[1] / "configs" / "default.yaml"
+MODES = ("off", "on")
+
+
+def _burn() -> None:
+    while True:
+        pass
+
+
+def search(checkpoint: Path, mode: str, out: Path) -> tuple[float, dict[str, float]]:
+    """Wall seconds of one ``shiftnas search`` and the latency of every architecture it evaluated."""
+    cmd = [sys.executable, "-m", "shiftnas", "search", "--config", str(CONFIG), "--checkpoint", str(checkpoint)]
+    cmd += ["--out", str(out), "--set", f"hardware.background={mode}", "--set", f"hardware.cache={out / 'l.sqlite'}"]
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    latency = {}
+    for line in (out / "archive.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        latency[record["key"]] = float(record["metrics"]["latency_ms"])
+    return seconds, latency
+
+
+def agreement(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    """τ and the median ratio b/a over the architectures both searches measured."""
+    shared = sorted(set(a) & set(b))
+    x, y = np.array([a[k] for k in shared]), np.array([b[k] for k in shared])
+    return {"n": len(shared), "tau": float(kendalltau(x, y).statistic), "median_ratio": float(np.median(y / x))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", type=Path, default=Path("runs/default/supernet.pt"))
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--burner", action="store_true", help="also run every search beside one busy process")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    if not args.checkpoint.is_file():
+        sys.exit(f"error: no supernet at {args.checkpoint} (run `make run` first, or pass --checkpoint)")
+    loads = ["idle", "burner"] if args.burner else ["idle"]
+    runs: dict[str, dict[str, list]] = {load: {m: [] for m in MODES} for load in loads}
+    with tempfile.TemporaryDirectory() as tmp:
+        for load in loads:
+            burner = multiprocessing.Process(target=_burn, daemon=True) if load == "burner" else None
+            if burner:
+                burner.start()
+            try:
+                for r in range(args.rounds):
+                    for mode in MODES if r % 2 == 0 else MODES[::-1]:
+                        seconds, latency = search(args.checkpoint, mode, Path(tmp) / f"{load}-{mode}-{r}")
+                        runs[load][mode].append({"seconds": seconds, "latency": latency})
+                        print(f"{load} {mode} round {r}: {seconds:.0f} s, {len(latency)} architectures", flush=True)
+            finally:
+                if burner:
+                    burner.terminate()
+    rows = []
+    for load in loads:
+        off, on = runs[load]["off"], runs[load]["on"]
+        speedups = [a["seconds"] / b["seconds"] for a, b in zip(off, on)]
+        row = {
+            "load": load,
+            "seconds_off": [a["seconds"] for a in off],
+            "seconds_on": [b["seconds"] for b in on],
+            "speedup_median": statistics.median(speedups),
+            "speedups": speedups,
+            "on_vs_off": [agreement(a["latency"], b["latency"]) for a, b in zip(off, on)],
+            "off_vs_off": [agreement(a["latency"], b["latency"]) for a, b in itertools.combinations(off, 2)],
+        }
+        rows.append(row)
+    atomic_write_json(
+        args.out / "background_latency.json", {"rounds": args.rounds, "config": str(CONFIG), "rows": rows}
+    )
+    atomic_write_text(args.out / "background_latency.md", markdown(rows, args.rounds))
+    print(markdown(rows, args.rounds))
+
+
+def _span(values: list[float], fmt: str) -> str:
+    return ", ".join(format(v, fmt) for v in values) or "–"
+
+
+def markdown(rows: list[dict], rounds: int) -> str:
+    lines = [
+        "# Latency measured beside the accuracy work (issue 16)",
+        "",
+        f"The default search (configs/default.yaml: pop 24 x 8 generations, error + latency + MACs) as a whole "
+        f"`shiftnas search` process on one trained supernet, latency measured in the process (`off`) or in a "
+        f"background child (`on`), alternating, {rounds} rounds; each with an empty latency cache. Agreement over "
+        f"the architectures two searches share: Kendall τ and median latency ratio, on vs off beside off vs off "
+        f"(two rounds of the same protocol: the noise ceiling).",
+        "",
+        "| load | wall s, off | wall s, on | speed-up (off / on) | τ on vs off | median ratio on / off | "
+        "τ off vs off | median ratio off / off |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['load']} | {_span(r['seconds_off'], '.0f')} | {_span(r['seconds_on'], '.0f')} | "
+            f"{r['speedup_median']:.2f}× ({_span(r['speedups'], '.2f')}) | "
+            f"{_span([a['tau'] for a in r['on_vs_off']], '.3f')} (n {_span([a['n'] for a in r['on_vs_off']], 'd')}) | "
+            f"{_span([a['median_ratio'] for a in r['on_vs_off']], '.3f')} | "
+            f"{_span([a['tau'] for a in r['off_vs_off']], '.3f')} | "
+            f"{_span([a['median_ratio'] for a in r['off_vs_off']], '.3f')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
