@@ -46,7 +46,9 @@ def search(checkpoint: Path, mode: str, out: Path) -> tuple[float, dict[str, flo
     cmd = [sys.executable, "-m", "shiftnas", "search", "--config", str(CONFIG), "--checkpoint", str(checkpoint)]
     cmd += ["--out", str(out), "--set", f"hardware.background={mode}", "--set", f"hardware.cache={out / 'l.sqlite'}"]
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"error: {' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
     seconds = time.perf_counter() - start
     latency = {}
     for line in (out / "archive.jsonl").read_text().splitlines():

@@ -376,7 +376,9 @@ def _typed(value: Any, kind: Any, name: str) -> Any:
             raise ConfigError(f"config key '{name}' expects {_describe(kind)}, got {value!r}")
         (item,) = typing.get_args(kind)
         return [_typed(v, item, name) for v in value]
-    if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+    if kind is str and isinstance(value, bool):
+        return "on" if value else "off"  # YAML 1.1 reads on/off/yes/no/true/false as booleans
+    if kind is str and isinstance(value, (int, float)):
         return str(value)  # YAML reads `out: 2024` as a number
     ok = {
         bool: isinstance(value, bool),

@@ -49,6 +49,12 @@ def test_defaults_load_and_overrides_apply(tmp_path):
     assert isinstance(cfg, RunConfig) and cfg.search.pop_size == 10 and cfg.data.train_size == 1000
     assert cfg.space.resolutions == [20, 24] and cfg.search.objectives == ["error", "macs"]
     assert cfg.out == "2024"  # YAML reads a number; a string key takes it as text
+    # YAML 1.1 reads on/off as booleans; a string key takes them back as words
+    assert [load_config(None, [f"hardware.background={v}"]).hardware.background for v in ("on", "off", "auto")] == [
+        "on",
+        "off",
+        "auto",
+    ]
     assert load_config(None, ["train.lr=1"]).train.lr == 1.0 and isinstance(
         load_config(None, ["train.lr=1"]).train.lr, float
     )
@@ -75,6 +81,8 @@ def test_defaults_load_and_overrides_apply(tmp_path):
         ("space.resolutions=big", "config key 'space.resolutions' expects an integer, got 'big'"),
         ("data.train_size=0", "config key 'data.train_size' must be >= 1, got 0"),
         ("nat.policy=nat3", "config key 'nat.policy' must be one of natv2, nat, got 'nat3'"),
+        ("nat.policy=off", "config key 'nat.policy' must be one of natv2, nat, got 'off'"),
+        ("hardware.background=sometimes", "config key 'hardware.background' must be one of auto, on, off"),
         ("train.epoch=3", "unknown config key 'train.epoch'"),
         ("train=3", "config section 'train' must be a mapping"),
         ("hardware.latency=fast", "hardware.latency must be 'measured' or 'predicted:DEVICE.json'"),
