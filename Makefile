@@ -83,7 +83,7 @@ bench-latency-cost: $(STAMP)  # ~2 min on a quiet machine: one latency measureme
 bench-latency-protocols: $(STAMP)  # ~15 min: four latency protocols' cost and repeat agreement, 40 architectures
 	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_latency_protocols.py --archs 40
 
-bench-background-latency: $(STAMP)  # ~35 min after `make run`: the default search with latency measured here vs in a background child, idle and beside a burner
+bench-background-latency: $(STAMP)  # ~25 min after `make run`: the default search with latency measured here vs in a background child, idle and beside a burner
 	$(BIN)/python bench/bench_background_latency.py --checkpoint runs/default/supernet.pt --burner
 
 bench-latency-predictors: $(STAMP)  # ~4 h, alone on a quiet machine: 8 latency regimes x 400 architectures, resumable

@@ -112,6 +112,7 @@ def _count_sessions(monkeypatch) -> list[int]:
 
     monkeypatch.setattr(latency, "make_session", counting)
     latency._kept.clear()
+    latency._typical_ms.clear()
     return opened
 
 
@@ -133,6 +134,22 @@ def test_kept_reference_sessions_are_opened_once_per_process(space, supernet, ca
     assert opened[0] == FAST["repeats"] + again.remeasured  # the references' sessions were kept
     for r in (fresh, first, again):
         assert r.n_runs == FAST["repeats"] * FAST["runs"] and r.ratio > 0 and r.reference in r.ratios
+
+
+def test_one_candidate_session_and_a_guessed_reference(space, supernet, candidate, monkeypatch):
+    onnx_bytes, chw = candidate
+    opened = _count_sessions(monkeypatch)
+    cfg = LatencyConfig(reference_sessions="kept", references_timed="guessed", candidate_sessions="once", **FAST)
+    refs = reference_models(space, supernet, cfg)
+    first = measure_latency(onnx_bytes, chw, cfg, refs)
+    assert opened[0] == 3 + 1  # each reference once (its latency timed from its warm-up), the candidate once
+    assert set(first.ratios) == {first.reference} and first.reference in {r.name for r in refs}
+    opened[0] = 0
+    again = measure_latency(onnx_bytes, chw, cfg, refs)
+    assert opened[0] == 1  # only the candidate's one session, whatever the blocks and re-measurements
+    for r in (first, again):
+        assert r.n_runs == FAST["repeats"] * FAST["runs"] and len(r.block_medians_ms) == FAST["repeats"]
+        assert r.ratio > 0 and 0 < r.p10_ms <= r.median_ms
 
 
 def test_the_nearest_reference_is_nearest_on_a_log_scale():
@@ -166,6 +183,7 @@ def test_protocol_settings_are_validated(candidate):
         dict(runs=0),
         dict(reference_sessions="shared"),
         dict(references_timed="some"),
+        dict(candidate_sessions="twice"),
     ):
         with pytest.raises(ShiftnasError):
             measure_latency(onnx_bytes, chw, LatencyConfig(**{**FAST, **bad}))
