@@ -95,7 +95,9 @@ def main() -> None:
         "",
         f"{len(rows)} MACs-stratified compact-mbv3 architectures, ONNX Runtime CPU, batch 1, 1 thread, the "
         f"default protocol ({cfg.repeats} blocks x {cfg.runs} timed runs, {cfg.warmup} warm-up, "
-        f"{cfg.references} references interleaved); wall seconds. The references are exported once per "
+        f"{cfg.references} references interleaved, reference sessions {cfg.reference_sessions}, references timed "
+        f"{cfg.references_timed}, candidate sessions {cfg.candidate_sessions}); wall seconds. The references are "
+        "exported once per "
         f"run ({refs_s:.1f} s, not counted below).",
         "",
         "| phase | share of the time |",
