@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 from shiftnas.config import LatencyConfig, RunConfig
@@ -42,9 +43,10 @@ def test_search_measures_every_latency_in_the_child(trained_supernet, compact_sp
             SubnetEvaluator(compact_space, net, digits, eval_config), source, needed_metrics(objectives, [])
         )
         result = NSGA2Search(SearchProblem(compact_space, metrics, objectives, [], Archive(), seed=0), 6, 2).run()
+        child = source._child
     finally:
         source.close()
-    assert source._child.returncode == 0  # told to stop, it returned
+    assert child.returncode == 0 and source._child is None  # told to stop, it returned
     keys = {r["key"] for r in result.archive}
     assert source.profiler.n_measured == len(keys) >= 6  # each measured once, by the child
     cache = LatencyCache(tmp_path / "l.sqlite")
@@ -91,6 +93,40 @@ def test_a_dead_child_is_one_clear_error(trained_supernet, compact_space, digits
     with pytest.raises(ShiftnasError, match=r"latency measuring process stopped .*hardware.background=off"):
         source.latency(arch, None, compact_space.input_size(arch), 0)
     source.close()
+
+
+def test_a_failed_measurement_is_one_line_and_the_child_goes_on(trained_supernet, compact_space, digits, tmp_path):
+    net, _, _ = trained_supernet
+    source = _background(compact_space, net, digits, tmp_path)
+    bad = compact_space.largest().to_dict()
+    bad["stages"][0][0] = [9, 6]  # no such kernel in the space: the child's extract fails
+    bad_arch, good = arch_from_dict(bad), compact_space.smallest()
+    chw = tuple(compact_space.input_size(good))
+    try:
+        source.prefetch([(bad_arch, None, chw), (good, None, chw)])
+        with pytest.raises(ShiftnasError, match=r"latency measurement of r20-k9e6\S* failed: .*not in kernels") as err:
+            source.latency(bad_arch, None, chw, 0)
+        assert "\n" not in str(err.value)
+        assert source.latency(good, None, chw, 0)["latency_ms"] > 0  # the same child measured the next job
+    finally:
+        source.close()
+
+
+def test_close_stops_a_busy_child_and_a_later_job_starts_a_new_one(trained_supernet, compact_space, digits, tmp_path):
+    net, _, _ = trained_supernet
+    source = _background(compact_space, net, digits, tmp_path)
+    rng = np.random.default_rng(0)
+    archs = {a.key(): a for a in (compact_space.sample(rng) for _ in range(20))}.values()
+    source.prefetch([(a, None, tuple(compact_space.input_size(a))) for a in archs])
+    first = source._child
+    source.close()  # 20 jobs in flight: killed, not waited for
+    assert first.returncode is not None and first.returncode != 0 and source._child is None
+    arch = compact_space.smallest()
+    try:
+        assert source.latency(arch, None, compact_space.input_size(arch), 0)["latency_ms"] > 0
+        assert source._child is not None and source._child.pid != first.pid
+    finally:
+        source.close()
 
 
 def test_an_unguarded_script_runs(tmp_path):

@@ -71,7 +71,26 @@ def test_two_torchrun_processes_train_the_weights_one_process_does(tmp_path):
     assert training["finished"] and len(training["history"]) == 1
 
 
-@pytest.mark.skipif(not hasattr(os, "killpg"), reason="needs process groups")
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc): torchrun starts each rank in a session of its own, so
+    killing torchrun's process group leaves the ranks running (and writing the checkpoint)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        children = [p for p, parent in parents.items() if parent == current]
+        found += children
+        todo += children
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="Linux: finds the ranks through /proc")
 def test_a_torchrun_training_killed_mid_way_resumes(tmp_path):
     out = tmp_path / "run"
     ckpt = out / "supernet.pt"
@@ -83,11 +102,20 @@ def test_a_torchrun_training_killed_mid_way_resumes(tmp_path):
                 break
             time.sleep(0.2)
         assert proc.poll() is None, proc.stderr.read()
-        os.killpg(proc.pid, signal.SIGKILL)  # every rank and torchrun itself, mid-epoch
+        below = _descendants(proc.pid)
+        assert len(below) >= 3  # torchrun and its two ranks
+        os.killpg(proc.pid, signal.SIGKILL)  # shiftnas and torchrun, mid-epoch: the ranks must end with them
         proc.wait(timeout=60)
+        deadline = time.time() + 60
+        while time.time() < deadline and any(Path(f"/proc/{pid}").exists() for pid in below):
+            time.sleep(0.1)  # the ranks (no children of ours) are gone once init has reaped them
+        assert not [pid for pid in below if Path(f"/proc/{pid}").exists()], "ranks outlived a killed torchrun"
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        for pid in [proc.pid, *_descendants(proc.pid)]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
     interrupted = read_checkpoint(ckpt)["training"]
     assert not interrupted["finished"] and 1 <= len(interrupted["history"]) < 6
     resumed = _train(out, "--epochs", "6", "--nproc", "2")

@@ -82,28 +82,55 @@ def _child_main(jobs: BinaryIO, results: BinaryIO) -> None:
 
 
 def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity where the OS tells it)."""
+    """The CPUs this process may use: its affinity where the OS tells it, capped by a cgroup v2 CPU quota
+    (a container started with ``--cpus``)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, int(int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return cpus
+
+
+# The child's first lines: answers go to a copy of stdout and fd 1 to stderr before anything is imported (a
+# library's stray print must not land in the answers); this package first on the path, ahead of the cwd.
+_BOOTSTRAP = """import os, sys
+answers = os.fdopen(os.dup(1), "wb")
+os.dup2(2, 1)
+sys.path.insert(0, sys.argv[1])
+from shiftnas.engine.evaluation.background_latency import _child_main
+_child_main(sys.stdin.buffer, answers)
+"""
 
 
 def _start_child() -> tuple[subprocess.Popen, BinaryIO]:
-    """The measuring child: this module run as a script (a plain subprocess, so the caller's own script is
-    never re-run in it, guarded by ``if __name__ == "__main__"`` or not), its errors in a temporary file."""
+    """The measuring child, a plain subprocess (so the caller's own script is never re-run in it, guarded
+    by ``if __name__ == "__main__"`` or not), its errors in a temporary file."""
     root = str(Path(__file__).resolve().parents[3])  # the folder holding the shiftnas package
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])
     stderr = tempfile.TemporaryFile()
-    child = subprocess.Popen(
-        [sys.executable, "-m", __name__],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=stderr,
-        env=env,
-        start_new_session=True,  # Ctrl-C goes to this process, which then stops the child
+    own_group: dict[str, Any] = (  # Ctrl-C goes to this process only, which then stops the child
+        {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if os.name == "nt" else {"start_new_session": True}
     )
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-c", _BOOTSTRAP, root],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            env=env,
+            **own_group,
+        )
+    except OSError as exc:
+        stderr.close()
+        raise ShiftnasError(
+            f"cannot start the latency measuring process: {one_line(exc)}; use --set hardware.background=off"
+        ) from None
     return child, stderr
 
 
@@ -111,7 +138,8 @@ class BackgroundLatency:
     """A :class:`~.latency.LatencySource` that measures in one child process, a population ahead.
 
     ``prefetch`` queues a population's uncached architectures for the child; ``latency`` waits for one of
-    them (queueing it first if it was not prefetched). The child measures in queue order. ``close`` stops it.
+    them (queueing it first if it was not prefetched). The child measures in queue order and each answer is
+    cached as it arrives. ``close`` stops the child; a later job starts a new one.
     """
 
     parallel = True
@@ -120,11 +148,16 @@ class BackgroundLatency:
     def __init__(self, profiler: LatencyProfiler, space: SearchSpace, supernet: nn.Module, num_classes: int) -> None:
         self.profiler, self._space, self._supernet, self._num_classes = profiler, space, supernet, num_classes
         self._child: subprocess.Popen | None = None  # started on the first job (not during training)
+        self._reset()
+
+    def _reset(self) -> None:
         self._outbox: queue.Queue[Any] = queue.Queue()  # to the child, by the writer thread
         self._results: queue.Queue[tuple[bool, Any] | None] = queue.Queue()  # from it, by the reader thread
-        self._sent: deque[tuple[str, tuple[int, ...]]] = deque()  # sent, in order, result not yet received
+        self._sent: deque[tuple[str, tuple[int, ...]]] = deque()  # sent, in order, answer not yet received
         self._waiting: set[str] = set()  # the keys in ``_sent``
-        self._done: dict[str, LatencyResult] = {}  # received, not yet asked for
+        self._done: dict[str, LatencyResult] = {}  # received and cached, not yet asked for
+        self._write_error: str | None = None  # why the writer thread stopped early
+        self._threads: list[threading.Thread] = []
 
     def _start(self) -> None:
         """Start the child with the supernet's weights as they are now."""
@@ -137,27 +170,34 @@ class BackgroundLatency:
         )
         self._child, self._stderr = _start_child()
         self._outbox.put(setup)  # written while the child imports torch: this process goes on
-        threading.Thread(target=self._write_all, daemon=True, name="shiftnas-latency-writer").start()
-        threading.Thread(target=self._read, daemon=True, name="shiftnas-latency-reader").start()
+        for target, name in ((self._write_all, "writer"), (self._read, "reader")):
+            thread = threading.Thread(target=target, args=(self._child,), daemon=True, name=f"shiftnas-latency-{name}")
+            thread.start()
+            self._threads.append(thread)
 
-    def _read(self) -> None:
+    def _read(self, child: subprocess.Popen) -> None:
         """The reader thread: the child's answers, in order, then ``None`` when its output ends."""
+        results = self._results  # this child's (``close`` makes new queues for the next one)
         try:
             while True:
-                self._results.put(pickle.load(self._child.stdout))
+                results.put(pickle.load(child.stdout))
         except Exception:  # EOF, a broken stream: the child is gone or going
-            self._results.put(None)
+            results.put(None)
 
-    def _write_all(self) -> None:
+    def _write_all(self, child: subprocess.Popen) -> None:
         """The writer thread: the setup, then each job, in order; ``None`` closes the child's input (it
-        then returns). A write to a dead child ends the thread; ``_receive`` reports the death."""
+        then returns). If a write fails the child is stopped, so that ``_receive`` reports it."""
+        outbox = self._outbox  # this child's (``close`` makes new queues for the next one)
         try:
-            while (message := self._outbox.get()) is not None:
-                pickle.dump(message, self._child.stdin)
-                self._child.stdin.flush()
-            self._child.stdin.close()
-        except (OSError, ValueError):  # a broken pipe, a closed stream
+            while (message := outbox.get()) is not None:
+                pickle.dump(message, child.stdin)
+                child.stdin.flush()
+            child.stdin.close()
+        except (OSError, ValueError):  # a broken pipe (the child died), a closed stream: reported by _receive
             pass
+        except Exception as exc:  # a message that cannot be pickled, out of memory: the child would wait forever
+            self._write_error = one_line(exc)
+            child.kill()
 
     def _queue(self, arch: Arch, chw: Sequence[int]) -> None:
         key, shape = arch.key(), tuple(int(d) for d in chw)
@@ -170,21 +210,24 @@ class BackgroundLatency:
         self._waiting.add(key)
 
     def _gone(self) -> ShiftnasError:
-        """The error for a child that stopped: its exit code and the last line it wrote to stderr."""
+        """The error for a child that stopped: its exit code and why (the writer's error or its last stderr line)."""
         try:
             code = self._child.wait(timeout=5)
         except subprocess.TimeoutExpired:
             code = None
-        self._stderr.seek(0)
-        lines = [ln.strip() for ln in self._stderr.read().decode(errors="replace").splitlines() if ln.strip()]
-        why = f": {lines[-1]}" if lines else ""
+        why = self._write_error
+        if why is None:
+            self._stderr.seek(0)
+            lines = [ln.strip() for ln in self._stderr.read().decode(errors="replace").splitlines() if ln.strip()]
+            why = lines[-1] if lines else None
+        self.close()
         return ShiftnasError(
-            f"the latency measuring process stopped (exit code {code}){why}; "
+            f"the latency measuring process stopped (exit code {code}){f': {why}' if why else ''}; "
             "measure in this process with --set hardware.background=off"
         )
 
     def _receive(self) -> None:
-        """Wait for the child's next answer (it answers in the order of ``_sent``)."""
+        """Wait for the child's next answer (it answers in the order of ``_sent``) and cache it."""
         while True:
             try:
                 answer = self._results.get(timeout=_POLL_S)
@@ -195,11 +238,11 @@ class BackgroundLatency:
         if answer is None:
             raise self._gone()
         ok, payload = answer
-        key, _ = self._sent.popleft()
+        key, shape = self._sent.popleft()
         self._waiting.discard(key)
         if not ok:
             raise ShiftnasError(f"latency measurement of {key} failed: {payload}")
-        self._done[key] = payload
+        self._done[key] = self.profiler.store(key, shape, payload)
 
     def prefetch(self, items: list[tuple[Arch, nn.Module | None, tuple[int, ...]]]) -> None:
         for arch, _, chw in items:
@@ -207,38 +250,37 @@ class BackgroundLatency:
 
     def latency(self, arch: Arch, model: nn.Module, chw: Sequence[int], mmacs: float) -> dict[str, Any]:
         key, shape = arch.key(), tuple(int(d) for d in chw)
-        hit = self.profiler.lookup(key, shape)
-        if hit is not None:
-            return latency_metrics(hit)
-        self._queue(arch, shape)
-        while key not in self._done:
-            self._receive()
-        return latency_metrics(self.profiler.store(key, shape, self._done.pop(key)))
+        if key not in self._done:
+            hit = self.profiler.lookup(key, shape)
+            if hit is not None:
+                return latency_metrics(hit)
+            self._queue(arch, shape)
+            while key not in self._done:
+                self._receive()
+        return latency_metrics(self._done.pop(key))
 
     def close(self) -> None:
-        """Stop the child (at once if it is still measuring: what it has not finished is dropped)."""
-        if self._child is None:
+        """Stop the child (at once if it is still measuring: what it has not finished is dropped); a later
+        job starts a new one."""
+        child, self._child = self._child, None
+        if child is None:
             return
-        if self._child.poll() is None:
+        if child.poll() is None:
             if self._sent:
-                self._child.kill()
+                child.kill()
             else:
                 self._outbox.put(None)  # the end of its jobs: it returns
             try:
-                self._child.wait(timeout=10)
+                child.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self._child.kill()
-                self._child.wait()
+                child.kill()
+                child.wait()
         self._outbox.put(None)  # ends the writer thread if it still waits
-        try:
-            self._stderr.close()
-        except OSError:
-            pass
-        self._sent.clear()
-        self._waiting.clear()
-
-
-if __name__ == "__main__":  # the child (see _start_child): answers on a copy of stdout, whose fd now goes to stderr
-    _results = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)
-    _child_main(sys.stdin.buffer, _results)
+        for thread in self._threads:
+            thread.join(timeout=5)
+        for stream in (child.stdin, child.stdout, self._stderr):
+            try:
+                stream.close()
+            except (OSError, ValueError):
+                pass
+        self._reset()

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -76,12 +78,27 @@ class Ranks:
             dist.barrier()
 
 
+def _die_with_parent() -> None:
+    """On Linux, end this rank when its parent (torchrun's agent) dies: torchrun starts each rank in a
+    session of its own, so a killed torchrun (``kill -9``, the OOM killer) would leave the ranks training
+    and writing the checkpoint beside the run that resumes it."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() == 1:  # the parent died before the request above was in place
+        os._exit(1)
+
+
 def ranks_from_environment() -> Ranks:
     """The ranks ``torchrun`` describes in the environment (joining its process group: gloo on the CPU,
     NCCL on a GPU); one rank when not under ``torchrun``."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Ranks()
+    _die_with_parent()
     if not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return Ranks(dist.get_rank(), dist.get_world_size())
