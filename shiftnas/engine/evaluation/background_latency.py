@@ -3,7 +3,7 @@
 A search evaluates each architecture's accuracy (PyTorch, ``threads`` threads) and its latency (ONNX
 Runtime, ``hardware.intra_threads`` threads) one after the other, so on a machine with a core to spare
 one core idles through the whole search. Here a child process (this module run as a plain
-``python -m`` subprocess, so a caller's script is never re-run in it) gets a population's
+``python -c`` subprocess, so a caller's script is never re-run in it) gets a population's
 architectures as soon as they are proposed, extracts and exports each subnet from its own copy of the
 supernet and times it, while this process scores their accuracies: the search waits only for the
 slower of the two. The child starts at the first job (not during training) with the weights as they
