@@ -33,9 +33,8 @@ from torch import nn
 
 from ...config import LatencyConfig
 from ...errors import ShiftnasError, one_line
-from ...hardware import LatencyProfiler, LatencyResult, measure_latency
+from ...hardware import LatencyProfiler, LatencyResult
 from ...hardware.latency import ModelUnderTest
-from ...hardware.quantize import deployed_onnx
 from ...search_spaces import Arch, SearchSpace, arch_from_dict, space_from_description
 from .latency import latency_metrics
 
@@ -62,7 +61,7 @@ def _child_main(jobs: BinaryIO, results: BinaryIO) -> None:
     supernet = space.build_supernet(setup.num_classes)
     supernet.load_state_dict(setup.state_dict)
     supernet.eval()
-    cfg = setup.cfg
+    profiler = LatencyProfiler(setup.cfg, references=setup.references)  # no cache: the parent stores each answer
     while True:
         try:
             job = pickle.load(jobs)
@@ -70,11 +69,10 @@ def _child_main(jobs: BinaryIO, results: BinaryIO) -> None:
             return
         if job is None:
             return
-        arch, chw = job
+        arch_dict, chw = job
         try:
-            model = space.extract(supernet, arch_from_dict(arch))
-            onnx_bytes = deployed_onnx(model, (cfg.batch_size, *chw), cfg.precision)
-            answer: tuple[bool, Any] = (True, measure_latency(onnx_bytes, chw, cfg, setup.references))
+            arch = arch_from_dict(arch_dict)
+            answer: tuple[bool, Any] = (True, profiler.profile(arch.key(), space.extract(supernet, arch), chw))
         except Exception as exc:  # sent back and raised in the parent as one line
             answer = (False, one_line(exc))
         pickle.dump(answer, results)
@@ -154,7 +152,6 @@ class BackgroundLatency:
         self._outbox: queue.Queue[Any] = queue.Queue()  # to the child, by the writer thread
         self._results: queue.Queue[tuple[bool, Any] | None] = queue.Queue()  # from it, by the reader thread
         self._sent: deque[tuple[str, tuple[int, ...]]] = deque()  # sent, in order, answer not yet received
-        self._waiting: set[str] = set()  # the keys in ``_sent``
         self._done: dict[str, LatencyResult] = {}  # received and cached, not yet asked for
         self._write_error: str | None = None  # why the writer thread stopped early
         self._threads: list[threading.Thread] = []
@@ -201,13 +198,13 @@ class BackgroundLatency:
 
     def _queue(self, arch: Arch, chw: Sequence[int]) -> None:
         key, shape = arch.key(), tuple(int(d) for d in chw)
-        if key in self._waiting or key in self._done or self.profiler.lookup(key, shape) is not None:
+        waiting = any(k == key for k, _ in self._sent)
+        if waiting or key in self._done or self.profiler.lookup(key, shape) is not None:
             return
         if self._child is None:
             self._start()
         self._outbox.put((arch.to_dict(), shape))
         self._sent.append((key, shape))
-        self._waiting.add(key)
 
     def _gone(self) -> ShiftnasError:
         """The error for a child that stopped: its exit code and why (the writer's error or its last stderr line)."""
@@ -239,7 +236,6 @@ class BackgroundLatency:
             raise self._gone()
         ok, payload = answer
         key, shape = self._sent.popleft()
-        self._waiting.discard(key)
         if not ok:
             raise ShiftnasError(f"latency measurement of {key} failed: {payload}")
         self._done[key] = self.profiler.store(key, shape, payload)
