@@ -45,7 +45,7 @@ from shiftnas.engine.groundtruth.table import GroundTruthTable, data_overrides
 from shiftnas.engine.tensors import channels_last, resize
 from shiftnas.engine.training.supernet import train_supernet
 from shiftnas.io import atomic_torch_save, atomic_write_json, atomic_write_text
-from shiftnas.predictors.ranking import kendall_tau
+from shiftnas.predictors.ranking import kendall_tau, paired_bootstrap_tau_delta
 from shiftnas.search_spaces import get_space
 
 RESULTS = Path(__file__).parent / "results"
@@ -84,20 +84,6 @@ def passes(space, net, arch, calib: torch.Tensor, val: tuple[torch.Tensor, torch
         "recal_s": recal_s,
         "batch_s": batch_s,
     }
-
-
-def bootstrap_delta(
-    draws: list[np.ndarray], reference: np.ndarray, truth: np.ndarray, n: int = 1000, seed: int = 0
-) -> list[float]:
-    """95 % paired-bootstrap interval (over architectures) of the mean over ``draws`` of tau(draw, truth),
-    minus tau(reference, truth)."""
-    rng = np.random.default_rng(seed)
-    deltas = []
-    for _ in range(n):
-        i = rng.integers(0, len(truth), len(truth))
-        mean = np.mean([kendall_tau(d[i], truth[i]) for d in draws])
-        deltas.append(mean - kendall_tau(reference[i], truth[i]))
-    return [float(np.percentile(deltas, 2.5)), float(np.percentile(deltas, 97.5))]
 
 
 def main() -> None:
@@ -185,7 +171,7 @@ def main() -> None:
                 "tau_gt_std": float(np.std(taus)),
                 "tau_gt_loss": float(np.mean(taus_loss)),
                 "tau_vs_today": float(np.mean(agree)),
-                "delta_tau_ci95": bootstrap_delta(draws, reference, truth),
+                "delta_tau_ci95": paired_bootstrap_tau_delta(draws, reference, truth),
                 "seconds": cost(c, v),
                 "speedup": today_cost / cost(c, v),
             }
@@ -235,9 +221,9 @@ def main() -> None:
                             )
                         ),
                         "tau_vs_today": float(np.mean([kendall_tau(acc, reference) for acc in draws])),
-                        "delta_tau_ci95": bootstrap_delta(draws, reference, truth),
+                        "delta_tau_ci95": paired_bootstrap_tau_delta(draws, reference, truth),
                         # the subset's own error: against every image at the same calibration size
-                        "delta_tau_vs_same_calib_ci95": bootstrap_delta(draws, same_calib, truth),
+                        "delta_tau_vs_same_calib_ci95": paired_bootstrap_tau_delta(draws, same_calib, truth),
                         "tau_vs_same_calib": float(np.mean([kendall_tau(acc, same_calib) for acc in draws])),
                         "within_one_image_same_calib": float(np.mean([np.mean(a <= 1) for a in apart])),
                         "median_images_apart_same_calib": float(np.median(np.concatenate(apart))),

@@ -15,6 +15,7 @@ from shiftnas.predictors.ranking import (
     RankingError,
     kendall_tau,
     local_kendall_tau,
+    paired_bootstrap_tau_delta,
     pearson_r,
     precision_at_k,
     ranking_report,
@@ -208,6 +209,31 @@ def test_subsample_tau():
         subsample_tau(s, g, 1)
     with pytest.raises(ValueError, match="repeats"):
         subsample_tau(s, g, 10, repeats=0)
+
+
+# ----------------------------------------------------------------------------- paired bootstrap
+
+
+def test_paired_bootstrap_tau_delta_separates_better_from_equal():
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=200)
+    noisy = truth + rng.normal(scale=1.0, size=200)
+    better = [truth + rng.normal(scale=0.2, size=200) for _ in range(3)]
+    lo, hi = paired_bootstrap_tau_delta(better, noisy, truth, n=300)
+    assert 0 < lo < hi  # clearly better: the whole interval above zero
+    point = np.mean([kendall_tau(b, truth) for b in better]) - kendall_tau(noisy, truth)
+    assert lo < point < hi
+    lo, hi = paired_bootstrap_tau_delta([noisy], noisy, truth, n=300)
+    assert lo == hi == 0.0  # the same scores: no difference in any resample
+    lo, hi = paired_bootstrap_tau_delta([truth + rng.normal(scale=1.0, size=200)], noisy, truth, n=300)
+    assert lo < 0 < hi  # as noisy as the reference: the interval spans zero
+    assert paired_bootstrap_tau_delta(better, noisy, truth, n=50, seed=4) == paired_bootstrap_tau_delta(
+        better, noisy, truth, n=50, seed=4
+    )
+    with pytest.raises(RankingError, match="differ in length"):
+        paired_bootstrap_tau_delta([truth[:-1]], noisy, truth)
+    with pytest.raises(RankingError, match="at least one draw"):
+        paired_bootstrap_tau_delta([], noisy, truth)
 
 
 # ----------------------------------------------------------------------------- report
