@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 FASHION := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 
-.PHONY: run test lint format bench bench-latency bench-ranking bench-nat bench-transfer bench-scaling bench-speed bench-train-speed bench-latency-predictors bench-latency-cost bench-latency-protocols bench-background-latency bench-threads bench-eval-budget bench-prefix-sharing setup data browser clean
+.PHONY: run test lint format bench bench-latency bench-ranking bench-nat bench-transfer bench-scaling bench-speed bench-train-speed bench-latency-predictors bench-latency-cost bench-latency-protocols bench-background-latency bench-threads bench-run-budget bench-eval-budget bench-prefix-sharing setup data browser clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -76,6 +76,9 @@ bench-train-speed: $(STAMP)  # ~8 min: training steps in NCHW vs channels_last, 
 
 bench-threads: $(STAMP)   # ~3 min on a quiet machine: 1 vs 2 torch threads, idle and beside a CPU burner
 	$(BIN)/python bench/bench_threads.py
+
+bench-run-budget: $(STAMP)   # ~50 min alone (resumable): the default run under cheaper training recipes, 3 seeds
+	$(BIN)/python bench/bench_run_budget.py
 
 bench-latency-cost: $(STAMP)  # ~2 min on a quiet machine: one latency measurement, phase by phase
 	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_latency_cost.py

@@ -1,0 +1,165 @@
+"""Benchmark (issue 16): cheaper training recipes for the default run, time vs what the run finds.
+
+The default ``make run`` (``shiftnas run --config configs/default.yaml``) as a whole process, once per
+(seed, variant), the variants alternating within a seed: ``default`` (6 epochs, sandwich of largest +
+smallest + 2 random subnets), ``n_random=1`` (1 random subnet per step) and ``epochs=5``. Per run: the
+run's own wall time (what it prints as "done in"), its training time, the size of its Pareto front, the
+best test accuracy on the front (issue 16's bar: >= 97.5 %), the best test accuracy among front members
+under ``MID_MMACS`` (a cheaper recipe can lose the middle of the space while keeping its extremes), and the
+supernet's own quality apart from search noise: the mean test accuracy of ``N_FIXED`` fixed stratified
+architectures (plus largest and smallest) through it.
+
+Resumable: a finished run (its ``summary.json``) is read back; an unfinished one is started afresh.
+Run it alone on an idle machine (``make bench-run-budget``, ~5 min a run, 9 runs).
+Usage: python bench/bench_run_budget.py [--seeds 0,1,2] [--variants default,n_random=1,epochs=5]
+Writes bench/results/run_budget.{json,md}; the runs under runs/bench_run_budget/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from shiftnas.config import EvalConfig
+from shiftnas.data.registry import load_dataset
+from shiftnas.engine.checkpoint import load_supernet_weights, read_checkpoint
+from shiftnas.engine.evaluation.latency_dataset import stratified_sample
+from shiftnas.engine.evaluation.subnet import SubnetEvaluator
+from shiftnas.io import atomic_write_json, atomic_write_text
+from shiftnas.search_spaces import get_space
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+RUNS = ROOT / "runs" / "bench_run_budget"
+CONFIG = ROOT / "configs" / "default.yaml"
+VARIANTS = {"default": [], "n_random=1": ["--set", "train.n_random=1"], "epochs=5": ["--set", "train.epochs=5"]}
+MID_MMACS = 8.0
+N_FIXED = 38
+BAR = 97.5
+
+
+def run_dir(variant: str, seed: int) -> Path:
+    return RUNS / f"{variant.replace('=', '')}_s{seed}"
+
+
+def run_once(variant: str, seed: int) -> dict:
+    """The run's summary, its training seconds and its front (runs it unless it finished before)."""
+    out = run_dir(variant, seed)
+    if not (out / "summary.json").exists():
+        shutil.rmtree(out, ignore_errors=True)  # an unfinished run would resume: its time would be wrong
+        cmd = [sys.executable, "-m", "shiftnas", "run", "--config", str(CONFIG), "--seed", str(seed)]
+        cmd += [*VARIANTS[variant], "--out", str(out)]
+        print(f"== {variant} seed {seed}", flush=True)
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+        print(f"   {time.perf_counter() - start:.0f} s", flush=True)
+    summary = json.loads((out / "summary.json").read_text())
+    training = json.loads((out / "training.json").read_text())
+    front = json.loads((out / "pareto.json").read_text())["front"]
+    mid = [m["metrics"]["test_accuracy"] for m in front if m["metrics"]["mmacs"] <= MID_MMACS]
+    return {
+        "seconds": summary["seconds"],
+        "training_seconds": training["seconds"],
+        "front_size": summary["front_size"],
+        "best_test_accuracy": summary["best_test_accuracy"],
+        "best_test_accuracy_mid": max(mid, default=None),
+        "front_mmacs": sorted(round(m["metrics"]["mmacs"], 2) for m in front),
+    }
+
+
+def fixed_archs_accuracy(variant: str, seed: int) -> dict:
+    """Test accuracy of the same stratified architectures through this run's supernet (BN recalibrated)."""
+    space = get_space("compact-mbv3", resolutions=[20, 24, 28])
+    data = load_dataset("mnist5k")
+    archs = [space.largest(), space.smallest(), *stratified_sample(space, N_FIXED, seed=5)]
+    net = space.build_supernet(data.num_classes)
+    load_supernet_weights(net, read_checkpoint(run_dir(variant, seed) / "supernet.pt")["state_dict"])
+    evaluator = SubnetEvaluator(space, net.eval(), data, EvalConfig(calib_size=500), seed=0)
+    acc = [evaluator.score(a, "test").accuracy for a in archs]
+    return {"largest": acc[0], "smallest": acc[1], "mean": float(np.mean(acc)), "per_arch": acc}
+
+
+def write(results: dict) -> None:
+    atomic_write_json(RESULTS / "run_budget.json", results)
+    variants, seeds = results["variants"], results["seeds"]
+    lines = [
+        "# The default run under cheaper training recipes (issue 16)",
+        "",
+        "`shiftnas run --config configs/default.yaml --seed S` as a whole process per (seed, variant), variants "
+        "alternating within a seed, 1 torch thread, background latency on (the defaults), this 2-core machine "
+        f"idle otherwise. Bar: best test accuracy on the front >= {BAR} % in <= 5 min. `mid` = best test "
+        f"accuracy among front members <= {MID_MMACS:g} MMACs; `fixed` = mean test accuracy of {N_FIXED + 2} "
+        "fixed architectures (largest, smallest, stratified) through the run's supernet, free of search noise.",
+        "",
+        "| variant | seed | run min | training min | front size | best test % | mid % | fixed mean % "
+        "| largest % | smallest % |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for v in variants:
+        for s in seeds:
+            r = results["runs"].get(f"{v}/{s}")
+            if r is None:
+                continue
+            mid = "–" if r["best_test_accuracy_mid"] is None else f"{r['best_test_accuracy_mid']:.1f}"
+            f = r["fixed"]
+            lines.append(
+                f"| {v} | {s} | {r['seconds'] / 60:.1f} | {r['training_seconds'] / 60:.1f} | {r['front_size']} | "
+                f"{r['best_test_accuracy']:.1f} | {mid} | {f['mean']:.2f} | {f['largest']:.1f} | {f['smallest']:.1f} |"
+            )
+    lines += ["", "Per variant (median over seeds; paired differences to `default` on the same seed):", ""]
+    lines += ["| variant | run min | best test % | runs >= bar and <= 5 min | fixed mean − default's (per seed) |"]
+    lines += ["|---|---|---|---|---|"]
+    for v in variants:
+        rs = {s: results["runs"][f"{v}/{s}"] for s in seeds if f"{v}/{s}" in results["runs"]}
+        if not rs:
+            continue
+        ok = sum(r["best_test_accuracy"] >= BAR and r["seconds"] <= 300 for r in rs.values())
+        diffs = [
+            r["fixed"]["mean"] - results["runs"][f"default/{s}"]["fixed"]["mean"]
+            for s, r in rs.items()
+            if f"default/{s}" in results["runs"]
+        ]
+        lines.append(
+            f"| {v} | {statistics.median(r['seconds'] for r in rs.values()) / 60:.1f} | "
+            f"{statistics.median(r['best_test_accuracy'] for r in rs.values()):.1f} | {ok} of {len(rs)} | "
+            + ", ".join(f"{d:+.2f}" for d in diffs)
+            + " |"
+        )
+    atomic_write_text(RESULTS / "run_budget.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    args = ap.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    variants = [v.strip() for v in args.variants.split(",")]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"error: unknown variant '{unknown[0]}'; choose from {', '.join(VARIANTS)}")
+    torch.set_num_threads(1)
+    path = RESULTS / "run_budget.json"
+    results = json.loads(path.read_text()) if path.exists() else {"runs": {}}
+    results.update(seeds=seeds, variants=variants, mid_mmacs=MID_MMACS, n_fixed=N_FIXED + 2)
+    for seed in seeds:
+        for variant in variants:
+            key = f"{variant}/{seed}"
+            if key not in results["runs"]:
+                results["runs"][key] = run_once(variant, seed) | {"fixed": fixed_archs_accuracy(variant, seed)}
+                write(results)  # after every run: a killed bench keeps what it measured
+    write(results)
+
+
+if __name__ == "__main__":
+    main()
