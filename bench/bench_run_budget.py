@@ -1,17 +1,19 @@
-"""Benchmark (issue 16): cheaper training recipes for the default run, time vs what the run finds.
+"""Benchmark (issue 16): the default run's training recipe, time vs what the run finds.
 
 The default ``make run`` (``shiftnas run --config configs/default.yaml``) as a whole process, once per
-(seed, variant), the variants alternating within a seed: ``default`` (6 epochs, sandwich of largest +
-smallest + 2 random subnets), ``n_random=1`` (1 random subnet per step) and ``epochs=5``. Per run: the
-run's own wall time (what it prints as "done in"), its training time, the size of its Pareto front, the
-best test accuracy on the front (issue 16's bar: >= 97.5 %), the best test accuracy among front members
-under ``MID_MMACS`` (a cheaper recipe can lose the middle of the space while keeping its extremes), and the
-supernet's own quality apart from search noise: the mean test accuracy of ``N_FIXED`` fixed stratified
-architectures (plus largest and smallest) through it.
+(seed, variant), the variants alternating within a seed: ``1 process`` (the default until 2026-12-07: 6
+epochs, sandwich of largest + smallest + 2 random subnets, one training process), two cheaper recipes in
+one process (``n_random=1``: 1 random subnet per step; ``epochs=5``) and ``2 processes`` (the default
+since: the same recipe as 2 torchrun processes, each on half of every batch, BatchNorm statistics per
+process). Per run: the run's own wall time (what it prints as "done in"), its training time, the size of
+its Pareto front, the best test accuracy on the front (issue 16's bar: >= 97.5 %), the best test accuracy
+among front members under ``MID_MMACS`` (a cheaper recipe can lose the middle of the space while keeping
+its extremes), and the supernet's own quality apart from search noise: the mean test accuracy of
+``N_FIXED`` fixed stratified architectures (plus largest and smallest) through it.
 
 Resumable: a finished run (its ``summary.json``) is read back; an unfinished one is started afresh.
-Run it alone on an idle machine (``make bench-run-budget``, ~5 min a run, 9 runs).
-Usage: python bench/bench_run_budget.py [--seeds 0,1,2] [--variants default,n_random=1,epochs=5]
+Run it alone on an idle machine (``make bench-run-budget``, ~5 min a run, 12 runs).
+Usage: python bench/bench_run_budget.py [--seeds 0,1,2] [--variants "1 process,n_random=1,epochs=5,2 processes"]
 Writes bench/results/run_budget.{json,md}; the runs under runs/bench_run_budget/.
 """
 
@@ -41,14 +43,21 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 RUNS = ROOT / "runs" / "bench_run_budget"
 CONFIG = ROOT / "configs" / "default.yaml"
-VARIANTS = {"default": [], "n_random=1": ["--set", "train.n_random=1"], "epochs=5": ["--set", "train.epochs=5"]}
+ONE = ["--set", "train.processes=1"]
+VARIANTS = {  # name -> (run directory, the run's --set on top of configs/default.yaml)
+    "1 process": ("processes1", ONE),  # the default until 2026-12-07
+    "n_random=1": ("n_random1", [*ONE, "--set", "train.n_random=1"]),
+    "epochs=5": ("epochs5", [*ONE, "--set", "train.epochs=5"]),
+    "2 processes": ("processes2", []),  # the default since: 2 torchrun processes, BN per process
+}
+BASELINE = "1 process"
 MID_MMACS = 8.0
 N_FIXED = 38
 BAR = 97.5
 
 
 def run_dir(variant: str, seed: int) -> Path:
-    return RUNS / f"{variant.replace('=', '')}_s{seed}"
+    return RUNS / f"{VARIANTS[variant][0]}_s{seed}"
 
 
 def run_once(variant: str, seed: int) -> dict:
@@ -57,7 +66,7 @@ def run_once(variant: str, seed: int) -> dict:
     if not (out / "summary.json").exists():
         shutil.rmtree(out, ignore_errors=True)  # an unfinished run would resume: its time would be wrong
         cmd = [sys.executable, "-m", "shiftnas", "run", "--config", str(CONFIG), "--seed", str(seed)]
-        cmd += [*VARIANTS[variant], "--out", str(out)]
+        cmd += [*VARIANTS[variant][1], "--out", str(out)]
         print(f"== {variant} seed {seed}", flush=True)
         start = time.perf_counter()
         subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
@@ -115,8 +124,8 @@ def write(results: dict) -> None:
                 f"| {v} | {s} | {r['seconds'] / 60:.1f} | {r['training_seconds'] / 60:.1f} | {r['front_size']} | "
                 f"{r['best_test_accuracy']:.1f} | {mid} | {f['mean']:.2f} | {f['largest']:.1f} | {f['smallest']:.1f} |"
             )
-    lines += ["", "Per variant (median over seeds; paired differences to `default` on the same seed):", ""]
-    lines += ["| variant | run min | best test % | runs >= bar and <= 5 min | fixed mean − default's (per seed) |"]
+    lines += ["", f"Per variant (median over seeds; paired differences to `{BASELINE}` on the same seed):", ""]
+    lines += [f"| variant | run min | best test % | runs >= bar and <= 5 min | fixed mean − {BASELINE}'s (per seed) |"]
     lines += ["|---|---|---|---|---|"]
     for v in variants:
         rs = {s: results["runs"][f"{v}/{s}"] for s in seeds if f"{v}/{s}" in results["runs"]}
@@ -124,9 +133,9 @@ def write(results: dict) -> None:
             continue
         ok = sum(r["best_test_accuracy"] >= BAR and r["seconds"] <= 300 for r in rs.values())
         diffs = [
-            r["fixed"]["mean"] - results["runs"][f"default/{s}"]["fixed"]["mean"]
+            r["fixed"]["mean"] - results["runs"][f"{BASELINE}/{s}"]["fixed"]["mean"]
             for s, r in rs.items()
-            if f"default/{s}" in results["runs"]
+            if f"{BASELINE}/{s}" in results["runs"]
         ]
         lines.append(
             f"| {v} | {statistics.median(r['seconds'] for r in rs.values()) / 60:.1f} | "

@@ -200,9 +200,10 @@ def train(
     space: Optional[str] = SpaceOpt,
     seed: Optional[int] = SeedOpt,
     epochs: Optional[int] = typer.Option(None, help="Supernet training epochs."),
-    nproc: int = typer.Option(
-        1,
-        help="Processes that train the supernet together (PyTorch distributed via torchrun; gloo on CPU, NCCL on GPU).",
+    nproc: Optional[int] = typer.Option(
+        None,
+        help="Processes that train the supernet together (PyTorch distributed via torchrun; gloo on CPU, NCCL on "
+        "GPU); default train.processes.",
     ),
 ) -> None:
     """Train an elastic supernet (sandwich rule + in-place distillation); writes <out>/supernet.pt."""
@@ -211,6 +212,7 @@ def train(
     from .pipeline.run import train_stage
 
     cfg = build_config(config, sets, out=out, data=data, space=space, seed=seed, epochs=epochs)
+    nproc = cfg.train.processes if nproc is None else nproc
     if nproc < 1:
         raise ShiftnasError(f"--nproc must be at least 1, got {nproc}")
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
@@ -218,6 +220,7 @@ def train(
 
         raise typer.Exit(relaunch_under_torchrun(nproc, cfg.threads))
     ranks = ranks_from_environment()
+    cfg.train.processes = ranks.world  # what trained the weights (part of the checkpoint's identity)
     ctx = prepare(cfg, quiet=not ranks.is_main, search=False)
     train_stage(ctx, ranks)
     if ranks.is_main:

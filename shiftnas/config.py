@@ -100,6 +100,13 @@ class TrainConfig(Settings):
     n_random: int = setting(2, low=0)  # random subnets per step besides the largest and smallest
     kd_ratio: float = setting(1.0, low=0)  # weight of in-place distillation from the largest subnet
     grad_clip: float = setting(5.0, above=0)
+    # processes that train the supernet together under torchrun, each on its shard of every batch
+    # (`shiftnas train --nproc` overrides it); the same seed and value give the same weights
+    processes: int = setting(1, low=1)
+    # with processes > 1: BatchNorm statistics over the global batch (exact, one all-reduce per BN layer:
+    # 1.6x slower than one process on 2 CPU cores) or, false, over each process's shard (PyTorch DDP's and
+    # OFA's way; bench/results/run_budget.md)
+    sync_bn: bool = True
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -9,11 +10,16 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from shiftnas.config import StandaloneRecipe
+from shiftnas.data import load_dataset
 from shiftnas.engine.checkpoint import read_checkpoint
+from shiftnas.engine.groundtruth.table import build_groundtruth
 from shiftnas.pipeline.launch import arguments_without_nproc
+from shiftnas.search_spaces import get_space
 
 TRAIN = [
     "--data",
@@ -125,3 +131,63 @@ def test_a_torchrun_training_killed_mid_way_resumes(tmp_path):
     straight = _train(tmp_path / "straight", "--epochs", "6", "--nproc", "2")
     assert straight.returncode == 0, straight.stderr
     assert _relative_distance(ckpt, tmp_path / "straight" / "supernet.pt") < 1e-6  # same ranks, same arithmetic
+
+
+def test_a_run_with_two_training_processes_trains_under_torchrun_then_searches(tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "shiftnas", "run", "--out", str(out), *TRAIN, "--epochs", "1"]
+    command += ["--set", "train.processes=2", "--set", "train.sync_bn=false"]
+    command += ["--generations", "1", "--pop-size", "4", "--objectives", "error,macs"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "training.json").read_text())["processes"] == 2
+    assert json.loads((out / "summary.json").read_text())["front_size"] >= 1
+    manifest = json.loads((out / "manifest.json").read_text())["command"]
+    assert "run" in manifest and "train" not in manifest  # the ranks' manifest replaced by the run's
+    # the weights `shiftnas train --nproc 2` trains with BatchNorm per process: the same arithmetic
+    train = _train(tmp_path / "train", "--epochs", "1", "--nproc", "2", "--set", "train.sync_bn=false")
+    assert train.returncode == 0, train.stderr
+    assert _relative_distance(out / "supernet.pt", tmp_path / "train" / "supernet.pt") < 1e-6
+    # and not those of one process (statistics over 32 images, not 64: measured ~5e-3 apart after 3 steps)
+    one = _train(tmp_path / "one", "--epochs", "1")
+    assert one.returncode == 0, one.stderr
+    assert _relative_distance(out / "supernet.pt", tmp_path / "one" / "supernet.pt") > 1e-4
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "supernet already trained" in again.stderr
+
+
+def test_landmarks_with_two_training_processes_is_a_one_line_error(tmp_path):
+    space = get_space("compact-mbv3", resolutions=[16])
+    data = load_dataset("digits", seed=0, image_size=16)
+    rng = np.random.default_rng(0)
+    archs = list({a.key(): a for a in (space.sample(rng) for _ in range(20))}.values())[:3]
+    table = tmp_path / "gt.jsonl"
+    build_groundtruth(space, data, archs, StandaloneRecipe(epochs=1, batch_size=256), [0], table)
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "shiftnas", "run", "--out", str(out), *TRAIN, "--set", "train.processes=2"]
+    command += ["--set", f"landmarks.table={table}", "--set", "landmarks.num=2"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("error: landmark regularization does not run under torchrun")
+    assert not out.exists()
+    one = subprocess.run(
+        [
+            *command,
+            "--set",
+            "train.processes=1",
+            "--epochs",
+            "1",
+            "--generations",
+            "1",
+            "--pop-size",
+            "4",
+            "--objectives",
+            "error,macs",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert one.returncode == 0, one.stderr  # the same config in one process trains with its landmarks

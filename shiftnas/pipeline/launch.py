@@ -1,4 +1,6 @@
-"""``shiftnas train --nproc N``: the same command again, as N processes under ``torchrun``."""
+"""Supernet training as N processes under ``torchrun``: ``shiftnas train --nproc N`` runs its own command
+line again that way; ``shiftnas run`` with ``train.processes > 1`` runs ``shiftnas train`` on its run
+directory's config, then searches in its own process."""
 
 from __future__ import annotations
 
@@ -20,19 +22,14 @@ def arguments_without_nproc(argv: list[str]) -> list[str]:
     return out
 
 
-def relaunch_under_torchrun(nproc: int, threads: int) -> int:
-    """Run this command line (less ``--nproc``) as ``nproc`` processes on this machine with
-    ``torchrun --standalone``, each with ``threads`` torch threads; their exit status."""
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        str(nproc),
-        "-m",
-        "shiftnas",
-        *arguments_without_nproc(sys.argv[1:]),
-    ]
+def torchrun(nproc: int, threads: int, arguments: list[str]) -> int:
+    """``shiftnas ARGUMENTS`` as ``nproc`` processes on this machine (``torchrun --standalone``), each
+    with ``threads`` torch threads; their exit status."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    return subprocess.run(command, env=env, check=False).returncode
+    return subprocess.run([*command, "-m", "shiftnas", *arguments], env=env, check=False).returncode
+
+
+def relaunch_under_torchrun(nproc: int, threads: int) -> int:
+    """Run this command line (less ``--nproc``) as ``nproc`` processes; their exit status."""
+    return torchrun(nproc, threads, arguments_without_nproc(sys.argv[1:]))

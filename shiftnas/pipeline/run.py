@@ -36,11 +36,37 @@ from ..report import front_table, pick, plot_front, plot_hypervolume, write_fron
 from ..report.table import latency_check_line
 from ..search_spaces import SearchSpace, arch_from_dict
 from ..search_spaces.table import is_table
-from .context import RunContext, TableContext, latency_config, make_landmark_growth, prepare, prepare_table
+from .context import (
+    RunContext,
+    TableContext,
+    latency_config,
+    make_landmark_growth,
+    prepare,
+    prepare_table,
+    write_manifest,
+)
 from .progress import progress_bar
 from .report import write_report
 from .rundir import RunDir
 from .tracking import Tracker, step_metrics, tracking
+
+
+def train_under_torchrun(ctx: RunContext, identity: dict) -> dict:
+    """Train the supernet of this run as ``cfg.train.processes`` processes (``shiftnas train`` under
+    ``torchrun`` on the run directory's config; resumes like any training); returns the finished checkpoint."""
+    from .launch import torchrun
+
+    cfg = ctx.cfg
+    arguments = ["train", "--config", str(ctx.rundir.config), "--out", str(ctx.rundir.path)]
+    status = torchrun(cfg.train.processes, cfg.threads, arguments)
+    write_manifest(ctx)  # the ranks wrote theirs (`shiftnas train`); the run's is this command
+    done = finished_training(ctx.rundir.supernet, identity)
+    if status != 0 or done is None:
+        raise ShiftnasError(
+            f"supernet training in {cfg.train.processes} processes (torchrun) failed with exit status {status}; "
+            "its output is above (--set train.processes=1 trains in this process)"
+        )
+    return done
 
 
 def train_stage(ctx: RunContext, ranks: Ranks = Ranks()) -> None:
@@ -50,15 +76,18 @@ def train_stage(ctx: RunContext, ranks: Ranks = Ranks()) -> None:
     if cfg.checkpoint:
         return  # loaded by prepare
     path, regularizer = ctx.rundir.supernet, ctx.regularizer
-    done = finished_training(path, training_identity(ctx.space, ctx.data, cfg.train, cfg.seed, regularizer))
+    identity = training_identity(ctx.space, ctx.data, cfg.train, cfg.seed, regularizer)
+    done = finished_training(path, identity)
+    if done is None and cfg.train.processes > 1 and ranks.world == 1:
+        done = train_under_torchrun(ctx, identity)
+    elif done is not None and not ctx.quiet:
+        ctx.console.print(f"supernet already trained: {path}")
     if done is not None:
         load_supernet_weights(ctx.supernet, done["state_dict"])
         ctx.supernet.eval()
         if regularizer is not None:
             regularizer.load_rounds(done["training"].get("landmark_rounds", []))
             write_landmarks(ctx)
-        if not ctx.quiet:
-            ctx.console.print(f"supernet already trained: {path}")
         return
     t0 = time.time()
     with progress_bar("training supernet", 1, ctx.console, ctx.quiet) as update:

@@ -11,6 +11,7 @@ ranking term to every step (gradients accumulated before clipping; see ``landmar
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import asdict
 from pathlib import Path
@@ -167,7 +168,7 @@ def _train(
 
     supernet.train()
     distributed = ranks.world > 1
-    with synced_batch_norm(ranks):
+    with synced_batch_norm(ranks) if cfg.sync_bn else contextlib.nullcontext():
         for epoch in range(start_epoch, cfg.epochs):
             # Every epoch derives its own generators from (seed, epoch), so a resumed run is identical.
             rng = np.random.default_rng([seed, epoch])
