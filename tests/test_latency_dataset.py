@@ -235,6 +235,19 @@ def test_dataset_records_and_resume(space, dataset):
     assert sorted(resumed.keys()) == sorted(ds.keys())
 
 
+def test_a_dataset_written_before_a_protocol_option_existed_resumes_with_its_default(space, dataset, tmp_path):
+    ds, path, cfg = dataset
+    older = json.loads(path.read_text())
+    del older["protocol"]["candidate_sessions"], older["protocol"]["references_timed"]  # options added later
+    old_path = tmp_path / "OLD.json"
+    old_path.write_text(json.dumps(older))
+    resumed = build_latency_dataset(space, old_path, 24, cfg, fingerprint_of(cfg), seed=0)
+    assert resumed.records == ds.records  # nothing measured again
+    once = dataclasses.replace(cfg, candidate_sessions="once")  # not the default: the old file was not measured so
+    with pytest.raises(ShiftnasError, match="candidate_sessions differ"):
+        build_latency_dataset(space, old_path, 24, once, fingerprint_of(once))
+
+
 def test_dataset_refuses_other_settings_and_garbage(space, dataset, tmp_path):
     ds, path, cfg = dataset
     other = LatencyConfig(references=2, warmup=2, repeats=3, runs=7)

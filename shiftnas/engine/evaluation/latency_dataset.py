@@ -156,6 +156,13 @@ def measure_locally(jobs: Sequence[Job], references: Sequence[ModelUnderTest] = 
     return [measure_latency(onnx_bytes, chw, cfg, references) for onnx_bytes, chw, cfg in jobs]
 
 
+def measurement_protocol(cfg: LatencyConfig) -> dict[str, Any]:
+    """The settings of ``cfg`` a dataset records as its protocol (the rest is in the device fingerprint)."""
+    return {
+        k: v for k, v in asdict(cfg).items() if k not in ("provider", "intra_threads", "inter_threads", "batch_size")
+    }
+
+
 def build_latency_dataset(
     space: SearchSpace,
     out: Path | str,
@@ -179,9 +186,7 @@ def build_latency_dataset(
     torch.manual_seed(seed)  # latency does not depend on the weights; the graph is fixed by the arch
     supernet = space.build_supernet(10).eval()
     refs = reference_models(space, supernet, cfg)
-    protocol = {
-        k: v for k, v in asdict(cfg).items() if k not in ("provider", "intra_threads", "inter_threads", "batch_size")
-    }
+    protocol = measurement_protocol(cfg)
     fresh = LatencyDataset(
         space=space.describe(), fingerprint=fingerprint.as_dict(), protocol=protocol, references=[r.name for r in refs]
     )
@@ -191,7 +196,9 @@ def build_latency_dataset(
         for what, mine, theirs in (
             ("space", fresh.space, dataset.space),
             ("device fingerprint", fresh.fingerprint, dataset.fingerprint),
-            ("measurement protocol", fresh.protocol, dataset.protocol),
+            # a setting added after the file was written was measured with its default (each new
+            # protocol option defaults to the behaviour before it existed)
+            ("measurement protocol", fresh.protocol, measurement_protocol(LatencyConfig()) | dataset.protocol),
         ):
             if mine != theirs:
                 diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
