@@ -215,6 +215,8 @@ def train(
     nproc = cfg.train.processes if nproc is None else nproc
     if nproc < 1:
         raise ShiftnasError(f"--nproc must be at least 1, got {nproc}")
+    if nproc > 1 and cfg.landmarks.table:
+        raise ShiftnasError("landmark regularization does not run under torchrun yet; train it with --nproc 1")
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         from .pipeline.launch import relaunch_under_torchrun
 

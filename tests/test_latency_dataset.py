@@ -238,7 +238,7 @@ def test_dataset_records_and_resume(space, dataset):
 def test_a_dataset_written_before_a_protocol_option_existed_resumes_with_its_default(space, dataset, tmp_path):
     ds, path, cfg = dataset
     older = json.loads(path.read_text())
-    del older["protocol"]["candidate_sessions"], older["protocol"]["references_timed"]  # options added later
+    del older["protocol"]["candidate_sessions"]  # a file from before the option (per_block, today's default)
     old_path = tmp_path / "OLD.json"
     old_path.write_text(json.dumps(older))
     resumed = build_latency_dataset(space, old_path, 24, cfg, fingerprint_of(cfg), seed=0)
@@ -246,6 +246,11 @@ def test_a_dataset_written_before_a_protocol_option_existed_resumes_with_its_def
     once = dataclasses.replace(cfg, candidate_sessions="once")  # not the default: the old file was not measured so
     with pytest.raises(ShiftnasError, match="candidate_sessions differ"):
         build_latency_dataset(space, old_path, 24, once, fingerprint_of(once))
+    # older still: fresh reference sessions, every reference timed -- not today's kept / nearest
+    del older["protocol"]["reference_sessions"], older["protocol"]["references_timed"]
+    old_path.write_text(json.dumps(older))
+    with pytest.raises(ShiftnasError, match="reference_sessions, references_timed differ"):
+        build_latency_dataset(space, old_path, 24, cfg, fingerprint_of(cfg), seed=0)
 
 
 def test_dataset_refuses_other_settings_and_garbage(space, dataset, tmp_path):

@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from shiftnas.config import StandaloneRecipe
+from shiftnas.config import StandaloneRecipe, TrainConfig
 from shiftnas.data import load_dataset
 from shiftnas.engine.checkpoint import read_checkpoint
 from shiftnas.engine.groundtruth.table import build_groundtruth
+from shiftnas.engine.training.supernet import training_identity
 from shiftnas.pipeline.launch import arguments_without_nproc
 from shiftnas.search_spaces import get_space
 
@@ -37,6 +38,7 @@ TRAIN = [
     "--set",
     "threads=1",
 ]
+TINY_SEARCH = ["--generations", "1", "--pop-size", "4", "--objectives", "error,macs"]
 
 
 def _train(out: Path, *extra: str, wait: bool = True) -> subprocess.Popen | subprocess.CompletedProcess:
@@ -137,7 +139,7 @@ def test_a_run_with_two_training_processes_trains_under_torchrun_then_searches(t
     out = tmp_path / "run"
     command = [sys.executable, "-m", "shiftnas", "run", "--out", str(out), *TRAIN, "--epochs", "1"]
     command += ["--set", "train.processes=2", "--set", "train.sync_bn=false"]
-    command += ["--generations", "1", "--pop-size", "4", "--objectives", "error,macs"]
+    command += TINY_SEARCH
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
@@ -173,21 +175,20 @@ def test_landmarks_with_two_training_processes_is_a_one_line_error(tmp_path):
     assert done.stderr.strip().splitlines()[-1].startswith("error: landmark regularization does not run under torchrun")
     assert not out.exists()
     one = subprocess.run(
-        [
-            *command,
-            "--set",
-            "train.processes=1",
-            "--epochs",
-            "1",
-            "--generations",
-            "1",
-            "--pop-size",
-            "4",
-            "--objectives",
-            "error,macs",
-        ],
+        [*command, "--set", "train.processes=1", "--epochs", "1", *TINY_SEARCH],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert one.returncode == 0, one.stderr  # the same config in one process trains with its landmarks
+
+
+def test_only_per_process_batch_norm_changes_what_a_checkpoint_is_the_training_of():
+    space = get_space("compact-mbv3", resolutions=[16])
+    data = load_dataset("digits", seed=0, image_size=16)
+    one = training_identity(space, data, TrainConfig(), 0)
+    assert "processes" not in one["config"]  # checkpoints from before train.processes existed still resume
+    assert training_identity(space, data, TrainConfig(processes=2), 0) == one  # synced: one process's weights
+    per_process = training_identity(space, data, TrainConfig(processes=2, sync_bn=False), 0)
+    assert per_process != one and per_process["config"]["processes"] == 2
+    assert training_identity(space, data, TrainConfig(processes=1, sync_bn=False), 0) == one

@@ -156,6 +156,16 @@ def measure_locally(jobs: Sequence[Job], references: Sequence[ModelUnderTest] = 
     return [measure_latency(onnx_bytes, chw, cfg, references) for onnx_bytes, chw, cfg in jobs]
 
 
+# How a file written before a protocol option existed was measured (not today's defaults: the reference
+# sessions were fresh and every reference timed until kept/nearest became the default).
+BEFORE_THE_OPTION = {
+    "precision": "fp32",
+    "reference_sessions": "fresh",
+    "references_timed": "all",
+    "candidate_sessions": "per_block",
+}
+
+
 def measurement_protocol(cfg: LatencyConfig) -> dict[str, Any]:
     """The settings of ``cfg`` a dataset records as its protocol (the rest is in the device fingerprint)."""
     return {
@@ -196,9 +206,7 @@ def build_latency_dataset(
         for what, mine, theirs in (
             ("space", fresh.space, dataset.space),
             ("device fingerprint", fresh.fingerprint, dataset.fingerprint),
-            # a setting added after the file was written was measured with its default (each new
-            # protocol option defaults to the behaviour before it existed)
-            ("measurement protocol", fresh.protocol, measurement_protocol(LatencyConfig()) | dataset.protocol),
+            ("measurement protocol", fresh.protocol, BEFORE_THE_OPTION | dataset.protocol),
         ):
             if mine != theirs:
                 diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))

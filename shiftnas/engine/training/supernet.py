@@ -87,7 +87,10 @@ def training_identity(
     space: SearchSpace, data: DataSplits, cfg: TrainConfig, seed: int, regularizer: LandmarkRegularizer | None = None
 ) -> dict:
     """What determines the trained weights; a checkpoint is resumed only if this matches."""
-    identity = {"config": asdict(cfg), "seed": seed, "space": space.describe(), "data": data.summary()}
+    config = asdict(cfg)
+    if cfg.processes == 1 or cfg.sync_bn:  # the weights one process trains (up to float rounding)
+        del config["processes"], config["sync_bn"]
+    identity = {"config": config, "seed": seed, "space": space.describe(), "data": data.summary()}
     if regularizer is not None:
         identity["landmarks"] = regularizer.identity()
     return identity
