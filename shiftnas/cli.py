@@ -215,11 +215,10 @@ def train(
     nproc = cfg.train.processes if nproc is None else nproc
     if nproc < 1:
         raise ShiftnasError(f"--nproc must be at least 1, got {nproc}")
-    if nproc > 1 and cfg.landmarks.table:
-        raise ShiftnasError("landmark regularization does not run under torchrun yet; train it with --nproc 1")
-    if nproc > 1 and "WORLD_SIZE" not in os.environ:
-        from .pipeline.launch import relaunch_under_torchrun
+    from .pipeline.launch import refuse_landmarks_under_torchrun, relaunch_under_torchrun
 
+    refuse_landmarks_under_torchrun(cfg, nproc)
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
         raise typer.Exit(relaunch_under_torchrun(nproc, cfg.threads))
     ranks = ranks_from_environment()
     cfg.train.processes = ranks.world  # what trained the weights (part of the checkpoint's identity)

@@ -43,6 +43,7 @@ from ..report import PICKS
 from ..search_spaces import SPACES, SearchSpace, get_space
 from ..search_spaces.table import TableSpace, is_table
 from ..seeding import seed_everything
+from .launch import refuse_landmarks_under_torchrun
 from .progress import stderr_console
 from .rundir import RunDir
 from .tracking import check_tracker
@@ -159,10 +160,8 @@ def prepare(cfg: RunConfig, quiet: bool = False, search: bool = True) -> RunCont
             console.print(f"checkpoint classifier has another number of classes: reset {len(reset)} tensors")
     ctx = RunContext(cfg, rundir, data, space, supernet, objectives, constraints, console=console, quiet=quiet)
     ctx.regularizer = make_landmark_regularizer(ctx)
-    if ctx.regularizer is not None and cfg.train.processes > 1 and not cfg.checkpoint:
-        raise ShiftnasError(
-            "landmark regularization does not run under torchrun yet; set train.processes=1 to train it in one process"
-        )
+    if not cfg.checkpoint:
+        refuse_landmarks_under_torchrun(cfg, cfg.train.processes)
     if search and records.LATENCY in ctx.needed:
         with torch.random.fork_rng(devices=[]):  # exporting the reference subnets draws no random numbers of ours
             ctx.latency = build_latency_source(

@@ -8,6 +8,9 @@ import os
 import subprocess
 import sys
 
+from ..config import RunConfig
+from ..errors import ShiftnasError
+
 
 def arguments_without_nproc(argv: list[str]) -> list[str]:
     """``argv`` without its ``--nproc N`` / ``--nproc=N``."""
@@ -20,6 +23,15 @@ def arguments_without_nproc(argv: list[str]) -> list[str]:
         elif not arg.startswith("--nproc="):
             out.append(arg)
     return out
+
+
+def refuse_landmarks_under_torchrun(cfg: RunConfig, processes: int) -> None:
+    """One line instead of a training that would fail in every rank."""
+    if processes > 1 and cfg.landmarks.table:
+        raise ShiftnasError(
+            "landmark regularization does not run under torchrun yet; train it in one process "
+            "(train.processes=1, --nproc 1)"
+        )
 
 
 def torchrun(nproc: int, threads: int, arguments: list[str]) -> int:

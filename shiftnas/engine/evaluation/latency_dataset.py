@@ -166,13 +166,6 @@ BEFORE_THE_OPTION = {
 }
 
 
-def measurement_protocol(cfg: LatencyConfig) -> dict[str, Any]:
-    """The settings of ``cfg`` a dataset records as its protocol (the rest is in the device fingerprint)."""
-    return {
-        k: v for k, v in asdict(cfg).items() if k not in ("provider", "intra_threads", "inter_threads", "batch_size")
-    }
-
-
 def build_latency_dataset(
     space: SearchSpace,
     out: Path | str,
@@ -196,7 +189,9 @@ def build_latency_dataset(
     torch.manual_seed(seed)  # latency does not depend on the weights; the graph is fixed by the arch
     supernet = space.build_supernet(10).eval()
     refs = reference_models(space, supernet, cfg)
-    protocol = measurement_protocol(cfg)
+    protocol = {
+        k: v for k, v in asdict(cfg).items() if k not in ("provider", "intra_threads", "inter_threads", "batch_size")
+    }
     fresh = LatencyDataset(
         space=space.describe(), fingerprint=fingerprint.as_dict(), protocol=protocol, references=[r.name for r in refs]
     )
