@@ -32,6 +32,7 @@ from shiftnas.config import LatencyConfig
 from shiftnas.errors import ShiftnasError
 from shiftnas.hardware.fingerprint import HardwareFingerprint, fingerprint_of
 from shiftnas.hardware.quantize import deployed_onnx
+from shiftnas.hardware.stitch import BlockExports
 
 # Which pip package provides each execution provider (for the "not available" message).
 _PROVIDER_PACKAGES = {
@@ -429,6 +430,7 @@ class LatencyProfiler:
         self.cache = cache
         self.references = list(references)
         self.n_measured = 0  # measurements actually taken (cache misses)
+        self.blocks = BlockExports()  # the measured graphs are stitched from cached block exports
 
     def lookup(self, arch_key: str, input_shape_chw: Sequence[int]) -> LatencyResult | None:
         """The cached result for this fingerprint, if any."""
@@ -445,8 +447,10 @@ class LatencyProfiler:
         return result
 
     def export(self, model: nn.Module, input_shape_chw: Sequence[int]) -> bytes:
-        """The graph that gets measured: deployable activations, the configured batch size and precision."""
-        return deployed_onnx(model, (self.cfg.batch_size, *(int(d) for d in input_shape_chw)), self.cfg.precision)
+        """The graph that gets measured: deployable activations, the configured batch size and precision, stitched
+        from cached block exports (the same operators as the whole export; for timing only)."""
+        shape = (self.cfg.batch_size, *(int(d) for d in input_shape_chw))
+        return deployed_onnx(model, shape, self.cfg.precision, blocks=self.blocks)
 
     def profile(self, arch_key: str, model: nn.Module, input_shape_chw: Sequence[int]) -> LatencyResult:
         """Latency of ``model`` (identified by ``arch_key``) at ``input_shape_chw``."""

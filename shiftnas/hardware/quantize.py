@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .export import export_onnx
+from .stitch import BlockExports
 
 PRECISIONS = ("fp32", "int8")
 CALIBRATION_BATCH = 32
@@ -65,11 +66,16 @@ def quantize_int8(onnx_fp32: bytes, calibration: np.ndarray) -> bytes:
 
 
 def deployed_onnx(
-    model: nn.Module, input_shape: Sequence[int], precision: str = "fp32", calibration: np.ndarray | None = None
+    model: nn.Module,
+    input_shape: Sequence[int],
+    precision: str = "fp32",
+    calibration: np.ndarray | None = None,
+    blocks: BlockExports | None = None,
 ) -> bytes:
     """The ONNX model that is deployed at ``precision``: FP32 as exported, or its INT8 quantization
-    (calibrated on ``calibration``, else on seeded random images)."""
-    onnx_fp32 = export_onnx(model, tuple(input_shape))
+    (calibrated on ``calibration``, else on seeded random images). With ``blocks`` the FP32 graph is stitched
+    from its cached block exports: the same graph for timing, other weights (never for accuracy)."""
+    onnx_fp32 = export_onnx(model, tuple(input_shape)) if blocks is None else blocks.export(model, input_shape)
     if precision == "fp32":
         return onnx_fp32
     if precision != "int8":

@@ -24,6 +24,7 @@ from ...hardware import LatencyResult, ModelUnderTest, count_macs, count_params
 from ...hardware.fingerprint import HardwareFingerprint
 from ...hardware.latency import check_provider
 from ...hardware.quantize import deployed_onnx
+from ...hardware.stitch import BlockExports
 from ...io import atomic_write_json
 from ...search_spaces import Arch, SearchSpace, arch_from_dict
 
@@ -212,6 +213,7 @@ def build_latency_dataset(
     wanted = list(archs) if archs is not None else stratified_sample(space, samples, seed)
     samples = len(wanted)
     todo = [a for a in wanted if a.key() not in dataset.keys()]
+    blocks = BlockExports()  # each architecture's graph stitched from cached block exports
     done = samples - len(todo)
     if progress:
         progress(done, samples, "resuming" if done else "")
@@ -222,7 +224,7 @@ def build_latency_dataset(
             model = space.extract(supernet, arch)
             chw = tuple(space.input_size(arch))
             models.append((model, chw))
-            jobs.append((deployed_onnx(model, (cfg.batch_size, *chw), cfg.precision), chw, cfg))
+            jobs.append((deployed_onnx(model, (cfg.batch_size, *chw), cfg.precision, blocks=blocks), chw, cfg))
         for arch, (model, chw), result in zip(batch, models, measure(jobs, refs)):
             result.fingerprint = fingerprint.as_dict()
             dataset.records.append(

@@ -1,0 +1,142 @@
+"""Latency graphs stitched from cached per-block ONNX exports.
+
+Exporting a whole subnet with ``torch.onnx`` (tracing, ~0.1-0.2 s for a compact subnet) was the largest
+share of a latency measurement (bench/results/latency_cost.md). The subnets of a search share their
+blocks, so :class:`BlockExports` exports each piece of an OFA network (the stem, every block, the
+layers after the last block) once per structure and input shape and joins the cached pieces into the
+subnet's graph: the same operators in the same order as the whole export (tested), a few ms once the
+pieces are cached. A piece is keyed by its structure, not its weights: a cached piece keeps the
+weights of the model it was first exported from, so a stitched graph is for timing only (a graph's
+latency does not depend on its weight values); never deploy it. A model that is not one of OFA's
+network classes is exported whole.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Sequence
+
+from torch import nn
+
+from .export import INPUT_NAME, OUTPUT_NAME, export_onnx
+
+
+class _Tail(nn.Module):
+    """The layers after the last block, run as the network's own ``forward`` runs them (a ``view`` flatten
+    after layer ``flatten_after``, where it has one)."""
+
+    def __init__(self, layers: Sequence[nn.Module], flatten_after: int | None = None) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.flatten_after = flatten_after
+
+    def extra_repr(self) -> str:
+        return f"flatten_after={self.flatten_after}"
+
+    def forward(self, x):
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i == self.flatten_after:
+                x = x.view(x.size(0), -1)
+        return x
+
+
+def network_pieces(model: nn.Module) -> list[nn.Module] | None:
+    """``model`` as a chain of pieces whose composition is its ``forward``, for OFA's MobileNetV3,
+    ProxylessNASNets and ResNets (checked by identity of the ``forward`` they run); None for any other model."""
+    try:
+        from ofa.imagenet_classification.networks import MobileNetV3, ProxylessNASNets, ResNets
+    except ImportError:
+        return None
+    forward = type(model).forward
+    if forward is MobileNetV3.forward:
+        tail = [model.final_expand_layer, model.global_avg_pool, model.feature_mix_layer, model.classifier]
+        return [model.first_conv, *model.blocks, _Tail(tail, flatten_after=2)]
+    if forward is ProxylessNASNets.forward:
+        mix = [model.feature_mix_layer] if model.feature_mix_layer is not None else []
+        return [model.first_conv, *model.blocks, _Tail([*mix, model.global_avg_pool, model.classifier])]
+    if forward is ResNets.forward:
+        return [*model.input_stem, model.max_pooling, *model.blocks, _Tail([model.global_avg_pool, model.classifier])]
+    return None
+
+
+def piece_key(piece: nn.Module, input_shape: tuple[int, ...]) -> tuple:
+    """What a piece's graph depends on: its structure (modules, hyperparameters, tensor shapes) and input shape."""
+    shapes = tuple((name, tuple(t.shape)) for name, t in (*piece.named_parameters(), *piece.named_buffers()))
+    return (type(piece).__qualname__, repr(piece), shapes, input_shape)
+
+
+class BlockExports:
+    """Per-piece ONNX exports, kept while their serialized size stays within ``max_bytes`` (least recently
+    used dropped first), and the subnet graphs stitched from them."""
+
+    def __init__(self, max_bytes: int = 256 * 2**20) -> None:
+        self.max_bytes = int(max_bytes)
+        self._pieces: OrderedDict[tuple, tuple] = OrderedDict()  # key -> (ModelProto, output shape, bytes)
+        self._bytes = 0
+        self.exported = 0  # pieces exported (cache misses)
+        self.reused = 0  # pieces taken from the cache
+
+    def __len__(self) -> int:
+        return len(self._pieces)
+
+    def _piece(self, piece: nn.Module, input_shape: tuple[int, ...]):
+        import onnx
+
+        key = piece_key(piece, input_shape)
+        hit = self._pieces.get(key)
+        if hit is not None:
+            self._pieces.move_to_end(key)
+            self.reused += 1
+            return hit
+        proto = onnx.load_from_string(export_onnx(piece, input_shape))
+        dims = proto.graph.output[0].type.tensor_type.shape.dim
+        out_shape = (input_shape[0], *(int(d.dim_value) for d in dims[1:]))
+        hit = (proto, out_shape, proto.ByteSize())
+        self._pieces[key] = hit
+        self._bytes += hit[2]
+        self.exported += 1
+        while self._bytes > self.max_bytes and len(self._pieces) > 1:
+            _, (_, _, size) = self._pieces.popitem(last=False)
+            self._bytes -= size
+        return hit
+
+    def export(self, model: nn.Module, input_shape: Sequence[int]) -> bytes:
+        """The ONNX graph (bytes) whose latency stands for ``model``'s at NCHW ``input_shape``: stitched from
+        cached pieces for an OFA network, else :func:`export_onnx` of the whole model."""
+        shape = tuple(int(d) for d in input_shape)
+        pieces = network_pieces(model)
+        if pieces is None:
+            return export_onnx(model, shape)
+        import onnx
+
+        graph = onnx.GraphProto(name="stitched")
+        first = None
+        previous = INPUT_NAME
+        for i, piece in enumerate(pieces):
+            proto, shape, _ = self._piece(piece, shape)
+            first = first or proto
+            last = i == len(pieces) - 1
+            links = {INPUT_NAME: previous, OUTPUT_NAME: OUTPUT_NAME if last else f"p{i}.{OUTPUT_NAME}"}
+
+            def rename(name: str, i: int = i, links: dict = links) -> str:
+                return name if not name else links.get(name, f"p{i}.{name}")
+
+            for tensor in proto.graph.initializer:
+                copy = graph.initializer.add()
+                copy.CopyFrom(tensor)
+                copy.name = rename(tensor.name)
+            for node in proto.graph.node:
+                copy = graph.node.add()
+                copy.CopyFrom(node)
+                copy.name = f"p{i}.{node.name}"
+                copy.input[:] = [rename(n) for n in node.input]
+                copy.output[:] = [rename(n) for n in node.output]
+            if last:
+                graph.output.extend(proto.graph.output)
+            previous = links[OUTPUT_NAME]
+        graph.input.extend(first.graph.input)
+        model_proto = onnx.helper.make_model(
+            graph, opset_imports=first.opset_import, ir_version=first.ir_version, producer_name="shiftnas-stitched"
+        )
+        return model_proto.SerializeToString()

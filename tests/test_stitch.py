@@ -1,0 +1,108 @@
+"""Latency graphs stitched from cached per-block exports (hardware/stitch.py): the same operators as the
+whole export, the model's function where the pieces came from it, reuse across subnets, and the fallback."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+from shiftnas.hardware import LatencyProfiler, export_onnx
+from shiftnas.hardware.quantize import deployed_onnx
+from shiftnas.hardware.stitch import BlockExports, network_pieces, piece_key
+from shiftnas.search_spaces import get_space
+
+
+def _ops(data: bytes) -> list[tuple]:
+    """The graph's operators in order with their attributes (kernel shapes, strides, groups, ...), without the
+    Identity nodes the whole export adds for shared constants."""
+    graph = onnx.load_from_string(data).graph
+    return [
+        (n.op_type, sorted((a.name, str(onnx.helper.get_attribute_value(a))) for a in n.attribute))
+        for n in graph.node
+        if n.op_type != "Identity"
+    ]
+
+
+def _run(data: bytes, x: np.ndarray) -> np.ndarray:
+    return ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+
+
+def _expected(model: nn.Module, x: np.ndarray) -> np.ndarray:
+    """What a graph stitched with a fresh cache computes: each piece as the first piece of its key (identical
+    blocks of one network share one export, and so its weights)."""
+    first: dict = {}
+    y = torch.from_numpy(x)
+    with torch.no_grad():
+        for piece in network_pieces(model):
+            key = piece_key(piece, (1, *y.shape[1:]))
+            y = first.setdefault(key, piece).eval()(y)
+    return y.numpy()
+
+
+@pytest.mark.parametrize("name", ["compact-mbv3", "ofa-mbv3", "ofa-proxyless", "ofa-resnet50"])
+def test_stitched_graph_is_the_whole_export_op_for_op(name):
+    space = get_space(name)
+    torch.manual_seed(0)
+    supernet = space.build_supernet(10).eval()
+    shared = BlockExports()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        arch = space.sample(rng)
+        sub = space.extract(supernet, arch)
+        chw = tuple(space.input_size(arch))
+        assert network_pieces(sub) is not None, f"{type(sub).__name__} is exported whole"
+        whole = export_onnx(sub, (1, *chw))
+        stitched = BlockExports().export(sub, (1, *chw))
+        onnx.checker.check_model(onnx.load_from_string(stitched))
+        assert _ops(stitched) == _ops(whole)
+        x = np.random.default_rng(i).standard_normal((2, *chw)).astype(np.float32)  # batch 2: the batch axis is dynamic
+        np.testing.assert_allclose(_run(stitched, x), _expected(sub, x), atol=1e-5, rtol=1e-4)
+        before = shared.exported
+        assert _ops(shared.export(sub, (1, *chw))) == _ops(whole)
+        if i == 1:  # the second subnet reuses pieces of the first (the stem, the tail at least)
+            assert shared.reused > 0
+        exported = shared.exported
+        shared.export(sub, (1, *chw))  # the same subnet again: every piece from the cache
+        assert shared.exported == exported > before
+
+
+def test_any_other_model_is_exported_whole():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    assert network_pieces(model) is None
+    blocks = BlockExports()
+    data = blocks.export(model, (1, 1, 8, 8))
+    assert len(blocks) == 0 and _ops(data) == _ops(export_onnx(model, (1, 1, 8, 8)))
+    x = np.random.default_rng(0).standard_normal((2, 1, 8, 8)).astype(np.float32)
+    with torch.no_grad():
+        np.testing.assert_allclose(_run(data, x), model.eval()(torch.from_numpy(x)).numpy(), atol=1e-6)
+
+
+def test_the_cache_stays_within_its_size(compact_space, trained_supernet):
+    blocks = BlockExports(max_bytes=20_000)
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        arch = compact_space.sample(rng)
+        sub = compact_space.extract(trained_supernet[0], arch)
+        chw = tuple(compact_space.input_size(arch))
+        assert _ops(blocks.export(sub, (1, *chw))) == _ops(export_onnx(sub, (1, *chw)))
+        assert blocks._bytes <= 20_000 or len(blocks) == 1
+    assert 0 < len(blocks) < blocks.exported  # older pieces were dropped
+
+
+def test_the_profiler_measures_stitched_graphs_also_in_int8(compact_space, trained_supernet):
+    arch = compact_space.sample(np.random.default_rng(2))
+    sub = compact_space.extract(trained_supernet[0], arch)
+    chw = tuple(compact_space.input_size(arch))
+    profiler = LatencyProfiler()
+    fp32 = onnx.load_from_string(profiler.export(sub, chw))
+    assert fp32.producer_name == "shiftnas-stitched" and len(profiler.blocks) > 0
+    blocks = BlockExports()
+    int8 = deployed_onnx(sub, (1, *chw), "int8", blocks=blocks)
+    ops = [op for op, _ in _ops(int8)]
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops and len(blocks) > 0
+    whole_int8 = deployed_onnx(sub, (1, *chw), "int8")
+    assert sorted(ops) == sorted(op for op, _ in _ops(whole_int8))
