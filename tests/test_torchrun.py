@@ -135,6 +135,39 @@ def test_a_torchrun_training_killed_mid_way_resumes(tmp_path):
     assert _relative_distance(ckpt, tmp_path / "straight" / "supernet.pt") < 1e-6  # same ranks, same arithmetic
 
 
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="Linux: a parent-death signal ties torchrun to shiftnas"
+)
+def test_killing_only_shiftnas_ends_its_torchrun_and_ranks(tmp_path):
+    """``kill -9`` of the ``shiftnas`` process alone (not its group): torchrun and both ranks end with it."""
+    out = tmp_path / "run"
+    ckpt = out / "supernet.pt"
+    proc = _train(out, "--epochs", "6", "--nproc", "2", wait=False)
+    below: list[int] = []
+    try:
+        deadline = time.time() + 500
+        while time.time() < deadline and proc.poll() is None:
+            if ckpt.is_file() and len(read_checkpoint(ckpt)["training"]["history"]) >= 1:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.stderr.read()
+        below = _descendants(proc.pid)
+        assert len(below) >= 3  # torchrun and its two ranks
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+        deadline = time.time() + 60
+        while time.time() < deadline and any(Path(f"/proc/{pid}").exists() for pid in below):
+            time.sleep(0.1)
+        assert not [pid for pid in below if Path(f"/proc/{pid}").exists()], "torchrun or a rank outlived shiftnas"
+    finally:
+        for pid in below:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert not read_checkpoint(ckpt)["training"]["finished"]
+
+
 def test_a_run_with_two_training_processes_trains_under_torchrun_then_searches(tmp_path):
     out = tmp_path / "run"
     command = [sys.executable, "-m", "shiftnas", "run", "--out", str(out), *TRAIN, "--epochs", "1"]

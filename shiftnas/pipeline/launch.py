@@ -34,10 +34,20 @@ def refuse_landmarks_under_torchrun(cfg: RunConfig, processes: int) -> None:
         )
 
 
+# torchrun's own entry point, in a process that ends with this one (its ranks end with it in turn)
+_TORCHRUN_TIED_TO_PARENT = """import runpy, sys
+from shiftnas.engine.training.distributed import die_with_parent
+die_with_parent(int(sys.argv[1]))
+sys.argv = ["torchrun", *sys.argv[2:]]
+runpy.run_module("torch.distributed.run", run_name="__main__", alter_sys=True)
+"""
+
+
 def torchrun(nproc: int, threads: int, arguments: list[str]) -> int:
     """``shiftnas ARGUMENTS`` as ``nproc`` processes on this machine (``torchrun --standalone``), each
-    with ``threads`` torch threads; their exit status."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
+    with ``threads`` torch threads; their exit status. Killing this process ends them (on Linux)."""
+    command = [sys.executable, "-c", _TORCHRUN_TIED_TO_PARENT, str(os.getpid())]
+    command += ["--standalone", "--nproc_per_node", str(nproc)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     return subprocess.run([*command, "-m", "shiftnas", *arguments], env=env, check=False).returncode
 

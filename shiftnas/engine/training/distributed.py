@@ -78,17 +78,20 @@ class Ranks:
             dist.barrier()
 
 
-def _die_with_parent() -> None:
-    """On Linux, end this rank when its parent (torchrun's agent) dies: torchrun starts each rank in a
-    session of its own, so a killed torchrun (``kill -9``, the OOM killer) would leave the ranks training
-    and writing the checkpoint beside the run that resumes it."""
+def die_with_parent(parent: int | None = None) -> None:
+    """On Linux, end this process (SIGKILL) when its parent dies: torchrun starts each rank in a session of
+    its own, and nothing ends torchrun when the ``shiftnas`` that started it is killed (``kill -9``, the OOM
+    killer), which would leave them training and writing the checkpoint beside the run that resumes it.
+    ``parent``: the pid the parent must have (a parent that died before the request was in place is
+    caught by it); without it, a parent that is init counts as dead."""
     if not sys.platform.startswith("linux"):
         return
     import ctypes
 
     pr_set_pdeathsig = 1
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-    if os.getppid() == 1:  # the parent died before the request above was in place
+    parent_gone = os.getppid() == 1 if parent is None else os.getppid() != parent
+    if parent_gone:
         os._exit(1)
 
 
@@ -98,7 +101,7 @@ def ranks_from_environment() -> Ranks:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Ranks()
-    _die_with_parent()
+    die_with_parent()
     if not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return Ranks(dist.get_rank(), dist.get_world_size())
