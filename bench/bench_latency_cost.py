@@ -13,8 +13,8 @@ warm-up, 3 references) on a MACs-stratified sample of ``compact-mbv3`` (``make r
 
 Side by side on the same architectures, in the same loop: the whole-subnet export (what every measurement
 cost before stitching), and the latency of the whole graph measured twice around the stitched graph's
-(whole, stitched, whole), so the stitched graph's paired difference can be read against the protocol's
-own repeat noise.
+(whole, stitched, whole; every reference timed, ratios to one shared reference), so the stitched graph's
+paired difference can be read against the protocol's own repeat noise.
 
 Usage: python bench/bench_latency_cost.py [--archs 24]
 Writes bench/results/latency_cost.{json,md}.
@@ -23,10 +23,12 @@ Writes bench/results/latency_cost.{json,md}.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from shiftnas.config import LatencyConfig
@@ -62,19 +64,29 @@ def measure_one(space, supernet, arch, cfg: LatencyConfig, refs, blocks: BlockEx
     t4 = time.perf_counter()
     whole = export_onnx(sub, (cfg.batch_size, *chw))
     row["whole_export_s"] = time.perf_counter() - t4
-    before = measure_latency(whole, chw, cfg, refs)  # the whole graph around the stitched one: noise vs difference
-    after = measure_latency(whole, chw, cfg, refs)
-    row["whole_ratios"] = [before.ratio, after.ratio]
+    # the latency comparison: whole, stitched, whole, every reference timed in every block, so that all
+    # three are read against the same reference (the one nearest the first whole measurement)
+    every = dataclasses.replace(cfg, references_timed="all")
+    before = measure_latency(whole, chw, every, refs)
+    stitched = measure_latency(onnx_bytes, chw, every, refs)
+    after = measure_latency(whole, chw, every, refs)
+    row["comparison_reference"] = before.reference
+    row["compared_ratios"] = [m.ratios[before.reference] for m in (before, stitched, after)]  # whole, stitched, whole
     return row
 
 
-def log_differences(rows: list[dict]) -> tuple[list[float], list[float]]:
-    """Per architecture, log(stitched / whole) and log(whole repeat / whole), reference-corrected ratios."""
-    import math
+def log_differences(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """Per architecture, log(stitched / the geometric mean of the whole graph's two measurements around it)
+    and log(whole repeat / whole), of the ratios to one shared reference."""
+    ratios = np.log(np.array([r["compared_ratios"] for r in rows]))
+    return ratios[:, 1] - (ratios[:, 0] + ratios[:, 2]) / 2, ratios[:, 2] - ratios[:, 0]
 
-    stitched = [math.log(r["ratio"] / math.sqrt(r["whole_ratios"][0] * r["whole_ratios"][1])) for r in rows]
-    repeat = [math.log(r["whole_ratios"][1] / r["whole_ratios"][0]) for r in rows]
-    return stitched, repeat
+
+def median_interval(values: np.ndarray, seed: int = 0, draws: int = 10_000) -> tuple[float, float]:
+    """95 % bootstrap interval of the median (resampling architectures)."""
+    rng = np.random.default_rng(seed)
+    medians = np.median(rng.choice(values, size=(draws, len(values))), axis=1)
+    return float(np.percentile(medians, 2.5)), float(np.percentile(medians, 97.5))
 
 
 def main() -> None:
@@ -115,10 +127,15 @@ def main() -> None:
         "pieces_exported": blocks.exported,
         "pieces_reused": blocks.reused,
     }
+    low, high = median_interval(stitched_diff)
     latency_vs_whole = {
-        "median_log_stitched_over_whole": statistics.median(stitched_diff),
-        "median_abs_log_stitched_over_whole": statistics.median(abs(d) for d in stitched_diff),
-        "median_abs_log_whole_repeat": statistics.median(abs(d) for d in repeat_diff),
+        "median_log_stitched_over_whole": float(np.median(stitched_diff)),
+        "median_log_stitched_over_whole_95": [low, high],
+        "median_abs_log_stitched_over_whole": float(np.median(np.abs(stitched_diff))),
+        # if the two graphs ran alike, |stitched - mean(whole, whole)| has sqrt(1.5)/sqrt(2) = 0.87x the spread
+        # of |whole - whole|
+        "expected_if_equal": float(np.sqrt(0.75) * np.median(np.abs(repeat_diff))),
+        "median_abs_log_whole_repeat": float(np.median(np.abs(repeat_diff))),
     }
     result = {
         "archs": len(rows),
@@ -156,11 +173,12 @@ def main() -> None:
         f"{export['median_stitched_s_second_half'] * 1e3:.0f} ms over the rest; {export['pieces_exported']} pieces "
         f"exported, {export['pieces_reused']} reused) vs the whole subnet's export, timed beside it: "
         f"{export['median_whole_s'] * 1e3:.0f} ms; paired ratio median **{export['median_whole_over_stitched']:.1f}×**.",
-        "- Latency of the stitched graph vs the whole export (reference-corrected ratio, the whole graph measured "
-        "before and after the stitched one): median log difference "
-        f"{latency_vs_whole['median_log_stitched_over_whole']:+.4f}, median |difference| "
-        f"{latency_vs_whole['median_abs_log_stitched_over_whole']:.4f} vs the whole graph's own repeat |difference| "
-        f"{latency_vs_whole['median_abs_log_whole_repeat']:.4f}.",
+        "- Latency of the stitched graph vs the whole export, measured whole, stitched, whole with every reference "
+        "timed, as ratios to one shared reference: median log(stitched / whole) "
+        f"{latency_vs_whole['median_log_stitched_over_whole']:+.4f} (95 % interval {low:+.4f} to {high:+.4f}); "
+        f"median |difference| {latency_vs_whole['median_abs_log_stitched_over_whole']:.4f}, where equal graphs "
+        f"would give {latency_vs_whole['expected_if_equal']:.4f} (0.87 x the whole graph's own repeat |difference| "
+        f"{latency_vs_whole['median_abs_log_whole_repeat']:.4f}).",
         "",
         "| architecture | MMACs | median ms | total s | × timed | × all timed | export s | whole export s | sessions s | "
         "warm-up s | reference runs s |",
