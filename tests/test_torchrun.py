@@ -168,6 +168,20 @@ def test_killing_only_shiftnas_ends_its_torchrun_and_ranks(tmp_path):
     assert not read_checkpoint(ckpt)["training"]["finished"]
 
 
+def test_torchrun_training_on_a_machine_with_cuda_uses_gloo(tmp_path):
+    """Training holds CPU tensors even where CUDA is available: a process group on NCCL could not reduce
+    them. No GPU here, so every process of the training is told CUDA is available (a ``sitecustomize``)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import torch\ntorch.cuda.is_available = lambda: True\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(site), *sys.path])}
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "shiftnas", "train", "--out", str(out), *TRAIN, "--epochs", "1", "--nproc", "2"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert read_checkpoint(out / "supernet.pt")["training"]["finished"]
+
+
 def test_a_run_with_two_training_processes_trains_under_torchrun_then_searches(tmp_path):
     out = tmp_path / "run"
     command = [sys.executable, "-m", "shiftnas", "run", "--out", str(out), *TRAIN, "--epochs", "1"]

@@ -96,14 +96,14 @@ def die_with_parent(parent: int | None = None) -> None:
 
 
 def ranks_from_environment() -> Ranks:
-    """The ranks ``torchrun`` describes in the environment (joining its process group: gloo on the CPU,
-    NCCL on a GPU); one rank when not under ``torchrun``."""
+    """The ranks ``torchrun`` describes in the environment (joining its process group: gloo, since shiftnas
+    trains on the CPU even where CUDA is available); one rank when not under ``torchrun``."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Ranks()
     die_with_parent()
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group("gloo")  # NCCL cannot reduce the CPU tensors this training holds
     return Ranks(dist.get_rank(), dist.get_world_size())
 
 
