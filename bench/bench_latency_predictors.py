@@ -15,8 +15,12 @@ params, active layers: tau only) and the ceiling (tau between the two measuremen
 every ordered pair of regimes of one space, the predictor fitted on 300 samples of the source is the
 prior of a fit on 10 and 20 samples of the target, compared with the target's own 300-sample predictor.
 
+The two GPU regimes (ONNX Runtime's CUDA provider at batch 1 and 64, 120 architectures each) are measured on
+the GPU machine with ``--measure-only`` (bench/device/README.md) and evaluated here with the rest once their
+datasets are in ``bench/results/latency_predictors/``.
+
 Latency measurement needs a quiet machine: run it alone (``make bench-latency-predictors``, ~4 h for all 8 regimes; the evaluation alone ~6 min).
-Usage: python bench/bench_latency_predictors.py [--regimes a,b] [--samples 400] [--test 100]
+Usage: python bench/bench_latency_predictors.py [--regimes a,b] [--samples 400] [--test 100] [--measure-only]
 Writes bench/results/latency_predictors.{json,md}; the datasets under bench/results/latency_predictors/.
 """
 
@@ -48,6 +52,10 @@ class Regime:
     space: str
     resolutions: tuple[int, ...] | None
     cfg: LatencyConfig
+    plan: tuple[int, int, int] | None = None  # its own (samples, test, repeat), else the command line's
+
+    def sizes(self, samples: int, test: int, repeat: int) -> tuple[int, int, int]:
+        return self.plan or (samples, test, repeat)
 
 
 def _regimes() -> dict[str, Regime]:
@@ -62,18 +70,37 @@ def _regimes() -> dict[str, Regime]:
             ("b1-t1-int8", replace(base, precision="int8")),
         ):
             out[f"{tag}-{suffix}"] = Regime(f"{tag}-{suffix}", space, res, cfg)
+    # ONNX Runtime's CUDA provider on the GPU machine (bench/device/README.md): one candidate session per
+    # measurement (a CUDA session searches its convolution algorithms when it first runs) and a plan that fits
+    # a 15-minute lease; measured there with --measure-only, evaluated here from the datasets it returns
+    gpu = replace(base, provider="CUDAExecutionProvider", candidate_sessions="once")
+    for suffix, cfg in (("b1-cuda-fp32", gpu), ("b64-cuda-fp32", replace(gpu, batch_size=64))):
+        out[f"ofa-{suffix}"] = Regime(f"ofa-{suffix}", "ofa-mbv3", (96, 128, 160), cfg, plan=(120, 40, 20))
     return out
 
 
 REGIMES = _regimes()
+CPU_REGIMES = [name for name, r in REGIMES.items() if r.cfg.provider == "CPUExecutionProvider"]
 
 
 def space_of(regime: Regime):
     return get_space(regime.space, **({"resolutions": list(regime.resolutions)} if regime.resolutions else {}))
 
 
+def _complete(path: Path, n: int) -> LatencyDataset | None:
+    """The dataset at ``path`` if it holds ``n`` measurements already."""
+    if not path.is_file():
+        return None
+    data = LatencyDataset.load(path)
+    return data if len(data.records) >= n else None
+
+
 def measure(regime: Regime, samples: int, test: int, repeat: int, out: Path) -> tuple[LatencyDataset, LatencyDataset]:
-    """The regime's dataset and its repeat pass (both resumable)."""
+    """The regime's dataset and its repeat pass (both resumable; complete ones are read, not re-checked against
+    this machine, so that the GPU machine's datasets are evaluated here)."""
+    data, rep = _complete(out / f"{regime.name}.json", samples), _complete(out / f"{regime.name}.repeat.json", 1)
+    if data is not None and rep is not None and len(rep.records) >= min(repeat, test):
+        return data, rep
     space, fp = space_of(regime), fingerprint_of(regime.cfg)
     print(f"== {regime.name}: measuring {samples} architectures", flush=True)
     data = build_latency_dataset(space, out / f"{regime.name}.json", samples, regime.cfg, fp, seed=0)
@@ -197,15 +224,25 @@ def write(results: dict, out: Path) -> None:
     lines = [
         "# Latency predictors across regimes (issue 18)",
         "",
-        f"ONNX Runtime on this CPU; {results['samples']} architectures per regime (stratified), the last "
+        f"ONNX Runtime (this CPU; the GPU regimes on the GPU machine); {results['samples']} architectures per CPU regime "
+        "(stratified), the last "
         f"{results['test']} held out; fits on random subsets of the rest (mean over 5 draws up to 50, 3 at 100). "
         "Kendall τ on the held-out set; ceiling = τ between two measurements of the same architectures; "
         "baselines fit nothing.",
         "",
     ]
-    missing = [n for n in REGIMES if n not in results["regimes"]]
+    missing = [n for n in CPU_REGIMES if n not in results["regimes"]]
     if missing:
         lines += [f"Not measured yet (run `make bench-latency-predictors` to resume): {', '.join(missing)}.", ""]
+    gpu = [n for n in REGIMES if n not in CPU_REGIMES]
+    measured_gpu = [n for n in gpu if n in results["regimes"]]
+    lines += [
+        f"GPU regimes ({', '.join(gpu)}; ONNX Runtime's CUDA provider, {REGIMES[gpu[0]].plan[0]} architectures, "
+        f"{REGIMES[gpu[0]].plan[1]} held out): "
+        + (f"measured: {', '.join(measured_gpu)}." if measured_gpu else "not measured yet: they need the GPU machine ")
+        + ("" if measured_gpu else "(`bench/device/README.md`)."),
+        "",
+    ]
     lines += [
         "| regime | latency ms (median) | ceiling τ | MACs τ | params τ | layers τ | "
         + " | ".join(f"τ @{n}" for n in SIZES)
@@ -301,23 +338,36 @@ def write(results: dict, out: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--regimes", default=",".join(REGIMES), help=f"comma-separated, of: {', '.join(REGIMES)}")
+    ap.add_argument(
+        "--regimes",
+        default=None,
+        help=f"comma-separated, of: {', '.join(REGIMES)} (default: the CPU regimes and every GPU regime whose "
+        "datasets are complete)",
+    )
     ap.add_argument("--samples", type=int, default=400)
     ap.add_argument("--test", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=60)
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--measure-only", action="store_true", help="measure the datasets, evaluate nothing (GPU machine)")
     args = ap.parse_args()
-    names = [n.strip() for n in args.regimes.split(",") if n.strip()]
+    data_dir = args.out / "latency_predictors"
+    plans = {n: r.sizes(args.samples, args.test, args.repeat) for n, r in REGIMES.items()}
+    if args.regimes is None:
+        done = [n for n in REGIMES if n not in CPU_REGIMES and _complete(data_dir / f"{n}.json", plans[n][0])]
+        names = CPU_REGIMES + done
+    else:
+        names = [n.strip() for n in args.regimes.split(",") if n.strip()]
     unknown = [n for n in names if n not in REGIMES]
     if unknown:
         raise SystemExit(f"error: unknown regime '{unknown[0]}'; choose from {', '.join(REGIMES)}")
-    data_dir = args.out / "latency_predictors"
     data_dir.mkdir(parents=True, exist_ok=True)
-    measured = {n: measure(REGIMES[n], args.samples, args.test, args.repeat, data_dir) for n in names}
+    measured = {n: measure(REGIMES[n], *plans[n], data_dir) for n in names}
+    if args.measure_only:
+        return
     results = {"samples": args.samples, "test": args.test, "regimes": {}, "transfer": {}}
     fits = {}
     for n in names:
-        results["regimes"][n], fits[n] = evaluate(REGIMES[n], *measured[n], args.test)
+        results["regimes"][n], fits[n] = evaluate(REGIMES[n], *measured[n], plans[n][1])
     for src in names:
         for tgt in names:
             if src != tgt and REGIMES[src].space == REGIMES[tgt].space and fits[src]["prior"] is not None:
