@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -98,11 +99,12 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="Linux: finds the ranks through /proc")
-def test_a_torchrun_training_killed_mid_way_resumes(tmp_path):
-    out = tmp_path / "run"
+def _kill_after_an_epoch(out: Path, kill: Callable[[int], None], what: str) -> None:
+    """Start ``shiftnas train --nproc 2`` (6 epochs), ``kill`` its pid once the first epoch is checkpointed,
+    and check that torchrun and both ranks are gone within a minute."""
     ckpt = out / "supernet.pt"
     proc = _train(out, "--epochs", "6", "--nproc", "2", wait=False)
+    below: list[int] = []
     try:
         deadline = time.time() + 500
         while time.time() < deadline and proc.poll() is None:
@@ -112,18 +114,26 @@ def test_a_torchrun_training_killed_mid_way_resumes(tmp_path):
         assert proc.poll() is None, proc.stderr.read()
         below = _descendants(proc.pid)
         assert len(below) >= 3  # torchrun and its two ranks
-        os.killpg(proc.pid, signal.SIGKILL)  # shiftnas and torchrun, mid-epoch: the ranks must end with them
+        kill(proc.pid)
         proc.wait(timeout=60)
         deadline = time.time() + 60
         while time.time() < deadline and any(Path(f"/proc/{pid}").exists() for pid in below):
             time.sleep(0.1)  # the ranks (no children of ours) are gone once init has reaped them
-        assert not [pid for pid in below if Path(f"/proc/{pid}").exists()], "ranks outlived a killed torchrun"
-    finally:
-        for pid in [proc.pid, *_descendants(proc.pid)]:
+        assert not [pid for pid in below if Path(f"/proc/{pid}").exists()], what
+    finally:  # what the kill left, also processes no longer below it (re-parented when it died)
+        for pid in {proc.pid, *below, *_descendants(proc.pid)}:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="Linux: finds the ranks through /proc")
+def test_a_torchrun_training_killed_mid_way_resumes(tmp_path):
+    out = tmp_path / "run"
+    ckpt = out / "supernet.pt"
+    # shiftnas and torchrun, mid-epoch: the ranks must end with them
+    _kill_after_an_epoch(out, lambda pid: os.killpg(pid, signal.SIGKILL), "ranks outlived a killed torchrun")
     interrupted = read_checkpoint(ckpt)["training"]
     assert not interrupted["finished"] and 1 <= len(interrupted["history"]) < 6
     resumed = _train(out, "--epochs", "6", "--nproc", "2")
@@ -141,31 +151,8 @@ def test_a_torchrun_training_killed_mid_way_resumes(tmp_path):
 def test_killing_only_shiftnas_ends_its_torchrun_and_ranks(tmp_path):
     """``kill -9`` of the ``shiftnas`` process alone (not its group): torchrun and both ranks end with it."""
     out = tmp_path / "run"
-    ckpt = out / "supernet.pt"
-    proc = _train(out, "--epochs", "6", "--nproc", "2", wait=False)
-    below: list[int] = []
-    try:
-        deadline = time.time() + 500
-        while time.time() < deadline and proc.poll() is None:
-            if ckpt.is_file() and len(read_checkpoint(ckpt)["training"]["history"]) >= 1:
-                break
-            time.sleep(0.2)
-        assert proc.poll() is None, proc.stderr.read()
-        below = _descendants(proc.pid)
-        assert len(below) >= 3  # torchrun and its two ranks
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=60)
-        deadline = time.time() + 60
-        while time.time() < deadline and any(Path(f"/proc/{pid}").exists() for pid in below):
-            time.sleep(0.1)
-        assert not [pid for pid in below if Path(f"/proc/{pid}").exists()], "torchrun or a rank outlived shiftnas"
-    finally:
-        for pid in below:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    assert not read_checkpoint(ckpt)["training"]["finished"]
+    _kill_after_an_epoch(out, lambda pid: os.kill(pid, signal.SIGKILL), "torchrun or a rank outlived shiftnas")
+    assert not read_checkpoint(out / "supernet.pt")["training"]["finished"]
 
 
 def test_torchrun_training_on_a_machine_with_cuda_uses_gloo(tmp_path):
