@@ -34,7 +34,12 @@ from pathlib import Path
 import numpy as np
 
 from shiftnas.config import LatencyConfig
-from shiftnas.engine.evaluation.latency_dataset import LatencyDataset, build_latency_dataset
+from shiftnas.engine.evaluation.latency_dataset import (
+    LatencyDataset,
+    build_latency_dataset,
+    check_same_measurement,
+    measurement_protocol,
+)
 from shiftnas.hardware.fingerprint import fingerprint_of
 from shiftnas.io import atomic_write_json, atomic_write_text
 from shiftnas.predictors.latency import CANDIDATES, GBM_MIN, fit_latency_predictor, prediction_errors
@@ -87,20 +92,26 @@ def space_of(regime: Regime):
     return get_space(regime.space, **({"resolutions": list(regime.resolutions)} if regime.resolutions else {}))
 
 
-def _complete(path: Path, n: int) -> LatencyDataset | None:
-    """The dataset at ``path`` if it holds ``n`` measurements already."""
-    if not path.is_file():
+def complete_datasets(
+    regime: Regime, samples: int, test: int, repeat: int, out: Path
+) -> tuple[LatencyDataset, LatencyDataset] | None:
+    """The regime's dataset and repeat pass if both are complete under ``out``, checked to be of its space,
+    device settings and protocol (the machine may be another: the GPU machine's datasets are read here)."""
+    files = (out / f"{regime.name}.json", out / f"{regime.name}.repeat.json")
+    if not all(f.is_file() for f in files):
         return None
-    data = LatencyDataset.load(path)
-    return data if len(data.records) >= n else None
+    want = (space_of(regime).describe(), fingerprint_of(regime.cfg).as_dict(), measurement_protocol(regime.cfg))
+    data, rep = (LatencyDataset.load(f) for f in files)
+    for path, dataset in zip(files, (data, rep)):
+        check_same_measurement(path, dataset, *want, same_machine=False)
+    return (data, rep) if len(data.records) >= samples and len(rep.records) >= min(repeat, test) else None
 
 
 def measure(regime: Regime, samples: int, test: int, repeat: int, out: Path) -> tuple[LatencyDataset, LatencyDataset]:
-    """The regime's dataset and its repeat pass (both resumable; complete ones are read, not re-checked against
-    this machine, so that the GPU machine's datasets are evaluated here)."""
-    data, rep = _complete(out / f"{regime.name}.json", samples), _complete(out / f"{regime.name}.repeat.json", 1)
-    if data is not None and rep is not None and len(rep.records) >= min(repeat, test):
-        return data, rep
+    """The regime's dataset and its repeat pass (both resumable; complete ones are read without measuring)."""
+    done = complete_datasets(regime, samples, test, repeat, out)
+    if done is not None:
+        return done
     space, fp = space_of(regime), fingerprint_of(regime.cfg)
     print(f"== {regime.name}: measuring {samples} architectures", flush=True)
     data = build_latency_dataset(space, out / f"{regime.name}.json", samples, regime.cfg, fp, seed=0)
@@ -353,7 +364,7 @@ def main() -> None:
     data_dir = args.out / "latency_predictors"
     plans = {n: r.sizes(args.samples, args.test, args.repeat) for n, r in REGIMES.items()}
     if args.regimes is None:
-        done = [n for n in REGIMES if n not in CPU_REGIMES and _complete(data_dir / f"{n}.json", plans[n][0])]
+        done = [n for n in REGIMES if n not in CPU_REGIMES and complete_datasets(REGIMES[n], *plans[n], data_dir)]
         names = CPU_REGIMES + done
     else:
         names = [n.strip() for n in args.regimes.split(",") if n.strip()]

@@ -202,8 +202,8 @@ def train(
     epochs: Optional[int] = typer.Option(None, help="Supernet training epochs."),
     nproc: Optional[int] = typer.Option(
         None,
-        help="Processes that train the supernet together (PyTorch distributed via torchrun; gloo on CPU, NCCL on "
-        "GPU); default train.processes.",
+        help="Processes that train the supernet together (PyTorch distributed via torchrun, gloo; training runs on "
+        "the CPU); default train.processes.",
     ),
 ) -> None:
     """Train an elastic supernet (sandwich rule + in-place distillation); writes <out>/supernet.pt."""

@@ -167,6 +167,42 @@ BEFORE_THE_OPTION = {
 }
 
 
+def measurement_protocol(cfg: LatencyConfig) -> dict[str, Any]:
+    """The measurement settings a dataset records beside its device fingerprint."""
+    device = ("provider", "intra_threads", "inter_threads", "batch_size")
+    return {k: v for k, v in asdict(cfg).items() if k not in device}
+
+
+MACHINE = ("cpu_model", "cores", "ort_version")  # the fingerprint's fields that name the machine, not the settings
+
+
+def check_same_measurement(
+    path: Path | str,
+    dataset: LatencyDataset,
+    space: dict[str, Any],
+    fingerprint: dict[str, Any],
+    protocol: dict[str, Any],
+    same_machine: bool = True,
+) -> None:
+    """One line if ``dataset`` (read from ``path``) holds measurements of another space, device or protocol than
+    these; ``same_machine=False`` compares the device's settings (provider, threads, batch, precision) only."""
+    theirs_fp = dataset.fingerprint
+    if not same_machine:
+        fingerprint = {k: v for k, v in fingerprint.items() if k not in MACHINE}
+        theirs_fp = {k: v for k, v in theirs_fp.items() if k not in MACHINE}
+    for what, mine, theirs in (
+        ("space", space, dataset.space),
+        ("device fingerprint", fingerprint, theirs_fp),
+        ("measurement protocol", protocol, BEFORE_THE_OPTION | dataset.protocol),
+    ):
+        if mine != theirs:
+            diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+            raise ShiftnasError(
+                f"{path} holds measurements with another {what} ({', '.join(diff)} differ); "
+                "pass another --out or the same settings"
+            )
+
+
 def build_latency_dataset(
     space: SearchSpace,
     out: Path | str,
@@ -190,26 +226,16 @@ def build_latency_dataset(
     torch.manual_seed(seed)  # latency does not depend on the weights; the graph is fixed by the arch
     supernet = space.build_supernet(10).eval()
     refs = reference_models(space, supernet, cfg)
-    protocol = {
-        k: v for k, v in asdict(cfg).items() if k not in ("provider", "intra_threads", "inter_threads", "batch_size")
-    }
     fresh = LatencyDataset(
-        space=space.describe(), fingerprint=fingerprint.as_dict(), protocol=protocol, references=[r.name for r in refs]
+        space=space.describe(),
+        fingerprint=fingerprint.as_dict(),
+        protocol=measurement_protocol(cfg),
+        references=[r.name for r in refs],
     )
     dataset = fresh
     if out.exists():
         dataset = LatencyDataset.load(out)
-        for what, mine, theirs in (
-            ("space", fresh.space, dataset.space),
-            ("device fingerprint", fresh.fingerprint, dataset.fingerprint),
-            ("measurement protocol", fresh.protocol, BEFORE_THE_OPTION | dataset.protocol),
-        ):
-            if mine != theirs:
-                diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-                raise ShiftnasError(
-                    f"{out} holds measurements with another {what} ({', '.join(diff)} differ); "
-                    "pass another --out or the same settings"
-                )
+        check_same_measurement(out, dataset, fresh.space, fresh.fingerprint, fresh.protocol)
     wanted = list(archs) if archs is not None else stratified_sample(space, samples, seed)
     samples = len(wanted)
     todo = [a for a in wanted if a.key() not in dataset.keys()]
