@@ -17,7 +17,9 @@ from shiftnas.config import LatencyConfig
 from shiftnas.engine.evaluation.latency_dataset import (
     LatencyDataset,
     build_latency_dataset,
+    check_same_measurement,
     measure_locally,
+    measurement_protocol,
     reference_archs,
     reference_models,
     stratified_sample,
@@ -267,6 +269,22 @@ def test_dataset_refuses_other_settings_and_garbage(space, dataset, tmp_path):
         LatencyDataset.load(bad)
     with pytest.raises(ShiftnasError, match="not found"):
         LatencyDataset.load(tmp_path / "missing.json")
+
+
+def test_a_dataset_of_another_machine_is_checked_for_its_settings_not_its_machine(space, dataset):
+    """How the GPU machine's datasets are read here: same space, provider, threads, batch, precision, protocol."""
+    ds, path, cfg = dataset
+    want = space.describe(), fingerprint_of(cfg).as_dict(), measurement_protocol(cfg)
+    elsewhere = dataclasses.replace(ds, fingerprint={**ds.fingerprint, "cpu_model": "another CPU", "cores": 64})
+    check_same_measurement(path, elsewhere, *want, same_machine=False)
+    with pytest.raises(ShiftnasError, match=r"device fingerprint \(cores, cpu_model differ\)"):
+        check_same_measurement(path, elsewhere, *want)
+    gpu = dataclasses.replace(elsewhere, fingerprint={**elsewhere.fingerprint, "provider": "CUDAExecutionProvider"})
+    with pytest.raises(ShiftnasError, match=r"device fingerprint \(provider differ\)"):
+        check_same_measurement(path, gpu, *want, same_machine=False)
+    once = dataclasses.replace(ds, protocol={**ds.protocol, "candidate_sessions": "once"})
+    with pytest.raises(ShiftnasError, match=r"measurement protocol \(candidate_sessions differ\)"):
+        check_same_measurement(path, once, *want, same_machine=False)
 
 
 # --------------------------------------------------------------------------- predictors
