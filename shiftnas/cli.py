@@ -219,7 +219,8 @@ def train(
 
     refuse_landmarks_under_torchrun(cfg, nproc)
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
-        raise typer.Exit(relaunch_under_torchrun(nproc, cfg.threads))
+        relaunch_under_torchrun(nproc, cfg.threads)
+        return
     ranks = ranks_from_environment()
     cfg.train.processes = ranks.world  # what trained the weights (part of the checkpoint's identity)
     ctx = prepare(cfg, quiet=not ranks.is_main, search=False)

@@ -155,13 +155,36 @@ def test_killing_only_shiftnas_ends_its_torchrun_and_ranks(tmp_path):
     assert not read_checkpoint(out / "supernet.pt")["training"]["finished"]
 
 
+def _with_sitecustomize(tmp_path: Path, code: str) -> dict[str, str]:
+    """An environment whose Python processes run ``code`` first (a ``sitecustomize`` module on the path)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(code)
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(site), *sys.path])}
+
+
+def test_a_failing_rank_ends_the_training_with_one_line_after_its_own_error(tmp_path):
+    """Both ranks fail as they join their process group: their own errors, then torchrun's one line (not its
+    traceback) and shiftnas's one-line error, exit status 2."""
+    fail = (
+        "import os\nif 'RANK' in os.environ:\n    import torch.distributed as d\n"
+        "    def fail(*args, **kwargs):\n        raise RuntimeError('no process group here')\n"
+        "    d.init_process_group = fail\n"
+    )
+    command = [sys.executable, "-m", "shiftnas", "train", "--out", str(tmp_path / "run"), *TRAIN, "--nproc", "2"]
+    done = subprocess.run(command, env=_with_sitecustomize(tmp_path, fail), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: supernet training in 2 processes (torchrun) failed with exit status 1")
+    assert any(line.startswith("torchrun: rank ") and "failed first (exit code 1)" in line for line in lines)
+    assert "no process group here" in done.stderr  # the rank's own error
+    assert "ChildFailedError" not in done.stderr and "launcher/api.py" not in done.stderr  # not torchrun's traceback
+
+
 def test_torchrun_training_on_a_machine_with_cuda_uses_gloo(tmp_path):
     """Training holds CPU tensors even where CUDA is available: a process group on NCCL could not reduce
     them. No GPU here, so every process of the training is told CUDA is available (a ``sitecustomize``)."""
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text("import torch\ntorch.cuda.is_available = lambda: True\n")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(site), *sys.path])}
+    env = _with_sitecustomize(tmp_path, "import torch\ntorch.cuda.is_available = lambda: True\n")
     out = tmp_path / "run"
     command = [sys.executable, "-m", "shiftnas", "train", "--out", str(out), *TRAIN, "--epochs", "1", "--nproc", "2"]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)

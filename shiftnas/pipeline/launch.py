@@ -34,24 +34,35 @@ def refuse_landmarks_under_torchrun(cfg: RunConfig, processes: int) -> None:
         )
 
 
-# torchrun's own entry point, in a process that ends with this one (its ranks end with it in turn)
+# torchrun's own entry point, in a process that ends with this one (its ranks end with it in turn); a failed
+# rank's error is printed by the rank, so torchrun's report of it becomes one line instead of its traceback
 _TORCHRUN_TIED_TO_PARENT = """import runpy, sys
 from shiftnas.engine.training.distributed import die_with_parent
 die_with_parent(int(sys.argv[1]))
 sys.argv = ["torchrun", *sys.argv[2:]]
-runpy.run_module("torch.distributed.run", run_name="__main__", alter_sys=True)
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+try:
+    runpy.run_module("torch.distributed.run", run_name="__main__", alter_sys=True)
+except ChildFailedError as exc:
+    rank, failure = exc.get_first_failure()
+    sys.exit(f"torchrun: rank {rank} failed first (exit code {failure.exitcode})")
 """
 
 
-def torchrun(nproc: int, threads: int, arguments: list[str]) -> int:
-    """``shiftnas ARGUMENTS`` as ``nproc`` processes on this machine (``torchrun --standalone``), each
-    with ``threads`` torch threads; their exit status. Killing this process ends them (on Linux)."""
+def torchrun(nproc: int, threads: int, arguments: list[str]) -> None:
+    """``shiftnas ARGUMENTS`` as ``nproc`` processes on this machine (``torchrun --standalone``), each with
+    ``threads`` torch threads; one line if they fail. Killing this process ends them (on Linux)."""
     command = [sys.executable, "-c", _TORCHRUN_TIED_TO_PARENT, str(os.getpid())]
     command += ["--standalone", "--nproc_per_node", str(nproc)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    return subprocess.run([*command, "-m", "shiftnas", *arguments], env=env, check=False).returncode
+    status = subprocess.run([*command, "-m", "shiftnas", *arguments], env=env, check=False).returncode
+    if status != 0:
+        raise ShiftnasError(
+            f"supernet training in {nproc} processes (torchrun) failed with exit status {status}; "
+            "its output is above (re-running the command resumes it)"
+        )
 
 
-def relaunch_under_torchrun(nproc: int, threads: int) -> int:
-    """Run this command line (less ``--nproc``) as ``nproc`` processes; their exit status."""
-    return torchrun(nproc, threads, arguments_without_nproc(sys.argv[1:]))
+def relaunch_under_torchrun(nproc: int, threads: int) -> None:
+    """Run this command line (less ``--nproc``) as ``nproc`` processes; one line if they fail."""
+    torchrun(nproc, threads, arguments_without_nproc(sys.argv[1:]))
