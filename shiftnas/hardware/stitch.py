@@ -105,20 +105,20 @@ class BlockExports:
     def export(self, model: nn.Module, input_shape: Sequence[int]) -> bytes:
         """The ONNX graph (bytes) whose latency stands for ``model``'s at NCHW ``input_shape``: stitched from
         cached pieces for an OFA network, else :func:`export_onnx` of the whole model."""
-        shape = tuple(int(d) for d in input_shape)
+        nchw = tuple(int(d) for d in input_shape)
         pieces = network_pieces(model)
         if pieces is None:
-            return export_onnx(model, shape)
+            return export_onnx(model, nchw)
         import onnx
 
         graph = onnx.GraphProto(name="stitched")
         first = None
-        previous = INPUT_NAME
+        previous, shape = INPUT_NAME, nchw
         for i, piece in enumerate(pieces):
-            proto, shape, _ = self._piece(piece, shape)
-            first = first or proto
+            proto, shape, _ = self._piece(piece, shape)  # the next piece's input shape is this one's output's
+            first = proto if first is None else first
             if proto.opset_import != first.opset_import:  # pieces from two exporters (one fell back to dynamo)
-                return export_onnx(model, tuple(int(d) for d in input_shape))
+                return export_onnx(model, nchw)
             last = i == len(pieces) - 1
             links = {INPUT_NAME: previous, OUTPUT_NAME: OUTPUT_NAME if last else f"p{i}.{OUTPUT_NAME}"}
 
