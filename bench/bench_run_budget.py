@@ -13,7 +13,7 @@ its extremes), and the supernet's own quality apart from search noise: the mean 
 
 Resumable: a finished run (its ``summary.json``) is read back; an unfinished one is started afresh.
 Run it alone on an idle machine (``make bench-run-budget``, ~5 min a run, 12 runs).
-Usage: python bench/bench_run_budget.py [--seeds 0,1,2] [--variants "1 process,n_random=1,epochs=5,2 processes"]
+Usage: python bench/bench_run_budget.py [--seeds 0,1,2] [--variants "1 process,..."] [--baseline V] [--rerun]
 Writes bench/results/run_budget.{json,md}; the runs under runs/bench_run_budget/.
 """
 
@@ -48,9 +48,9 @@ VARIANTS = {  # name -> (run directory, the run's --set on top of configs/defaul
     "1 process": ("processes1", ONE),  # the default until 2026-12-07
     "n_random=1": ("n_random1", [*ONE, "--set", "train.n_random=1"]),
     "epochs=5": ("epochs5", [*ONE, "--set", "train.epochs=5"]),
-    "2 processes": ("processes2", []),  # the default since: 2 torchrun processes, BN per process
+    "2 processes": ("processes2", ["--set", "train.augment_shift=0"]),  # 2 torchrun processes, BN per process
+    "shift=2": ("shift2", ["--set", "train.augment_shift=2"]),  # 2 processes, images shifted up to 2 px
 }
-BASELINE = "1 process"
 MID_MMACS = 8.0
 N_FIXED = 38
 BAR = 97.5
@@ -99,7 +99,9 @@ def fixed_archs_accuracy(variant: str, seed: int) -> dict:
 
 def write(results: dict) -> None:
     atomic_write_json(RESULTS / "run_budget.json", results)
-    variants, seeds = results["variants"], results["seeds"]
+    recorded = [key.split("/") for key in results["runs"]]  # every variant measured so far, not only this call's
+    variants = [v for v in VARIANTS if any(v == name for name, _ in recorded)]
+    seeds, baseline = sorted({int(seed) for _, seed in recorded}), results["baseline"]
     lines = [
         "# The default run under cheaper training recipes (issue 16)",
         "",
@@ -124,8 +126,8 @@ def write(results: dict) -> None:
                 f"| {v} | {s} | {r['seconds'] / 60:.1f} | {r['training_seconds'] / 60:.1f} | {r['front_size']} | "
                 f"{r['best_test_accuracy']:.1f} | {mid} | {f['mean']:.2f} | {f['largest']:.1f} | {f['smallest']:.1f} |"
             )
-    lines += ["", f"Per variant (median over seeds; paired differences to `{BASELINE}` on the same seed):", ""]
-    lines += [f"| variant | run min | best test % | runs >= bar and <= 5 min | fixed mean − {BASELINE}'s (per seed) |"]
+    lines += ["", f"Per variant (median over seeds; paired differences to `{baseline}` on the same seed):", ""]
+    lines += [f"| variant | run min | best test % | runs >= bar and <= 5 min | fixed mean − {baseline}'s (per seed) |"]
     lines += ["|---|---|---|---|---|"]
     for v in variants:
         rs = {s: results["runs"][f"{v}/{s}"] for s in seeds if f"{v}/{s}" in results["runs"]}
@@ -133,9 +135,9 @@ def write(results: dict) -> None:
             continue
         ok = sum(r["best_test_accuracy"] >= BAR and r["seconds"] <= 300 for r in rs.values())
         diffs = [
-            r["fixed"]["mean"] - results["runs"][f"{BASELINE}/{s}"]["fixed"]["mean"]
+            r["fixed"]["mean"] - results["runs"][f"{baseline}/{s}"]["fixed"]["mean"]
             for s, r in rs.items()
-            if f"{BASELINE}/{s}" in results["runs"]
+            if f"{baseline}/{s}" in results["runs"]
         ]
         lines.append(
             f"| {v} | {statistics.median(r['seconds'] for r in rs.values()) / 60:.1f} | "
@@ -151,16 +153,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--baseline", default="1 process", help="the variant the others are compared with per seed")
+    ap.add_argument("--rerun", action="store_true", help="measure the chosen variants again (side by side)")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     variants = [v.strip() for v in args.variants.split(",")]
-    unknown = [v for v in variants if v not in VARIANTS]
+    unknown = [v for v in [*variants, args.baseline] if v not in VARIANTS]
     if unknown:
         raise SystemExit(f"error: unknown variant '{unknown[0]}'; choose from {', '.join(VARIANTS)}")
     torch.set_num_threads(1)
     path = RESULTS / "run_budget.json"
     results = json.loads(path.read_text()) if path.exists() else {"runs": {}}
-    results.update(seeds=seeds, variants=variants, mid_mmacs=MID_MMACS, n_fixed=N_FIXED + 2)
+    results.update(seeds=seeds, variants=variants, baseline=args.baseline, mid_mmacs=MID_MMACS, n_fixed=N_FIXED + 2)
+    if args.rerun:  # drop the chosen variants' runs, so they are measured anew, alternating within a seed
+        for seed in seeds:
+            for variant in variants:
+                results["runs"].pop(f"{variant}/{seed}", None)
+                shutil.rmtree(run_dir(variant, seed), ignore_errors=True)
     for seed in seeds:
         for variant in variants:
             key = f"{variant}/{seed}"

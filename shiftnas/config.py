@@ -100,6 +100,9 @@ class TrainConfig(Settings):
     n_random: int = setting(2, low=0)  # random subnets per step besides the largest and smallest
     kd_ratio: float = setting(1.0, low=0)  # weight of in-place distillation from the largest subnet
     grad_clip: float = setting(5.0, above=0)
+    # augmentation: every training image moved by up to this many pixels in each direction, the border zero
+    # (a padded random crop), drawn anew each step; 0: none
+    augment_shift: int = setting(0, low=0)
     # processes that train the supernet together under torchrun, each on its shard of every batch
     # (`shiftnas train --nproc` overrides it); the same seed and value give the same weights
     processes: int = setting(1, low=1)

@@ -11,6 +11,7 @@ from shiftnas.config import TrainConfig
 from shiftnas.data import DataSplits
 from shiftnas.engine.checkpoint import read_checkpoint
 from shiftnas.engine.evaluation.subnet import SubnetEvaluator, accuracy, recalibrate_bn
+from shiftnas.engine.tensors import random_shift
 from shiftnas.engine.training.optim import lr_at
 from shiftnas.engine.training.supernet import distillation_loss, sandwich_archs, train_supernet
 
@@ -98,9 +99,10 @@ def test_our_bn_recalibration_matches_ofa_set_running_statistics(trained_superne
             assert torch.allclose(a, b, rtol=2e-2, atol=1e-5), name
 
 
-def test_training_resumes_bit_identically(compact_space, digits, tmp_path):
+@pytest.mark.parametrize("shift", [0, 2])
+def test_training_resumes_bit_identically(compact_space, digits, tmp_path, shift):
     data = small_split(digits, 192)
-    cfg = TrainConfig(epochs=2, batch_size=64, lr=0.05, warmup_steps=2, n_random=1)
+    cfg = TrainConfig(epochs=2, batch_size=64, lr=0.05, warmup_steps=2, n_random=1, augment_shift=shift)
     torch.manual_seed(1)
     full = compact_space.build_supernet(10)
     init = {k: v.clone() for k, v in full.state_dict().items()}
@@ -140,3 +142,15 @@ def test_distillation_loss_is_zero_for_identical_logits():
     logits = torch.randn(4, 10)
     assert distillation_loss(logits, logits).item() == pytest.approx(0.0, abs=1e-6)
     assert distillation_loss(torch.randn(4, 10), logits).item() > 0
+
+
+def test_random_shift_moves_each_image_by_its_offset_and_zeroes_the_border():
+    images = torch.zeros(3, 1, 6, 6)
+    images[:, 0, 2, 3] = 1.0  # one bright pixel per image
+    images[2, 0, 5, 5] = 2.0  # moved out of the image by (1, 1)
+    offsets = torch.tensor([[0, 0], [2, -3], [1, 1]])
+    shifted = random_shift(images, offsets)
+    assert torch.equal(shifted[0], images[0])
+    assert shifted[1, 0, 4, 0] == 1.0 and shifted[1].sum() == 1.0
+    assert shifted[2, 0, 3, 4] == 1.0 and shifted[2].sum() == 1.0  # the corner pixel left the image
+    assert torch.equal(random_shift(images, torch.zeros(3, 2, dtype=torch.long)), images)

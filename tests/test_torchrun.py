@@ -66,8 +66,9 @@ def test_nproc_is_dropped_from_the_relaunched_command_line():
 
 
 def test_two_torchrun_processes_train_the_weights_one_process_does(tmp_path):
-    one = _train(tmp_path / "one", "--epochs", "1")
-    two = _train(tmp_path / "two", "--epochs", "1", "--nproc", "2")
+    shifted = ("--set", "train.augment_shift=2")  # each image's shift is drawn for the global batch
+    one = _train(tmp_path / "one", "--epochs", "1", *shifted)
+    two = _train(tmp_path / "two", "--epochs", "1", "--nproc", "2", *shifted)
     assert one.returncode == 0, one.stderr
     assert two.returncode == 0, two.stderr
     assert "trained by 2 processes" in two.stderr
@@ -249,3 +250,11 @@ def test_only_per_process_batch_norm_changes_what_a_checkpoint_is_the_training_o
     per_process = training_identity(space, data, TrainConfig(processes=2, sync_bn=False), 0)
     assert per_process != one and per_process["config"]["processes"] == 2
     assert training_identity(space, data, TrainConfig(processes=1, sync_bn=False), 0) == one
+
+
+def test_augmentation_is_part_of_what_a_checkpoint_is_the_training_of():
+    space = get_space("compact-mbv3", resolutions=[16])
+    data = load_dataset("digits", seed=0, image_size=16)
+    plain = training_identity(space, data, TrainConfig(), 0)
+    assert "augment_shift" not in plain["config"]  # checkpoints from before the setting existed still resume
+    assert training_identity(space, data, TrainConfig(augment_shift=2), 0)["config"]["augment_shift"] == 2

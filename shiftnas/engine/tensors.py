@@ -24,6 +24,21 @@ def iterate_batches(n: int, batch_size: int, generator: torch.Generator | None =
         yield order[start : start + batch_size]
 
 
+def random_shift(images: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Each image moved by its ``(dy, dx)`` row of ``offsets`` (pixels), the uncovered border zero: the
+    padded random crop of ``torchvision.transforms.RandomCrop(padding=...)``, done on a whole batch."""
+    pad = int(offsets.abs().max()) if offsets.numel() else 0
+    if pad == 0:
+        return images
+    height, width = images.shape[-2:]
+    padded = F.pad(images, (pad, pad, pad, pad))
+    crops = [
+        padded[i, :, pad - dy : pad - dy + height, pad - dx : pad - dx + width]
+        for i, (dy, dx) in enumerate(offsets.tolist())
+    ]
+    return torch.stack(crops)
+
+
 @contextmanager
 def channels_last(model: nn.Module) -> Iterator[nn.Module]:
     """``model`` in ``channels_last`` inside the block (oneDNN's fast layout on a CPU: training steps

@@ -27,7 +27,7 @@ from ...data import DataSplits
 from ...errors import ShiftnasError
 from ...search_spaces import Arch, SearchSpace
 from ..checkpoint import read_checkpoint, save_supernet
-from ..tensors import channels_last, iterate_batches, resize
+from ..tensors import channels_last, iterate_batches, random_shift, resize
 from .distributed import Ranks, synced_batch_norm
 from .landmarks import LandmarkRegularizer, landmark_weight
 from .optim import OptimizerSettings, clipped_step, make_optimizer, set_lr
@@ -90,6 +90,8 @@ def training_identity(
     config = asdict(cfg)
     if cfg.processes == 1 or cfg.sync_bn:  # the weights one process trains (up to float rounding)
         del config["processes"], config["sync_bn"]
+    if not cfg.augment_shift:  # checkpoints trained before the setting existed still resume
+        del config["augment_shift"]
     identity = {"config": config, "seed": seed, "space": space.describe(), "data": data.summary()}
     if regularizer is not None:
         identity["landmarks"] = regularizer.identity()
@@ -176,6 +178,7 @@ def _train(
             # Every epoch derives its own generators from (seed, epoch), so a resumed run is identical.
             rng = np.random.default_rng([seed, epoch])
             shuffle = torch.Generator().manual_seed(seed * 100_003 + epoch)
+            shifts = np.random.default_rng([seed, epoch, 1])  # its own stream: the sampled subnets do not move
             losses, landmark_losses = [], []
             if regularizer is not None:
                 regularizer.begin_epoch(epoch, seed)
@@ -184,10 +187,17 @@ def _train(
                 set_lr(optimizer, step, total_steps, settings)
                 optimizer.zero_grad(set_to_none=True)
                 mine = ranks.shard(idx) if distributed else idx
+                batch = images[mine]
+                if cfg.augment_shift:  # drawn for the global batch, so every process count trains alike
+                    offsets = torch.from_numpy(
+                        shifts.integers(-cfg.augment_shift, cfg.augment_shift + 1, (len(idx), 2))
+                    )
+                    batch = random_shift(batch, ranks.shard(offsets) if distributed else offsets)
+                    batch = batch.contiguous(memory_format=torch.channels_last)
                 loss = sandwich_step(
                     space,
                     supernet,
-                    images[mine],
+                    batch,
                     labels[mine],
                     sandwich_archs(space, rng, cfg.n_random),
                     cfg.kd_ratio,
