@@ -111,9 +111,12 @@ def write(results: dict) -> None:
         f"accuracy among front members <= {MID_MMACS:g} MMACs; `fixed` = mean test accuracy of {N_FIXED + 2} "
         "fixed architectures (largest, smallest, stratified) through the run's supernet, free of search noise.",
         "",
-        "| variant | seed | run min | training min | front size | best test % | mid % | fixed mean % "
+        "Timings compare only side by side (the machine's speed moves between and within sessions: the same seed's "
+        "identical training took 2.4 min in one session and 3.1 in another); `measured` says when.",
+        "",
+        "| variant | seed | measured | run min | training min | front size | best test % | mid % | fixed mean % "
         "| largest % | smallest % |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for v in variants:
         for s in seeds:
@@ -123,7 +126,7 @@ def write(results: dict) -> None:
             mid = "–" if r["best_test_accuracy_mid"] is None else f"{r['best_test_accuracy_mid']:.1f}"
             f = r["fixed"]
             lines.append(
-                f"| {v} | {s} | {r['seconds'] / 60:.1f} | {r['training_seconds'] / 60:.1f} | {r['front_size']} | "
+                f"| {v} | {s} | {r.get('measured', 'before 2026-12-07 15:00')} | {r['seconds'] / 60:.1f} | {r['training_seconds'] / 60:.1f} | {r['front_size']} | "
                 f"{r['best_test_accuracy']:.1f} | {mid} | {f['mean']:.2f} | {f['largest']:.1f} | {f['smallest']:.1f} |"
             )
     lines += ["", f"Per variant (median over seeds; paired differences to `{baseline}` on the same seed):", ""]
@@ -174,7 +177,8 @@ def main() -> None:
         for variant in variants:
             key = f"{variant}/{seed}"
             if key not in results["runs"]:
-                results["runs"][key] = run_once(variant, seed) | {"fixed": fixed_archs_accuracy(variant, seed)}
+                run = run_once(variant, seed) | {"fixed": fixed_archs_accuracy(variant, seed)}
+                results["runs"][key] = run | {"measured": time.strftime("%Y-%m-%d %H:%M")}
                 write(results)  # after every run: a killed bench keeps what it measured
     write(results)
 
