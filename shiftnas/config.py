@@ -103,6 +103,9 @@ class TrainConfig(Settings):
     # augmentation: every training image moved by up to this many pixels in each direction, the border zero
     # (a padded random crop), drawn anew each step; 0: none
     augment_shift: int = setting(0, low=0)
+    # the weights a supernet trained from scratch starts from: PyTorch's layer defaults, or OFA's ``he_fout``
+    # (``ofa.utils.my_modules.init_models``: convolutions normal with std sqrt(2 / (k^2 out_channels)))
+    init: str = setting("torch", choices=("torch", "he_fout"))
     # processes that train the supernet together under torchrun, each on its shard of every batch
     # (`shiftnas train --nproc` overrides it); the same seed and value give the same weights
     processes: int = setting(1, low=1)

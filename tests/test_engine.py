@@ -13,7 +13,12 @@ from shiftnas.engine.checkpoint import read_checkpoint
 from shiftnas.engine.evaluation.subnet import SubnetEvaluator, accuracy, recalibrate_bn
 from shiftnas.engine.tensors import random_shift
 from shiftnas.engine.training.optim import lr_at
-from shiftnas.engine.training.supernet import distillation_loss, sandwich_archs, train_supernet
+from shiftnas.engine.training.supernet import (
+    distillation_loss,
+    initialize_supernet,
+    sandwich_archs,
+    train_supernet,
+)
 
 
 def small_split(data: DataSplits, n: int) -> DataSplits:
@@ -154,3 +159,17 @@ def test_random_shift_moves_each_image_by_its_offset_and_zeroes_the_border():
     assert shifted[1, 0, 4, 0] == 1.0 and shifted[1].sum() == 1.0
     assert shifted[2, 0, 3, 4] == 1.0 and shifted[2].sum() == 1.0  # the corner pixel left the image
     assert torch.equal(random_shift(images, torch.zeros(3, 2, dtype=torch.long)), images)
+
+
+def test_he_fout_init_draws_convolutions_with_ofas_spread_and_torch_keeps_the_weights(compact_space):
+    torch.manual_seed(0)
+    net = compact_space.build_supernet(10)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    initialize_supernet(net, "torch")
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    initialize_supernet(net, "he_fout")
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.numel() >= 2000]
+    assert len(convs) > 10
+    for conv in convs:  # normal(0, sqrt(2 / (k^2 out_channels))), not torch's uniform(+-1 / sqrt(fan_in))
+        expected = (2.0 / (conv.kernel_size[0] * conv.kernel_size[1] * conv.out_channels)) ** 0.5
+        assert float(conv.weight.std()) == pytest.approx(expected, rel=0.1)

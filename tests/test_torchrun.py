@@ -252,9 +252,11 @@ def test_only_per_process_batch_norm_changes_what_a_checkpoint_is_the_training_o
     assert training_identity(space, data, TrainConfig(processes=1, sync_bn=False), 0) == one
 
 
-def test_augmentation_is_part_of_what_a_checkpoint_is_the_training_of():
+def test_augmentation_and_init_are_part_of_what_a_checkpoint_is_the_training_of():
     space = get_space("compact-mbv3", resolutions=[16])
     data = load_dataset("digits", seed=0, image_size=16)
     plain = training_identity(space, data, TrainConfig(), 0)
     assert "augment_shift" not in plain["config"]  # checkpoints from before the setting existed still resume
     assert training_identity(space, data, TrainConfig(augment_shift=2), 0)["config"]["augment_shift"] == 2
+    assert "init" not in plain["config"]
+    assert training_identity(space, data, TrainConfig(init="he_fout"), 0)["config"]["init"] == "he_fout"

@@ -35,6 +35,7 @@ from ..engine.groundtruth.table import GroundTruthTable, data_identity, table_gr
 from ..engine.search import SEARCHERS, SHIFT_STRATEGIES
 from ..engine.search.nsga2 import current_best_proposer
 from ..engine.training.landmarks import LandmarkGrowth, LandmarkRegularizer, select_landmarks
+from ..engine.training.supernet import initialize_supernet
 from ..errors import CheckpointError, ConfigError, ShiftnasError
 from ..hardware.fingerprint import fingerprint_of
 from ..hardware.latency import check_provider
@@ -154,7 +155,9 @@ def prepare(cfg: RunConfig, quiet: bool = False, search: bool = True) -> RunCont
     data = load_data(cfg)
     supernet = space.build_supernet(data.num_classes)
     console = stderr_console()
-    if cfg.checkpoint:
+    if not cfg.checkpoint:  # trained here from scratch (a finished or resumed training loads its own weights)
+        initialize_supernet(supernet, cfg.train.init)
+    else:
         reset = load_checkpoint(cfg, supernet)
         if reset and not quiet:
             console.print(f"checkpoint classifier has another number of classes: reset {len(reset)} tensors")

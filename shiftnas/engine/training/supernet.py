@@ -49,6 +49,14 @@ def distillation_loss(
     return F.kl_div(student, teacher, reduction="sum") / global_batch
 
 
+def initialize_supernet(supernet: nn.Module, init: str) -> None:
+    """Set the weights a training from scratch starts from (``TrainConfig.init``); ``torch`` keeps them."""
+    if init == "he_fout":
+        from ofa.utils.my_modules import init_models
+
+        init_models(supernet, "he_fout")
+
+
 def sandwich_step(
     space: SearchSpace,
     supernet: nn.Module,
@@ -90,8 +98,9 @@ def training_identity(
     config = asdict(cfg)
     if cfg.processes == 1 or cfg.sync_bn:  # the weights one process trains (up to float rounding)
         del config["processes"], config["sync_bn"]
-    if not cfg.augment_shift:  # checkpoints trained before the setting existed still resume
-        del config["augment_shift"]
+    for name, before in (("augment_shift", 0), ("init", "torch")):
+        if config[name] == before:  # checkpoints trained before the setting existed still resume
+            del config[name]
     identity = {"config": config, "seed": seed, "space": space.describe(), "data": data.summary()}
     if regularizer is not None:
         identity["landmarks"] = regularizer.identity()
