@@ -77,7 +77,7 @@ bench-train-speed: $(STAMP)  # ~8 min: training steps in NCHW vs channels_last, 
 bench-threads: $(STAMP)   # ~3 min on a quiet machine: 1 vs 2 torch threads, idle and beside a CPU burner
 	$(BIN)/python bench/bench_threads.py
 
-bench-run-budget: $(STAMP)   # ~60 min alone (resumable): the default run's training recipe (1 or 2 processes, cheaper recipes), 3 seeds
+bench-run-budget: $(STAMP)   # ~90 min alone (resumable, recorded runs read back): the default run's training recipe (processes, cheaper recipes, shifts, init), 3 seeds
 	$(BIN)/python bench/bench_run_budget.py
 
 bench-latency-cost: $(STAMP)  # ~2 min on a quiet machine: one latency measurement, phase by phase

@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from shiftnas.config import TrainConfig
+from shiftnas.config import TrainConfig, load_config
 from shiftnas.data import DataSplits
-from shiftnas.engine.checkpoint import read_checkpoint
+from shiftnas.engine.checkpoint import read_checkpoint, save_supernet
 from shiftnas.engine.evaluation.subnet import SubnetEvaluator, accuracy, recalibrate_bn
 from shiftnas.engine.tensors import random_shift
 from shiftnas.engine.training.optim import lr_at
@@ -19,6 +19,8 @@ from shiftnas.engine.training.supernet import (
     sandwich_archs,
     train_supernet,
 )
+from shiftnas.pipeline.context import prepare
+from shiftnas.search_spaces import get_space
 
 
 def small_split(data: DataSplits, n: int) -> DataSplits:
@@ -172,4 +174,34 @@ def test_he_fout_init_draws_convolutions_with_ofas_spread_and_torch_keeps_the_we
     assert len(convs) > 10
     for conv in convs:  # normal(0, sqrt(2 / (k^2 out_channels))), not torch's uniform(+-1 / sqrt(fan_in))
         expected = (2.0 / (conv.kernel_size[0] * conv.kernel_size[1] * conv.out_channels)) ** 0.5
-        assert float(conv.weight.std()) == pytest.approx(expected, rel=0.1)
+        assert float(conv.weight.detach().std()) == pytest.approx(expected, rel=0.1)
+
+
+def test_shifted_training_trains_other_weights_from_the_same_start(compact_space, digits, tmp_path):
+    data = small_split(digits, 128)
+    nets = []
+    for shift in (0, 2):
+        torch.manual_seed(1)
+        net = compact_space.build_supernet(10)
+        cfg = TrainConfig(epochs=1, batch_size=64, lr=0.05, warmup_steps=1, n_random=0, augment_shift=shift)
+        train_supernet(compact_space, net, data, cfg, tmp_path / f"s{shift}.pt", seed=5)
+        nets.append(net)
+    weights = [torch.cat([p.detach().reshape(-1) for p in n.parameters()]) for n in nets]
+    assert not torch.allclose(weights[0], weights[1])
+
+
+@pytest.mark.parametrize("init", ["torch", "he_fout"])
+def test_prepare_initializes_only_a_supernet_without_checkpoint_and_draws_nothing_for_it(tmp_path, init):
+    overrides = ["data.dataset=digits", "space.resolutions=[16]", f"train.init={init}"]
+    torch.manual_seed(3)
+    trained = get_space("compact-mbv3", resolutions=[16]).build_supernet(10)
+    checkpoint = save_supernet(tmp_path / "given.pt", trained, get_space("compact-mbv3", resolutions=[16]), 10, 0)
+    loaded = prepare(load_config(None, [*overrides, f"checkpoint={checkpoint}", f"out={tmp_path / 'a'}"]), True, False)
+    for a, b in zip(trained.state_dict().values(), loaded.supernet.state_dict().values()):
+        assert torch.equal(a, b)  # --checkpoint weights are never re-initialized
+    fresh = prepare(load_config(None, [*overrides, f"out={tmp_path / 'b'}"]), True, False)
+    after_init = torch.rand(3)
+    fresh_torch = prepare(load_config(None, [*overrides[:2], f"out={tmp_path / 'c'}"]), True, False)
+    assert torch.equal(after_init, torch.rand(3))  # train.init draws from a forked generator
+    same = all(torch.equal(a, b) for a, b in zip(fresh.supernet.parameters(), fresh_torch.supernet.parameters()))
+    assert same == (init == "torch")

@@ -79,6 +79,7 @@ def test_two_torchrun_processes_train_the_weights_one_process_does(tmp_path):
     assert distance < 1e-4, distance
     training = read_checkpoint(tmp_path / "two" / "supernet.pt")["training"]
     assert training["finished"] and len(training["history"]) == 1
+    assert training["identity"]["config"]["augment_shift"] == 2  # the ranks trained with shifts
 
 
 def _descendants(pid: int) -> list[int]:

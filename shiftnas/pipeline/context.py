@@ -156,7 +156,8 @@ def prepare(cfg: RunConfig, quiet: bool = False, search: bool = True) -> RunCont
     supernet = space.build_supernet(data.num_classes)
     console = stderr_console()
     if not cfg.checkpoint:  # trained here from scratch (a finished or resumed training loads its own weights)
-        initialize_supernet(supernet, cfg.train.init)
+        with torch.random.fork_rng(devices=[]):  # what is drawn later does not depend on train.init
+            initialize_supernet(supernet, cfg.train.init)
     else:
         reset = load_checkpoint(cfg, supernet)
         if reset and not quiet:

@@ -187,7 +187,7 @@ def _train(
             # Every epoch derives its own generators from (seed, epoch), so a resumed run is identical.
             rng = np.random.default_rng([seed, epoch])
             shuffle = torch.Generator().manual_seed(seed * 100_003 + epoch)
-            shifts = np.random.default_rng([seed, epoch, 1])  # its own stream: the sampled subnets do not move
+            shifts = np.random.default_rng([seed, epoch, 3])  # its own stream (landmarks use 1, 2): subnets do not move
             losses, landmark_losses = [], []
             if regularizer is not None:
                 regularizer.begin_epoch(epoch, seed)
