@@ -191,12 +191,14 @@ def test_shifted_training_trains_other_weights_from_the_same_start(compact_space
 
 
 @pytest.mark.parametrize("init", ["torch", "he_fout"])
-def test_prepare_initializes_only_a_supernet_without_checkpoint_and_draws_nothing_for_it(tmp_path, init):
+def test_prepare_initializes_only_a_supernet_without_checkpoint_and_draws_nothing_for_it(tmp_path, init, capsys):
     overrides = ["data.dataset=digits", "space.resolutions=[16]", f"train.init={init}"]
     torch.manual_seed(3)
     trained = get_space("compact-mbv3", resolutions=[16]).build_supernet(10)
     checkpoint = save_supernet(tmp_path / "given.pt", trained, get_space("compact-mbv3", resolutions=[16]), 10, 0)
-    loaded = prepare(load_config(None, [*overrides, f"checkpoint={checkpoint}", f"out={tmp_path / 'a'}"]), True, False)
+    loaded = prepare(load_config(None, [*overrides, f"checkpoint={checkpoint}", f"out={tmp_path / 'a'}"]), False, False)
+    said = capsys.readouterr().err
+    assert ("train.init=he_fout is not applied" in said) == (init == "he_fout")
     for a, b in zip(trained.state_dict().values(), loaded.supernet.state_dict().values()):
         assert torch.equal(a, b)  # --checkpoint weights are never re-initialized
     fresh = prepare(load_config(None, [*overrides, f"out={tmp_path / 'b'}"]), True, False)

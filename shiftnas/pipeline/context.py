@@ -160,6 +160,10 @@ def prepare(cfg: RunConfig, quiet: bool = False, search: bool = True) -> RunCont
             initialize_supernet(supernet, cfg.train.init)
     else:
         reset = load_checkpoint(cfg, supernet)
+        if cfg.train.init != "torch" and not quiet:
+            console.print(
+                f"train.init={cfg.train.init} is not applied: the supernet starts from --checkpoint's weights"
+            )
         if reset and not quiet:
             console.print(f"checkpoint classifier has another number of classes: reset {len(reset)} tensors")
     ctx = RunContext(cfg, rundir, data, space, supernet, objectives, constraints, console=console, quiet=quiet)
