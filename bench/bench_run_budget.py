@@ -187,7 +187,7 @@ def main() -> None:
     torch.set_num_threads(1)
     path = RESULTS / "run_budget.json"
     results = json.loads(path.read_text()) if path.exists() else {"runs": {}}
-    results.update(seeds=seeds, variants=variants, baseline=args.baseline, mid_mmacs=MID_MMACS, n_fixed=N_FIXED + 2)
+    results.update(baseline=args.baseline, mid_mmacs=MID_MMACS, n_fixed=N_FIXED + 2)  # runs name their variant, seed
     if args.rerun:  # the chosen variants are measured anew, alternating within a seed; their old runs are kept aside
         for seed in seeds:
             for variant in variants:
