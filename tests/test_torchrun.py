@@ -101,12 +101,22 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
+def _started(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks after boot, /proc/PID/stat field 22); None once it is gone. A pid
+    with another start time is another process that reused the number."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _kill_after_an_epoch(out: Path, kill: Callable[[int], None], what: str) -> None:
     """Start ``shiftnas train --nproc 2`` (6 epochs), ``kill`` its pid once the first epoch is checkpointed,
     and check that torchrun and both ranks are gone within a minute."""
     ckpt = out / "supernet.pt"
     proc = _train(out, "--epochs", "6", "--nproc", "2", wait=False)
     below: list[int] = []
+    started: dict[int, int | None] = {}
     try:
         deadline = time.time() + 500
         while time.time() < deadline and proc.poll() is None:
@@ -115,6 +125,7 @@ def _kill_after_an_epoch(out: Path, kill: Callable[[int], None], what: str) -> N
             time.sleep(0.2)
         assert proc.poll() is None, proc.stderr.read()
         below = _descendants(proc.pid)
+        started = {pid: _started(pid) for pid in below}
         assert len(below) >= 3  # torchrun and its two ranks
         kill(proc.pid)
         proc.wait(timeout=60)
@@ -123,11 +134,16 @@ def _kill_after_an_epoch(out: Path, kill: Callable[[int], None], what: str) -> N
             time.sleep(0.1)  # the ranks (no children of ours) are gone once init has reaped them
         assert not [pid for pid in below if Path(f"/proc/{pid}").exists()], what
     finally:  # what the kill left, also processes no longer below it (re-parented when it died)
-        for pid in {proc.pid, *below, *_descendants(proc.pid)}:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        if proc.poll() is None:  # still ours: its pid cannot have been reused
+            started |= {pid: _started(pid) for pid in _descendants(proc.pid)}
+            proc.kill()
+        for pid, start in started.items():
+            if start is not None and _started(pid) == start:  # the same process, not a reused pid
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        proc.wait(timeout=60)
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="Linux: finds the ranks through /proc")
