@@ -10,12 +10,15 @@ the median ratio of their latencies, next to the same figures between two rounds
 ceiling of measuring twice).
 
 Usage: python bench/bench_background_latency.py --checkpoint runs/default/supernet.pt [--rounds 2] [--burner]
-Writes bench/results/background_latency.{json,md}.
+Writes bench/results/background_latency.{json,md}. Resumable: every finished search is kept in
+``background_latency.partial.json`` (for the same supernet file) until the tables are written, so a re-run
+after a crash or Ctrl-C measures only the searches still missing (each search is timed whole, never resumed).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import multiprocessing
@@ -57,6 +60,22 @@ def search(checkpoint: Path, mode: str, out: Path) -> tuple[float, dict[str, flo
     return seconds, latency
 
 
+def supernet_identity(checkpoint: Path) -> str:
+    """What the searches of a partial file were run on: the checkpoint file's content hash."""
+    return hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+
+
+def load_partial(path: Path, identity: str) -> dict[str, dict]:
+    """The searches finished by an interrupted call on the same supernet, keyed ``load/mode/round``."""
+    if not path.is_file():
+        return {}
+    partial = json.loads(path.read_text())
+    if partial.get("supernet") != identity:
+        print(f"{path} holds searches of another supernet: measuring anew", flush=True)
+        return {}
+    return partial["searches"]
+
+
 def agreement(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
     """τ and the median ratio b/a over the architectures both searches measured."""
     shared = sorted(set(a) & set(b))
@@ -74,21 +93,35 @@ def main() -> None:
     if not args.checkpoint.is_file():
         sys.exit(f"error: no supernet at {args.checkpoint} (run `make run` first, or pass --checkpoint)")
     loads = ["idle", "burner"] if args.burner else ["idle"]
-    runs: dict[str, dict[str, list]] = {load: {m: [] for m in MODES} for load in loads}
+    partial_path, identity = args.out / "background_latency.partial.json", supernet_identity(args.checkpoint)
+    done = load_partial(partial_path, identity)
+    if done:
+        print(f"resuming: {len(done)} searches already measured ({partial_path})", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for load in loads:
+            todo = [
+                (r, mode) for r in range(args.rounds) for mode in (MODES if r % 2 == 0 else MODES[::-1])
+            ]  # modes alternate within a round and swap their order between rounds
+            todo = [(r, mode) for r, mode in todo if f"{load}/{mode}/{r}" not in done]
+            if not todo:
+                continue
             burner = multiprocessing.Process(target=_burn, daemon=True) if load == "burner" else None
             if burner:
                 burner.start()
             try:
-                for r in range(args.rounds):
-                    for mode in MODES if r % 2 == 0 else MODES[::-1]:
-                        seconds, latency = search(args.checkpoint, mode, Path(tmp) / f"{load}-{mode}-{r}")
-                        runs[load][mode].append({"seconds": seconds, "latency": latency})
-                        print(f"{load} {mode} round {r}: {seconds:.0f} s, {len(latency)} architectures", flush=True)
+                for r, mode in todo:
+                    seconds, latency = search(args.checkpoint, mode, Path(tmp) / f"{load}-{mode}-{r}")
+                    done[f"{load}/{mode}/{r}"] = {
+                        "seconds": seconds,
+                        "latency": latency,
+                        "measured": time.strftime("%Y-%m-%d %H:%M"),
+                    }
+                    atomic_write_json(partial_path, {"supernet": identity, "searches": done})
+                    print(f"{load} {mode} round {r}: {seconds:.0f} s, {len(latency)} architectures", flush=True)
             finally:
                 if burner:
                     burner.terminate()
+    runs = {load: {m: [done[f"{load}/{m}/{r}"] for r in range(args.rounds)] for m in MODES} for load in loads}
     rows = []
     for load in loads:
         off, on = runs[load]["off"], runs[load]["on"]
@@ -101,12 +134,14 @@ def main() -> None:
             "speedups": speedups,
             "on_vs_off": [agreement(a["latency"], b["latency"]) for a, b in zip(off, on)],
             "off_vs_off": [agreement(a["latency"], b["latency"]) for a, b in itertools.combinations(off, 2)],
+            "measured": sorted({s["measured"] for s in off + on}),
         }
         rows.append(row)
     atomic_write_json(
         args.out / "background_latency.json", {"rounds": args.rounds, "config": str(CONFIG), "rows": rows}
     )
     atomic_write_text(args.out / "background_latency.md", markdown(rows, args.rounds))
+    partial_path.unlink()  # the tables hold every search now
     print(markdown(rows, args.rounds))
 
 
@@ -124,13 +159,14 @@ def markdown(rows: list[dict], rounds: int) -> str:
         f"the architectures two searches share: Kendall τ and median latency ratio, on vs off beside off vs off "
         f"(two rounds of the same protocol: the noise ceiling).",
         "",
-        "| load | wall s, off | wall s, on | speed-up (off / on) | τ on vs off | median ratio on / off | "
+        "| load | measured | wall s, off | wall s, on | speed-up (off / on) | τ on vs off | median ratio on / off | "
         "τ off vs off | median ratio off / off |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['load']} | {_span(r['seconds_off'], '.0f')} | {_span(r['seconds_on'], '.0f')} | "
+            f"| {r['load']} | {' – '.join(dict.fromkeys([r['measured'][0], r['measured'][-1]]))} | "
+            f"{_span(r['seconds_off'], '.0f')} | {_span(r['seconds_on'], '.0f')} | "
             f"{r['speedup_median']:.2f}× ({_span(r['speedups'], '.2f')}) | "
             f"{_span([a['tau'] for a in r['on_vs_off']], '.3f')} (n {_span([a['n'] for a in r['on_vs_off']], 'd')}) | "
             f"{_span([a['median_ratio'] for a in r['on_vs_off']], '.3f')} | "
