@@ -11,8 +11,10 @@ ceiling of measuring twice).
 
 Usage: python bench/bench_background_latency.py --checkpoint runs/default/supernet.pt [--rounds 2] [--burner]
 Writes bench/results/background_latency.{json,md}. Resumable: every finished search is kept in
-``background_latency.partial.json`` (for the same supernet file) until the tables are written, so a re-run
-after a crash or Ctrl-C measures only the searches still missing (each search is timed whole, never resumed).
+``background_latency_partial.json`` (for the same supernet and config files) until the tables are written,
+so a re-run after a crash or Ctrl-C measures only the rounds still missing: a round whose two searches
+(off and on, measured back to back) did not both finish is measured again whole, so the pairs compared
+are always side by side; each search is timed whole, never resumed.
 """
 
 from __future__ import annotations
@@ -60,20 +62,27 @@ def search(checkpoint: Path, mode: str, out: Path) -> tuple[float, dict[str, flo
     return seconds, latency
 
 
-def supernet_identity(checkpoint: Path) -> str:
-    """What the searches of a partial file were run on: the checkpoint file's content hash."""
-    return hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+def identity(checkpoint: Path) -> str:
+    """What the searches of a partial file ran on: the supernet's and the config's content hashes."""
+    return "/".join(hashlib.sha256(path.read_bytes()).hexdigest() for path in (checkpoint, CONFIG))
 
 
-def load_partial(path: Path, identity: str) -> dict[str, dict]:
-    """The searches finished by an interrupted call on the same supernet, keyed ``load/mode/round``."""
+def load_partial(path: Path, ran_on: str) -> dict[str, dict]:
+    """The complete rounds (both modes) of an interrupted call on the same supernet and config, keyed
+    ``load/mode/round``."""
     if not path.is_file():
         return {}
     partial = json.loads(path.read_text())
-    if partial.get("supernet") != identity:
-        print(f"{path} holds searches of another supernet: measuring anew", flush=True)
+    if partial.get("ran_on") != ran_on:
+        print(f"{path} holds searches of another supernet or config: measuring anew", flush=True)
         return {}
-    return partial["searches"]
+    done = partial["searches"]
+
+    def round_complete(key: str) -> bool:
+        load, _, r = key.split("/")
+        return all(f"{load}/{mode}/{r}" in done for mode in MODES)
+
+    return {key: search for key, search in done.items() if round_complete(key)}
 
 
 def agreement(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
@@ -93,8 +102,8 @@ def main() -> None:
     if not args.checkpoint.is_file():
         sys.exit(f"error: no supernet at {args.checkpoint} (run `make run` first, or pass --checkpoint)")
     loads = ["idle", "burner"] if args.burner else ["idle"]
-    partial_path, identity = args.out / "background_latency.partial.json", supernet_identity(args.checkpoint)
-    done = load_partial(partial_path, identity)
+    partial_path, ran_on = args.out / "background_latency_partial.json", identity(args.checkpoint)
+    done = load_partial(partial_path, ran_on)
     if done:
         print(f"resuming: {len(done)} searches already measured ({partial_path})", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -116,7 +125,7 @@ def main() -> None:
                         "latency": latency,
                         "measured": time.strftime("%Y-%m-%d %H:%M"),
                     }
-                    atomic_write_json(partial_path, {"supernet": identity, "searches": done})
+                    atomic_write_json(partial_path, {"ran_on": ran_on, "searches": done})
                     print(f"{load} {mode} round {r}: {seconds:.0f} s, {len(latency)} architectures", flush=True)
             finally:
                 if burner:
@@ -141,7 +150,7 @@ def main() -> None:
         args.out / "background_latency.json", {"rounds": args.rounds, "config": str(CONFIG), "rows": rows}
     )
     atomic_write_text(args.out / "background_latency.md", markdown(rows, args.rounds))
-    partial_path.unlink()  # the tables hold every search now
+    partial_path.unlink(missing_ok=True)  # the tables hold every search now
     print(markdown(rows, args.rounds))
 
 
