@@ -174,6 +174,10 @@ class HardwareConfig(LatencyConfig):
     # measure latency in a child process while this one scores accuracy (engine/evaluation/background_latency.py);
     # auto: when measuring here on the CPU and the machine has a core for it beside `threads`
     background: str = setting("auto", choices=("auto", "on", "off"))
+    # with predicted latency: the probability with which a latency constraint must hold on the device. Each
+    # prediction is scaled by this quantile of the predictor's cross-validated ratios measured / predicted
+    # (`latency_bound_ms`), and `latency<=5ms` bounds that; None: the constraint bounds the prediction itself
+    latency_confidence: float | None = setting(None, above=0, below=1)
 
 
 @dataclass

@@ -20,6 +20,8 @@ LATENCY_RATIO = "latency_ratio"  # paired ratio to the nearest reference subnet
 LATENCY_REFERENCE = "latency_reference"
 LATENCY_MEASURED = "latency_measured_ms"  # a predicted front re-measured at the end
 LATENCY_UNCERTAINTY = "latency_uncertainty_ms"  # predicted latency x the predictor's cross-validated MAPE
+# predicted latency at hardware.latency_confidence: the latency constraints bound this one
+LATENCY_BOUND = "latency_bound_ms"
 MMACS = "mmacs"  # multiply-accumulates of Conv and Gemm layers, millions
 MPARAMS = "mparams"  # parameters, millions
 

@@ -50,6 +50,8 @@ def assert_one_line_error(result, needle: str) -> None:
         (["resume", "no_such_run"], "not a shiftnas run directory"),
         (["run", "--latency", "fast"], "hardware.latency must be 'measured' or 'predicted:DEVICE.json'"),
         (["run", "--latency", "predicted:missing.json"], "latency dataset not found"),
+        (["run", "--set", "hardware.latency_confidence=0.9"], "hardware.latency_confidence bounds predicted latency"),
+        (["run", "--set", "hardware.latency_confidence=1.5"], "config key 'hardware.latency_confidence' must be < 1"),
         (["run", "--dask", "tcp://127.0.0.1:1"], "cannot reach the Dask scheduler at tcp://127.0.0.1:1"),
         (["profile"], "give either an ONNX model or --space"),
         (["run", "--mode", "evolve"], "unknown search mode 'evolve'; choose one of:"),
@@ -217,43 +219,42 @@ def test_end_to_end_run_export_and_profile(tmp_path):
     result = runner.invoke(app, new_args)
     assert result.exit_code == 0, result.output
     assert json.loads(new_device.read_text())["prior"] == "../DEVICE.json" and "transfer" in result.output
-    result = runner.invoke(
-        app,
-        [
-            "search",
-            "--checkpoint",
-            str(out / "supernet.pt"),
-            "--out",
-            str(tmp_path / "pred"),
-            "--latency",
-            f"predicted:{device}",
-            "--generations",
-            "1",
-            "--pop-size",
-            "6",
-            "--data",
-            "digits",
-            "--set",
-            "space.resolutions=[16,20]",
-            "--set",
-            "threads=1",
-            "--set",
-            "hardware.runs=4",
-            "--set",
-            "hardware.repeats=2",
-            "--set",
-            "hardware.warmup=1",
-            "--set",
-            "hardware.references=2",
-            "--set",
-            "eval.calib_size=200",
-        ],
-    )
+
+    def search(name: str, *extra: str):
+        """``shiftnas search`` of the trained supernet into ``tmp_path / name`` with the predicted latency."""
+        args = ["search", "--checkpoint", str(out / "supernet.pt"), "--out", str(tmp_path / name)]
+        args += ["--latency", f"predicted:{device}", "--generations", "1", "--pop-size", "6", "--data", "digits"]
+        for setting in ("space.resolutions=[16,20]", "threads=1", "hardware.runs=4", "hardware.repeats=2"):
+            args += ["--set", setting]
+        for setting in ("hardware.warmup=1", "hardware.references=2", "eval.calib_size=200"):
+            args += ["--set", setting]
+        return runner.invoke(app, [*args, *extra])
+
+    result = search("pred")
     assert result.exit_code == 0, result.output
     check = json.loads((tmp_path / "pred" / "summary.json").read_text())["latency_check"]
     assert check["checked"] and check["n"] >= 1 and check["mape"] >= 0  # same machine: the front is re-measured
     rows = list(csv.DictReader((tmp_path / "pred" / "pareto.csv").open()))
     assert all(float(r["latency_measured_ms"]) > 0 and float(r["latency_ms"]) > 0 for r in rows)
+
+    # the same search with `latency<=LIMIT` at 90 % confidence: the bound is the predicted latency times the
+    # predictor's 0.9 quantile of measured / predicted, so the slowest first-generation architecture, feasible
+    # by its prediction (LIMIT is its prediction), is not at 90 %
+    archive = [json.loads(line) for line in (tmp_path / "pred" / "archive.jsonl").read_text().splitlines()]
+    first = [r for r in archive if r["generation"] == min(a["generation"] for a in archive)]
+    slowest = max(first, key=lambda r: r["metrics"]["latency_ms"])
+    limit = slowest["metrics"]["latency_ms"]
+    result = search("pred90", "--constraint", f"latency<={limit}ms", "--set", "hardware.latency_confidence=0.9")
+    assert result.exit_code == 0, result.output
+    archive90 = [json.loads(line) for line in (tmp_path / "pred90" / "archive.jsonl").read_text().splitlines()]
+    bounds = {r["key"]: r["metrics"]["latency_bound_ms"] for r in archive90}
+    assert bounds[slowest["key"]] > limit
+    rows90 = list(csv.DictReader((tmp_path / "pred90" / "pareto.csv").open()))
+    assert rows90 and all(float(r["latency_bound_ms"]) <= limit for r in rows90)
+    assert slowest["key"] not in {r["key"] for r in rows90}
+    check = json.loads((tmp_path / "pred90" / "summary.json").read_text())["latency_check"]
+    assert check["confidence"] == 0.9 and 0 <= check["within_bound"] <= check["n"] == len(rows90)
+    assert "measured under their latency at confidence 0.9" in result.output
 
     # a command that fails touches no file of the run it is aimed at (here: a checkpoint of another space)
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,7 +36,7 @@ from shiftnas.predictors.latency import (
     prediction_errors,
     predictor_from_dataset,
 )
-from shiftnas.search_spaces import get_space
+from shiftnas.search_spaces import get_space, space_from_description
 
 FAST = dict(warmup=2, repeats=3, runs=6)
 
@@ -308,6 +309,66 @@ def test_predictors_fit_and_predict_on_measured_latency(space, dataset):
     for kind in ("lut", "layers", "macs", "gbm"):
         cv = cross_validate(kind, space, archs, np.array(mmacs), y, folds=4)
         assert -1 <= cv["kendall_tau"] <= 1 and cv["mape"] >= 0 and cv["rmse_ms"] >= 0
+
+
+def test_upper_holds_with_its_confidence_on_held_out_measurements():
+    """On 400 architectures measured on this CPU (bench/results/latency_predictors/compact-b1-t1-fp32.json),
+    predictors fitted on 20 of the first 300 bound the last 100 at confidence 0.9 about 90 % of the time,
+    where the plain prediction holds only about half the time."""
+    path = Path(__file__).parents[1] / "bench" / "results" / "latency_predictors" / "compact-b1-t1-fp32.json"
+    ds = LatencyDataset.load(path)
+    space = space_from_description(ds.space)
+    archs, y, mmacs = ds.archs(), ds.latencies(), np.array([r["mmacs"] for r in ds.records])
+    held = np.arange(300, len(y))
+    rng = np.random.default_rng(0)
+    within_upper, within_pred = [], []
+    for _ in range(5):
+        train = rng.choice(300, 20, replace=False)
+        predictor = fit_latency_predictor(space, [archs[i] for i in train], mmacs[train], y[train])
+        assert len(predictor.ratios) == 20 and predictor.ratios == sorted(predictor.ratios)
+        test = [archs[i] for i in held]
+        upper = predictor.upper(test, mmacs[held], 0.9)
+        assert np.all(upper >= predictor.upper(test, mmacs[held], 0.5))  # a higher confidence, a higher bound
+        within_upper.append(np.mean(y[held] <= upper))
+        within_pred.append(np.mean(y[held] <= predictor.predict(test, mmacs[held])))
+    assert 0.8 <= np.mean(within_upper) <= 0.98, within_upper
+    assert np.mean(within_pred) < 0.7, within_pred
+
+
+def test_latency_constraints_at_a_confidence_bound_the_latency_at_that_confidence(tmp_path):
+    """With ``hardware.latency_confidence`` a latency constraint bounds ``latency_bound_ms``: an architecture
+    predicted under the limit but not under it at 0.9 violates it (and satisfies it without the setting)."""
+    from shiftnas import records
+    from shiftnas.config import load_config
+    from shiftnas.pipeline.context import prepare
+
+    dataset = Path(__file__).parents[1] / "bench" / "results" / "latency_predictors" / "compact-b1-t1-fp32.json"
+    overrides = [
+        f"hardware.latency=predicted:{dataset}",
+        "space.resolutions=[20,24,28]",
+        "data.dataset=digits",
+        "search.constraints=[latency<=0.9ms]",
+        "search.objectives=[error,macs]",
+    ]
+    plain = prepare(load_config(None, [*overrides, f"out={tmp_path / 'plain'}"]), quiet=True)
+    sure = prepare(
+        load_config(None, [*overrides, f"out={tmp_path / 'sure'}", "hardware.latency_confidence=0.9"]), quiet=True
+    )
+    assert [c.column for c in plain.constraints] == [records.LATENCY]
+    assert [c.column for c in sure.constraints] == [records.LATENCY_BOUND]
+    assert records.LATENCY in sure.needed and sure.latency is not None  # latency is computed, not an objective
+    space, predictor = sure.space, sure.latency.predictor
+    factor = predictor.upper([space.largest()], [1.0], 0.9)[0] / predictor.predict([space.largest()], [1.0])[0]
+    assert factor > 1  # a 90 % bound above the prediction
+    archs = [space.decode(g) for g in np.random.default_rng(0).integers(*space.bounds, size=(200, space.n_var))]
+    between = None
+    for arch in archs:  # one predicted under 0.9 ms but above it at 90 %
+        m = sure.latency.latency(arch, None, space.input_size(arch), 5.0)
+        if m[records.LATENCY] <= 0.9 < m[records.LATENCY_BOUND]:
+            between = m
+            break
+    assert between is not None and between[records.LATENCY_BOUND] == pytest.approx(factor * between[records.LATENCY])
+    assert sure.constraints[0].g(between) > 0 >= plain.constraints[0].g(between)
 
 
 def test_choose_prefers_tau_then_the_structured_families_in_order():

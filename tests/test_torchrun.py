@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -82,28 +83,29 @@ def test_two_torchrun_processes_train_the_weights_one_process_does(tmp_path):
     assert training["identity"]["config"]["augment_shift"] == 2  # the ranks trained with shifts
 
 
-def _descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (from /proc): torchrun starts each rank in a session of its own, so
+def _descendants(pid: int) -> dict[int, int]:
+    """Every process below ``pid`` (from /proc) with its start time (clock ticks after boot, field 22 of
+    /proc/PID/stat, read together with its parent): torchrun starts each rank in a session of its own, so
     killing torchrun's process group leaves the ranks running (and writing the checkpoint)."""
-    parents = {}
+    parents, starts = {}, {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:  # the process ended meanwhile
             continue
-        parents[int(stat.parent.name)] = int(fields[1])
-    found, todo = [], [pid]
+        parents[int(stat.parent.name)], starts[int(stat.parent.name)] = int(fields[1]), int(fields[19])
+    found, todo = {}, [pid]
     while todo:
         current = todo.pop()
         children = [p for p, parent in parents.items() if parent == current]
-        found += children
+        found |= {p: starts[p] for p in children}
         todo += children
     return found
 
 
 def _started(pid: int) -> int | None:
-    """When ``pid`` started (clock ticks after boot, /proc/PID/stat field 22); None once it is gone. A pid
-    with another start time is another process that reused the number."""
+    """When ``pid`` started (as in :func:`_descendants`); None once it is gone. A pid with another start
+    time is another process that reused the number."""
     try:
         return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
     except (OSError, IndexError, ValueError):
@@ -115,8 +117,7 @@ def _kill_after_an_epoch(out: Path, kill: Callable[[int], None], what: str) -> N
     and check that torchrun and both ranks are gone within a minute."""
     ckpt = out / "supernet.pt"
     proc = _train(out, "--epochs", "6", "--nproc", "2", wait=False)
-    below: list[int] = []
-    started: dict[int, int | None] = {}
+    below: dict[int, int] = {}  # pid -> start time
     try:
         deadline = time.time() + 500
         while time.time() < deadline and proc.poll() is None:
@@ -125,7 +126,6 @@ def _kill_after_an_epoch(out: Path, kill: Callable[[int], None], what: str) -> N
             time.sleep(0.2)
         assert proc.poll() is None, proc.stderr.read()
         below = _descendants(proc.pid)
-        started = {pid: _started(pid) for pid in below}
         assert len(below) >= 3  # torchrun and its two ranks
         kill(proc.pid)
         proc.wait(timeout=60)
@@ -135,15 +135,17 @@ def _kill_after_an_epoch(out: Path, kill: Callable[[int], None], what: str) -> N
         assert not [pid for pid in below if Path(f"/proc/{pid}").exists()], what
     finally:  # what the kill left, also processes no longer below it (re-parented when it died)
         if proc.poll() is None:  # still ours: its pid cannot have been reused
-            started |= {pid: _started(pid) for pid in _descendants(proc.pid)}
+            below |= _descendants(proc.pid)
             proc.kill()
-        for pid, start in started.items():
-            if start is not None and _started(pid) == start:  # the same process, not a reused pid
+        for pid, start in below.items():
+            if _started(pid) == start:  # the same process, not a reused pid
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-        proc.wait(timeout=60)
+        with contextlib.suppress(subprocess.TimeoutExpired):  # never hide the test's own failure
+            proc.wait(timeout=60)
+        proc.stderr.close()
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="Linux: finds the ranks through /proc")

@@ -28,7 +28,14 @@ from ..config import LandmarkConfig, LatencyConfig, RunConfig
 from ..data import DATASETS, DataSplits, load_dataset
 from ..engine.checkpoint import load_supernet_weights, read_checkpoint, reset_classifier
 from ..engine.evaluation.latency import LatencySource, build_latency_source, parse_latency_mode
-from ..engine.evaluation.objectives import Constraint, Objective, needed_metrics, parse_constraint, resolve_objectives
+from ..engine.evaluation.objectives import (
+    Constraint,
+    Objective,
+    needed_metrics,
+    parse_constraint,
+    resolve_objectives,
+    with_confidence,
+)
 from ..engine.evaluation.subnet import SubnetEvaluator
 from ..engine.evaluation.table import TableMetrics
 from ..engine.groundtruth.table import GroundTruthTable, data_identity, table_ground_truth
@@ -131,8 +138,15 @@ def prepare(cfg: RunConfig, quiet: bool = False, search: bool = True) -> RunCont
             "(`shiftnas search --space table:PATH` searches it)"
         )
     objectives = resolve_objectives(cfg.search.objectives)
-    constraints = [parse_constraint(t) for t in cfg.search.constraints]
+    constraints = with_confidence(
+        [parse_constraint(t) for t in cfg.search.constraints], cfg.hardware.latency_confidence
+    )
     mode, _ = parse_latency_mode(cfg.hardware.latency)
+    if cfg.hardware.latency_confidence is not None and mode != "predicted":
+        raise ConfigError(
+            "hardware.latency_confidence bounds predicted latency; measured latency has no predictor to bound "
+            "(use --latency predicted:DEVICE.json, or leave it unset)"
+        )
     if (
         search
         and mode == "measured"
@@ -182,6 +196,7 @@ def prepare(cfg: RunConfig, quiet: bool = False, search: bool = True) -> RunCont
                 cfg.hardware.dask_timeout_s,
                 background=measures_in_background(cfg),
                 num_classes=data.num_classes,
+                confidence=cfg.hardware.latency_confidence,
             )
     if search and cfg.hardware.dask and {records.ERROR, records.ACCURACY} & ctx.needed:
         from ..cluster.evaluation import RESOURCE, connect_scorer

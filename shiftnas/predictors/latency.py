@@ -24,7 +24,10 @@ Cross-validation pools the out-of-fold predictions (leave-one-out up to 20 sampl
 them, so tiny folds do not turn the choice into a coin toss. Selection: the best pooled Kendall tau;
 within a tie of it (``TIE`` up to 20 samples, shrinking as 1/sqrt(n) beyond) the first of ``transfer``,
 ``lut``, ``layers``, ``macs``.
-The chosen predictor's pooled relative error is its uncertainty, recorded with every prediction.
+The chosen predictor's pooled relative error is its uncertainty, recorded with every prediction; its
+pooled out-of-fold ratios measured / predicted give :meth:`LatencyPredictor.upper`, a latency the
+architecture stays under with a chosen confidence (``hardware.latency_confidence``: what a latency
+constraint then bounds).
 """
 
 from __future__ import annotations
@@ -191,10 +194,20 @@ class LatencyPredictor:
     model: Any
     cv: dict[str, dict[str, float]] = field(default_factory=dict)  # kind -> pooled CV errors (and *_std)
     n_train: int = 0
+    ratios: list[float] = field(default_factory=list)  # the chosen family's out-of-fold measured / predicted, sorted
 
     def predict(self, archs: Sequence[Arch], mmacs: Sequence[float]) -> np.ndarray:
         """Predicted latency (ms) of each architecture (``mmacs`` is its MMACs)."""
         return np.maximum(self.model.predict(list(archs), mmacs), 1e-6)
+
+    def upper(self, archs: Sequence[Arch], mmacs: Sequence[float], confidence: float) -> np.ndarray:
+        """A latency (ms) each architecture stays under with probability ``confidence``: the prediction times
+        the ``confidence`` quantile of the cross-validated ratios measured / predicted (the next ratio up:
+        with 20 measurements and 0.9, the 19th smallest of the 20)."""
+        if not self.ratios:
+            raise ShiftnasError("this latency predictor has no cross-validated ratios to bound its predictions by")
+        factor = float(np.quantile(self.ratios, confidence, method="higher"))
+        return self.predict(archs, mmacs) * factor
 
     @property
     def relative_error(self) -> float:
@@ -204,6 +217,44 @@ class LatencyPredictor:
 
 def _make(kind: str, space: SearchSpace, seed: int, prior: LatencyPredictor | None) -> _Model:
     return _Transfer(space, seed, prior) if kind == "transfer" else _FAMILIES[kind](space, seed)
+
+
+def out_of_fold(
+    kind: str,
+    space: SearchSpace,
+    archs: list[Arch],
+    mmacs: np.ndarray,
+    y: np.ndarray,
+    folds: int = 5,
+    seed: int = 0,
+    prior: LatencyPredictor | None = None,
+) -> tuple[np.ndarray, list[float]]:
+    """Every measurement predicted by a model of family ``kind`` fitted without its fold (leave-one-out up to
+    ``LOO_MAX`` measurements), and Kendall tau within each fold of at least three measurements."""
+    from sklearn.model_selection import KFold
+
+    k = n_folds(len(y), folds)
+    pred = np.empty_like(y)
+    fold_taus = []
+    for train, test in KFold(k, shuffle=True, random_state=seed).split(y):
+        model = _make(kind, space, seed, prior).fit([archs[i] for i in train], mmacs[train], y[train])
+        pred[test] = model.predict([archs[i] for i in test], mmacs[test])
+        if len(test) >= 3:
+            fold_taus.append(kendall_tau(pred[test], y[test]))
+    return np.maximum(pred, 1e-6), fold_taus
+
+
+def n_folds(n: int, folds: int) -> int:
+    """Cross-validation folds for ``n`` measurements: leave-one-out up to ``LOO_MAX``, else ``folds``."""
+    return n if n <= LOO_MAX else folds
+
+
+def pooled_errors(y: np.ndarray, pred: np.ndarray, fold_taus: list[float], folds: int) -> dict[str, float]:
+    """The errors of out-of-fold predictions scored together; ``kendall_tau_std`` is tau's spread over folds."""
+    out = prediction_errors(y, pred)
+    out["kendall_tau_std"] = float(np.std(fold_taus)) if fold_taus else 0.0
+    out["folds"] = n_folds(len(y), folds)
+    return out
 
 
 def cross_validate(
@@ -216,23 +267,8 @@ def cross_validate(
     seed: int = 0,
     prior: LatencyPredictor | None = None,
 ) -> dict[str, float]:
-    """Held-out errors of one family: every measurement predicted by a model fitted without its fold
-    (leave-one-out up to ``LOO_MAX`` measurements), scored together; ``kendall_tau_std`` is the spread
-    of tau over the folds that hold at least three measurements."""
-    from sklearn.model_selection import KFold
-
-    k = len(y) if len(y) <= LOO_MAX else folds
-    pred = np.empty_like(y)
-    fold_taus = []
-    for train, test in KFold(k, shuffle=True, random_state=seed).split(y):
-        model = _make(kind, space, seed, prior).fit([archs[i] for i in train], mmacs[train], y[train])
-        pred[test] = model.predict([archs[i] for i in test], mmacs[test])
-        if len(test) >= 3:
-            fold_taus.append(kendall_tau(pred[test], y[test]))
-    out = prediction_errors(y, np.maximum(pred, 1e-6))
-    out["kendall_tau_std"] = float(np.std(fold_taus)) if fold_taus else 0.0
-    out["folds"] = k
-    return out
+    """Held-out errors of one family (:func:`out_of_fold` predictions, :func:`pooled_errors`)."""
+    return pooled_errors(y, *out_of_fold(kind, space, archs, mmacs, y, folds, seed, prior), folds)
 
 
 def tie(n: int) -> float:
@@ -277,10 +313,12 @@ def fit_latency_predictor(
     kinds = [c for c in candidates if c != "gbm" or len(y) >= GBM_MIN or list(candidates) == ["gbm"]]
     if prior is not None:
         kinds = ["transfer", *kinds]
-    cv = {kind: cross_validate(kind, space, archs, mmacs, y, folds, seed, prior) for kind in kinds}
+    oof = {kind: out_of_fold(kind, space, archs, mmacs, y, folds, seed, prior) for kind in kinds}
+    cv = {kind: pooled_errors(y, *oof[kind], folds) for kind in kinds}
     kind = choose(cv, len(y))
     model = _make(kind, space, seed, prior).fit(archs, mmacs, y)
-    return LatencyPredictor(kind, model, cv, n_train=len(y))
+    ratios = sorted(float(r) for r in y / oof[kind][0])
+    return LatencyPredictor(kind, model, cv, n_train=len(y), ratios=ratios)
 
 
 def predictor_from_dataset(space: SearchSpace, dataset, prior=None, **kwargs) -> LatencyPredictor:

@@ -24,6 +24,8 @@ COLUMNS = [
     records.LATENCY_RATIO,
     records.LATENCY_REFERENCE,
     records.LATENCY_MEASURED,
+    records.LATENCY_UNCERTAINTY,
+    records.LATENCY_BOUND,
     records.MMACS,
     records.MPARAMS,
     "supernet_version",

@@ -50,9 +50,14 @@ def latency_check_line(check: dict[str, Any]) -> str:
     if not check["checked"]:
         return f"latency was predicted ({check['dataset']}); the front was not re-measured: {check['reason']}"
     tau = f", Kendall tau {check['kendall_tau']:.2f}" if "kendall_tau" in check else ""
+    bound = (
+        f"; {check['within_bound']} of {check['n']} measured under their latency at confidence {check['confidence']:g}"
+        if "within_bound" in check
+        else ""
+    )
     return (
         f"predicted vs re-measured latency of the {check['n']} front architectures: "
-        f"MAPE {check['mape']:.1f}%{tau} ({check['predictor']} predictor)"
+        f"MAPE {check['mape']:.1f}%{tau} ({check['predictor']} predictor){bound}"
     )
 
 

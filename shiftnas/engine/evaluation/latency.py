@@ -73,19 +73,25 @@ class MeasuredLatency:
 
 
 class PredictedLatency:
-    """Latency from a predictor fitted on an on-device dataset (``predicted:DEVICE.json``)."""
+    """Latency from a predictor fitted on an on-device dataset (``predicted:DEVICE.json``); with a
+    ``confidence``, also the latency each architecture stays under with that probability."""
 
     needs_models = False
 
-    def __init__(self, predictor: LatencyPredictor, source: str, dataset: Any = None) -> None:
-        self.predictor, self.source, self.dataset = predictor, source, dataset
+    def __init__(
+        self, predictor: LatencyPredictor, source: str, dataset: Any = None, confidence: float | None = None
+    ) -> None:
+        self.predictor, self.source, self.dataset, self.confidence = predictor, source, dataset, confidence
         self.parallel = False
         self.n_queries = 0
 
     def latency(self, arch: Arch, model: nn.Module, chw: Sequence[int], mmacs: float) -> dict[str, Any]:
         self.n_queries += 1
         ms = float(self.predictor.predict([arch], [mmacs])[0])
-        return {rec.LATENCY: ms, rec.LATENCY_UNCERTAINTY: ms * self.predictor.relative_error}
+        out = {rec.LATENCY: ms, rec.LATENCY_UNCERTAINTY: ms * self.predictor.relative_error}
+        if self.confidence is not None:
+            out[rec.LATENCY_BOUND] = float(self.predictor.upper([arch], [mmacs], self.confidence)[0])
+        return out
 
     def prefetch(self, items: list[tuple[Arch, nn.Module, tuple[int, ...]]]) -> None:
         return None
@@ -113,9 +119,12 @@ def build_latency_source(
     dask_timeout: float | None = None,
     background: bool = False,
     num_classes: int | None = None,
+    confidence: float | None = None,
 ) -> LatencySource:
     """The latency source a run's ``hardware`` settings ask for (see the module docstring); ``background``
-    measures in a child process beside the accuracy work (needs ``num_classes``; ignored with ``dask``)."""
+    measures in a child process beside the accuracy work (needs ``num_classes``; ignored with ``dask``);
+    ``confidence``: predicted latency also at that confidence (``hardware.latency_confidence``; measured
+    latency has none: :func:`~shiftnas.pipeline.context.prepare` refuses it there)."""
     kind, dataset_path = parse_latency_mode(mode)
     if kind == "predicted":
         from ...predictors.latency import predictor_from_dataset
@@ -123,7 +132,7 @@ def build_latency_source(
 
         dataset = LatencyDataset.load(dataset_path)
         predictor = predictor_from_dataset(space, dataset, prior=dataset.load_prior(dataset_path))
-        return PredictedLatency(predictor, str(dataset_path), dataset)
+        return PredictedLatency(predictor, str(dataset_path), dataset, confidence)
     measured = measured_latency(space, supernet, cfg, cache_path, dask, dask_timeout)
     if background and not dask:
         from .background_latency import BackgroundLatency
@@ -171,8 +180,9 @@ def check_predictions(
 ) -> dict[str, Any]:
     """Re-measure ``records`` (the final front) when this run can reach the profiled device.
 
-    Adds ``latency_measured_ms`` to each record's metrics and returns predicted-vs-measured errors;
-    on another device nothing is measured and the reason is returned instead.
+    Adds ``latency_measured_ms`` to each record's metrics and returns predicted-vs-measured errors (with a
+    confidence, how many measured within their ``latency_bound_ms``); on another device nothing is measured
+    and the reason is returned instead.
     """
     here = dask_fingerprint(cfg, dask, dask_timeout) if dask else fingerprint_of(cfg)
     if here.key() != source.dataset.fingerprint_key:
@@ -195,6 +205,10 @@ def check_predictions(
         report.update(prediction_errors(true, pred))
     else:
         report["mape"] = float(100 * abs(pred[0] - true[0]) / true[0]) if records else None
+    if source.confidence is not None and records:  # how often the device kept to the bounds the search used
+        bounds = [r["metrics"][rec.LATENCY_BOUND] for r in records]
+        report["confidence"] = source.confidence
+        report["within_bound"] = sum(t <= b for t, b in zip(true, bounds))
     return report
 
 

@@ -9,7 +9,7 @@ Constraints are written like ``latency<=5ms``, ``macs<=10M`` or ``accuracy>=97``
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ... import records
 from ...errors import ConfigError
@@ -110,4 +110,14 @@ def needed_metrics(objectives: list[Objective], constraints: list[Constraint]) -
     cols = {o.column for o in objectives} | {c.column for c in constraints}
     if records.ACCURACY in cols:
         cols |= {records.ERROR}
+    if records.LATENCY_BOUND in cols:  # computed by the latency source with the prediction
+        cols |= {records.LATENCY}
     return cols
+
+
+def with_confidence(constraints: list[Constraint], confidence: float | None) -> list[Constraint]:
+    """The constraints with every latency bound applied to the latency reached with ``confidence``
+    (``latency_bound_ms``) instead of the predicted latency; unchanged with ``confidence`` None."""
+    if confidence is None:
+        return constraints
+    return [replace(c, column=records.LATENCY_BOUND) if c.column == records.LATENCY else c for c in constraints]
