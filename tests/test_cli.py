@@ -52,6 +52,11 @@ def assert_one_line_error(result, needle: str) -> None:
         (["run", "--latency", "predicted:missing.json"], "latency dataset not found"),
         (["run", "--set", "hardware.latency_confidence=0.9"], "hardware.latency_confidence bounds predicted latency"),
         (["run", "--set", "hardware.latency_confidence=1.5"], "config key 'hardware.latency_confidence' must be < 1"),
+        (["run", "--set", "hardware.latency_confidence=0.3"], "'hardware.latency_confidence' must be >= 0.5"),
+        (
+            ["search", "--space", "table:nas-bench-macro", "--set", "hardware.latency_confidence=0.9"],
+            "hardware.latency_confidence applies to supernet spaces only",
+        ),
         (["run", "--dask", "tcp://127.0.0.1:1"], "cannot reach the Dask scheduler at tcp://127.0.0.1:1"),
         (["profile"], "give either an ONNX model or --space"),
         (["run", "--mode", "evolve"], "unknown search mode 'evolve'; choose one of:"),
@@ -255,6 +260,10 @@ def test_end_to_end_run_export_and_profile(tmp_path):
     check = json.loads((tmp_path / "pred90" / "summary.json").read_text())["latency_check"]
     assert check["confidence"] == 0.9 and 0 <= check["within_bound"] <= check["n"] == len(rows90)
     assert "measured under their latency at confidence 0.9" in result.output
+    # continuing that search without the confidence would reuse its bounds as predictions: refused, untouched
+    before = {p.name: p.read_bytes() for p in (tmp_path / "pred90").iterdir() if p.is_file()}
+    assert_one_line_error(search("pred90"), "was searched with hardware.latency_confidence=0.9")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "pred90").iterdir() if p.is_file()} == before
 
     # a command that fails touches no file of the run it is aimed at (here: a checkpoint of another space)
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}

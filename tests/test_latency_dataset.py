@@ -335,6 +335,16 @@ def test_upper_holds_with_its_confidence_on_held_out_measurements():
     assert np.mean(within_pred) < 0.7, within_pred
 
 
+def test_a_bound_at_a_confidence_needs_enough_samples(space, dataset):
+    """The bound's rank is ceil((n + 1) c): 8 measurements give a 0.8 bound (the 8th ratio), not a 0.9 one."""
+    ds, _, _ = dataset
+    archs, mmacs, y = ds.archs()[:8], [r["mmacs"] for r in ds.records][:8], ds.latencies()[:8]
+    predictor = fit_latency_predictor(space, archs, mmacs, y)
+    assert predictor.bound_factor(0.8) == predictor.ratios[-1] and predictor.bound_factor(0.5) == predictor.ratios[4]
+    with pytest.raises(ShiftnasError, match="needs at least 9 profiled architectures, the dataset has 8"):
+        predictor.bound_factor(0.9)
+
+
 def test_latency_constraints_at_a_confidence_bound_the_latency_at_that_confidence(tmp_path):
     """With ``hardware.latency_confidence`` a latency constraint bounds ``latency_bound_ms``: an architecture
     predicted under the limit but not under it at 0.9 violates it (and satisfies it without the setting)."""

@@ -163,6 +163,7 @@ def prepare(cfg: RunConfig, quiet: bool = False, search: bool = True) -> RunCont
     rundir = RunDir(cfg.out)
     if rundir.path.exists() and not rundir.path.is_dir():
         raise ShiftnasError(f"--out {rundir.path} exists and is not a directory")
+    check_same_latency(rundir, cfg)
     space = build_space(cfg)
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
@@ -218,6 +219,21 @@ def prepare(cfg: RunConfig, quiet: bool = False, search: bool = True) -> RunCont
             f"({getattr(space, 'size', lambda: 0)():.3g} architectures); run dir {rundir}"
         )
     return ctx
+
+
+def check_same_latency(rundir: RunDir, cfg: RunConfig) -> None:
+    """Refuse to continue a search in ``rundir`` whose archive holds latencies of another source or
+    confidence (``hardware.latency``, ``hardware.latency_confidence``): its records would be reused as they are."""
+    if not rundir.config.is_file() or not rundir.archive.is_file() or not rundir.archive.stat().st_size:
+        return
+    before = rundir.load_config().hardware
+    for key in ("latency", "latency_confidence"):
+        then, now = getattr(before, key), getattr(cfg.hardware, key)
+        if then != now:
+            raise ConfigError(
+                f"{rundir.path} was searched with hardware.{key}={then}, this run asks for {now}: "
+                "its archive's latencies would be reused; pass another --out"
+            )
 
 
 def load_checkpoint(cfg: RunConfig, supernet: nn.Module) -> list[str]:
@@ -281,6 +297,7 @@ def prepare_table(cfg: RunConfig, quiet: bool = False) -> TableContext:
         ("--shift", cfg.shift.strategy != "none"),
         ("--checkpoint", bool(cfg.checkpoint)),
         ("landmarks.table", bool(cfg.landmarks.table)),
+        ("hardware.latency_confidence", cfg.hardware.latency_confidence is not None),
     ):
         if used:
             raise ConfigError(f"a table space has no supernet: {what} applies to supernet spaces only")

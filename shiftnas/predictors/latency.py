@@ -32,6 +32,7 @@ constraint then bounds).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -200,14 +201,24 @@ class LatencyPredictor:
         """Predicted latency (ms) of each architecture (``mmacs`` is its MMACs)."""
         return np.maximum(self.model.predict(list(archs), mmacs), 1e-6)
 
+    def bound_factor(self, confidence: float) -> float:
+        """What a prediction is multiplied by to be a latency the architecture stays under with probability
+        ``confidence``: the ``ceil((n + 1) confidence)``-th smallest of the n cross-validated ratios measured /
+        predicted (split conformal prediction's rank; with 20 measurements and 0.9, the 19th)."""
+        rank = math.ceil((len(self.ratios) + 1) * confidence - 1e-9)
+        if rank > len(self.ratios):
+            need = math.ceil(confidence / (1 - confidence) - 1e-9)
+            raise ShiftnasError(
+                f"a latency bound at confidence {confidence:g} needs at least {need} profiled architectures, the "
+                f"dataset has {len(self.ratios)}; profile more (`shiftnas profile --space ... --samples {need}`) "
+                "or lower hardware.latency_confidence"
+            )
+        return float(self.ratios[rank - 1])
+
     def upper(self, archs: Sequence[Arch], mmacs: Sequence[float], confidence: float) -> np.ndarray:
-        """A latency (ms) each architecture stays under with probability ``confidence``: the prediction times
-        the ``confidence`` quantile of the cross-validated ratios measured / predicted (the next ratio up:
-        with 20 measurements and 0.9, the 19th smallest of the 20)."""
-        if not self.ratios:
-            raise ShiftnasError("this latency predictor has no cross-validated ratios to bound its predictions by")
-        factor = float(np.quantile(self.ratios, confidence, method="higher"))
-        return self.predict(archs, mmacs) * factor
+        """A latency (ms) each architecture stays under with probability ``confidence`` (on average over
+        architectures like the profiled ones): the prediction times :meth:`bound_factor`."""
+        return self.predict(archs, mmacs) * self.bound_factor(confidence)
 
     @property
     def relative_error(self) -> float:

@@ -82,6 +82,7 @@ class PredictedLatency:
         self, predictor: LatencyPredictor, source: str, dataset: Any = None, confidence: float | None = None
     ) -> None:
         self.predictor, self.source, self.dataset, self.confidence = predictor, source, dataset, confidence
+        self.factor = None if confidence is None else predictor.bound_factor(confidence)  # refused here if too few
         self.parallel = False
         self.n_queries = 0
 
@@ -89,8 +90,8 @@ class PredictedLatency:
         self.n_queries += 1
         ms = float(self.predictor.predict([arch], [mmacs])[0])
         out = {rec.LATENCY: ms, rec.LATENCY_UNCERTAINTY: ms * self.predictor.relative_error}
-        if self.confidence is not None:
-            out[rec.LATENCY_BOUND] = float(self.predictor.upper([arch], [mmacs], self.confidence)[0])
+        if self.factor is not None:
+            out[rec.LATENCY_BOUND] = ms * self.factor
         return out
 
     def prefetch(self, items: list[tuple[Arch, nn.Module, tuple[int, ...]]]) -> None:
