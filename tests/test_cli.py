@@ -259,7 +259,12 @@ def test_end_to_end_run_export_and_profile(tmp_path):
     assert slowest["key"] not in {r["key"] for r in rows90}
     check = json.loads((tmp_path / "pred90" / "summary.json").read_text())["latency_check"]
     assert check["confidence"] == 0.9 and 0 <= check["within_bound"] <= check["n"] == len(rows90)
-    assert "measured under their latency at confidence 0.9" in result.output
+    measured = [float(r["latency_measured_ms"]) for r in rows90]  # what the device said of the limit itself
+    assert check["latency_limits"] == [f"latency<={limit}ms"]
+    assert check["within_limits"] == sum(ms <= limit for ms in measured)
+    said = " ".join(result.output.split())  # the console wraps long lines
+    assert "measured under their latency at confidence 0.9" in said
+    assert f"{check['within_limits']} of {check['n']} measured within latency<=" in said
     # continuing that search without the confidence would reuse its bounds as predictions: refused, untouched
     before = {p.name: p.read_bytes() for p in (tmp_path / "pred90").iterdir() if p.is_file()}
     assert_one_line_error(search("pred90"), "was searched with hardware.latency_confidence=0.9")

@@ -21,6 +21,7 @@ from ..config import RunConfig
 from ..engine.checkpoint import load_supernet_weights
 from ..engine.evaluation.latency import PredictedLatency, check_predictions
 from ..engine.evaluation.metrics import ArchitectureMetrics
+from ..engine.evaluation.objectives import Constraint
 from ..engine.evaluation.subnet import SubnetEvaluator, accuracy
 from ..engine.search import SEARCHERS, SearchProblem, SearchResult
 from ..engine.search.archive import Archive
@@ -253,6 +254,7 @@ def finalize(ctx: RunContext, result: SearchResult, evaluator: SubnetEvaluator) 
             cfg.hardware.dask_timeout_s,
         )
         latency_check["dataset"] = ctx.latency.source
+        latency_check.update(measured_within_limits(result.front, ctx.constraints))
     chosen = write_results(cfg, rundir, result, f"{ctx.data.name} · {ctx.space.name}")
     exported = export_subnet(ctx.space, evaluator, chosen, rundir.subnet(how))
     summary = summarize(result, chosen, how, exported)
@@ -265,6 +267,17 @@ def finalize(ctx: RunContext, result: SearchResult, evaluator: SubnetEvaluator) 
         Console().print(front_table(result.front, chosen["key"]))
         ctx.console.print(f"picked ({how}): {chosen['key']} -> {exported['onnx']} ({export_line(exported)})")
     return summary
+
+
+def measured_within_limits(front: list[dict[str, Any]], constraints: list[Constraint]) -> dict[str, Any]:
+    """For a re-measured front: how many architectures keep every latency constraint on the device (the
+    search held it for their predicted latency, or their latency at ``hardware.latency_confidence``)."""
+    limits = [c for c in constraints if c.column in (records.LATENCY, records.LATENCY_BOUND)]
+    measured = [r["metrics"].get(records.LATENCY_MEASURED) for r in front]
+    if not limits or not front or None in measured:
+        return {}
+    kept = sum(all(c.g({c.column: ms}) <= 0 for c in limits) for ms in measured)
+    return {"latency_limits": [c.text for c in limits], "within_limits": kept}
 
 
 def write_results(cfg: RunConfig, rundir: RunDir, result: SearchResult, title: str) -> dict[str, Any]:

@@ -106,10 +106,10 @@ def latency_check_section(check: dict | None) -> str:
     if not check.get("checked"):
         return f"<h2>Latency predictor check</h2><p>Not re-measured: {html.escape(str(check.get('reason', '')))}</p>"
     keys = ("predictor", "n", "kendall_tau", "spearman_rho", "mape", "within_10pct", "confidence", "within_bound")
-    keys += ("dataset",)
+    keys += ("within_limits", "dataset")
     fields = [(k, check[k]) for k in keys if k in check]
     return "<h2>Latency predictor check (the front re-measured)</h2>" + _table(
-        [k for k, _ in fields], [[v if isinstance(v, str) else _fmt(v) for _, v in fields]]
+        [k for k, _ in fields], [[v if isinstance(v, (str, int)) else _fmt(v) for _, v in fields]]
     )
 
 

@@ -55,6 +55,8 @@ def latency_check_line(check: dict[str, Any]) -> str:
         if "within_bound" in check
         else ""
     )
+    if "within_limits" in check:
+        bound += f"; {check['within_limits']} of {check['n']} measured within {', '.join(check['latency_limits'])}"
     return (
         f"predicted vs re-measured latency of the {check['n']} front architectures: "
         f"MAPE {check['mape']:.1f}%{tau} ({check['predictor']} predictor){bound}"
