@@ -217,6 +217,9 @@ def test_end_to_end_run_export_and_profile(tmp_path):
     result = runner.invoke(app, profile_args)
     assert result.exit_code == 0, result.output
     assert len(json.loads(device.read_text())["records"]) == 12 and "(chosen)" in result.output
+    # 12 cross-validated ratios support a bound at 0.8 and 0.9 (ranks 11, 12), not at 0.95 (rank 13)
+    said = " ".join(result.output.split())
+    assert "0.8: x" in said and "0.9: x" in said and "0.95: needs more samples" in said
     # a second "device" from 6 samples, with the first as prior: the transfer is cross-validated too
     new_device = tmp_path / "other" / "NEW.json"
     new_device.parent.mkdir()

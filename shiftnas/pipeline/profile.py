@@ -17,7 +17,7 @@ from ..hardware import measure_latency
 from ..hardware.fingerprint import fingerprint_of
 from ..hardware.node_profile import profile_nodes
 from ..hardware.quantize import quantize_int8, random_calibration
-from ..predictors.latency import MIN_SAMPLES, predictor_from_dataset
+from ..predictors.latency import MIN_SAMPLES, LatencyPredictor, predictor_from_dataset
 from ..report.profile import node_profile_table, plot_node_profile, top_nodes_table
 from ..report.table import latency_table, predictor_cv_table
 from ..search_spaces import get_space
@@ -99,8 +99,21 @@ def profile_space(
     if len(dataset.records) >= MIN_SAMPLES:
         predictor = predictor_from_dataset(space, dataset, prior=dataset.load_prior(out))
         Console().print(predictor_cv_table(predictor.cv, predictor.kind, len(dataset.records)))
+        console.print(bound_factors_line(predictor))
     console.print(f"use it in a search: shiftnas run --set hardware.latency=predicted:{out}")
     return dataset
+
+
+def bound_factors_line(predictor: LatencyPredictor, confidences: tuple[float, ...] = (0.8, 0.9, 0.95)) -> str:
+    """What ``hardware.latency_confidence`` would cost: the factor on a prediction at each confidence that
+    this many profiled architectures support."""
+    factors = []
+    for c in confidences:
+        try:
+            factors.append(f"{c:g}: x{predictor.bound_factor(c):.3f}")
+        except ShiftnasError:
+            factors.append(f"{c:g}: needs more samples")
+    return "latency at a confidence (hardware.latency_confidence), the prediction times " + ", ".join(factors)
 
 
 def onnx_input_shape(model: onnx.ModelProto) -> tuple[int, ...]:
