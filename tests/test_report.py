@@ -100,3 +100,35 @@ def test_report_command_rebuilds_the_page_and_refuses_a_non_run(table_run, tmp_p
     result = CliRunner().invoke(app, ["report", str(tmp_path)])
     assert result.exit_code != 0 and "no archive.jsonl" in result.output
     assert "Traceback" not in result.output and list(tmp_path.iterdir()) == []
+
+
+def test_measured_within_limits_counts_the_device_against_every_latency_constraint():
+    """A re-measured front: the count uses the measured latency against each latency limit (whether the
+    search held it for the prediction or the bound at a confidence), ignores other constraints, and says
+    nothing when a member was not re-measured or no latency is bounded."""
+    from shiftnas.engine.evaluation.objectives import parse_constraint, with_confidence
+    from shiftnas.pipeline.run import measured_within_limits
+
+    def front(*measured):
+        return [{"metrics": {"latency_measured_ms": ms, "latency_ms": 0.1, "mmacs": 99.0}} for ms in measured]
+
+    limits = [parse_constraint("latency<=2ms"), parse_constraint("macs<=10M")]
+    assert measured_within_limits(front(1.0, 2.0, 2.5), limits) == {
+        "latency_limits": ["latency<=2ms"],
+        "within_limits": 2,  # 2.5 ms is over; the MACs constraint (99 > 10) does not count here
+    }
+    bound = with_confidence(limits, 0.9)  # the same limit on latency_bound_ms: the device is still the judge
+    assert measured_within_limits(front(1.0, 2.5, 3.0), bound)["within_limits"] == 1
+    tighter = [*limits, parse_constraint("latency<=1.5ms")]
+    assert measured_within_limits(front(1.0, 2.0), tighter)["within_limits"] == 1
+    assert measured_within_limits(front(1.0, None), limits) == {}
+    assert measured_within_limits(front(1.0), [parse_constraint("macs<=10M")]) == {}
+
+
+def test_latency_check_section_shows_counts_as_counts():
+    from shiftnas.report.html import latency_check_section
+
+    page = latency_check_section(
+        {"checked": True, "n": 3, "mape": 5.0, "confidence": 0.9, "within_bound": 2, "within_limits": 3}
+    )
+    assert "<td>3</td>" in page and "<td>2</td>" in page and "<td>5.000</td>" in page and "<td>0.900</td>" in page
