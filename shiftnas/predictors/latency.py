@@ -230,44 +230,6 @@ def _make(kind: str, space: SearchSpace, seed: int, prior: LatencyPredictor | No
     return _Transfer(space, seed, prior) if kind == "transfer" else _FAMILIES[kind](space, seed)
 
 
-def out_of_fold(
-    kind: str,
-    space: SearchSpace,
-    archs: list[Arch],
-    mmacs: np.ndarray,
-    y: np.ndarray,
-    folds: int = 5,
-    seed: int = 0,
-    prior: LatencyPredictor | None = None,
-) -> tuple[np.ndarray, list[float]]:
-    """Every measurement predicted by a model of family ``kind`` fitted without its fold (leave-one-out up to
-    ``LOO_MAX`` measurements), and Kendall tau within each fold of at least three measurements."""
-    from sklearn.model_selection import KFold
-
-    k = n_folds(len(y), folds)
-    pred = np.empty_like(y)
-    fold_taus = []
-    for train, test in KFold(k, shuffle=True, random_state=seed).split(y):
-        model = _make(kind, space, seed, prior).fit([archs[i] for i in train], mmacs[train], y[train])
-        pred[test] = model.predict([archs[i] for i in test], mmacs[test])
-        if len(test) >= 3:
-            fold_taus.append(kendall_tau(pred[test], y[test]))
-    return np.maximum(pred, 1e-6), fold_taus
-
-
-def n_folds(n: int, folds: int) -> int:
-    """Cross-validation folds for ``n`` measurements: leave-one-out up to ``LOO_MAX``, else ``folds``."""
-    return n if n <= LOO_MAX else folds
-
-
-def pooled_errors(y: np.ndarray, pred: np.ndarray, fold_taus: list[float], folds: int) -> dict[str, float]:
-    """The errors of out-of-fold predictions scored together; ``kendall_tau_std`` is tau's spread over folds."""
-    out = prediction_errors(y, pred)
-    out["kendall_tau_std"] = float(np.std(fold_taus)) if fold_taus else 0.0
-    out["folds"] = n_folds(len(y), folds)
-    return out
-
-
 def cross_validate(
     kind: str,
     space: SearchSpace,
@@ -277,9 +239,25 @@ def cross_validate(
     folds: int = 5,
     seed: int = 0,
     prior: LatencyPredictor | None = None,
-) -> dict[str, float]:
-    """Held-out errors of one family (:func:`out_of_fold` predictions, :func:`pooled_errors`)."""
-    return pooled_errors(y, *out_of_fold(kind, space, archs, mmacs, y, folds, seed, prior), folds)
+) -> tuple[dict[str, float], np.ndarray]:
+    """Held-out errors of one family: every measurement predicted by a model fitted without its fold
+    (leave-one-out up to ``LOO_MAX`` measurements), scored together; ``kendall_tau_std`` is the spread
+    of tau over the folds that hold at least three measurements. Also returns those predictions."""
+    from sklearn.model_selection import KFold
+
+    k = len(y) if len(y) <= LOO_MAX else folds
+    pred = np.empty_like(y)
+    fold_taus = []
+    for train, test in KFold(k, shuffle=True, random_state=seed).split(y):
+        model = _make(kind, space, seed, prior).fit([archs[i] for i in train], mmacs[train], y[train])
+        pred[test] = model.predict([archs[i] for i in test], mmacs[test])
+        if len(test) >= 3:
+            fold_taus.append(kendall_tau(pred[test], y[test]))
+    pred = np.maximum(pred, 1e-6)
+    out = prediction_errors(y, pred)
+    out["kendall_tau_std"] = float(np.std(fold_taus)) if fold_taus else 0.0
+    out["folds"] = k
+    return out, pred
 
 
 def tie(n: int) -> float:
@@ -324,11 +302,11 @@ def fit_latency_predictor(
     kinds = [c for c in candidates if c != "gbm" or len(y) >= GBM_MIN or list(candidates) == ["gbm"]]
     if prior is not None:
         kinds = ["transfer", *kinds]
-    oof = {kind: out_of_fold(kind, space, archs, mmacs, y, folds, seed, prior) for kind in kinds}
-    cv = {kind: pooled_errors(y, *oof[kind], folds) for kind in kinds}
+    held_out = {kind: cross_validate(kind, space, archs, mmacs, y, folds, seed, prior) for kind in kinds}
+    cv = {kind: errors for kind, (errors, _) in held_out.items()}
     kind = choose(cv, len(y))
     model = _make(kind, space, seed, prior).fit(archs, mmacs, y)
-    ratios = sorted(float(r) for r in y / oof[kind][0])
+    ratios = sorted(float(r) for r in y / held_out[kind][1])
     return LatencyPredictor(kind, model, cv, n_train=len(y), ratios=ratios)
 
 
