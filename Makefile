@@ -83,8 +83,8 @@ bench-run-budget: $(STAMP)   # ~90 min alone (resumable, recorded runs read back
 bench-latency-cost: $(STAMP)  # ~2 min on a quiet machine: one latency measurement, phase by phase
 	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_latency_cost.py
 
-bench-latency-protocols: $(STAMP)  # ~15 min: four latency protocols' cost and repeat agreement, 40 architectures
-	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_latency_protocols.py --archs 40
+bench-latency-protocols: $(STAMP)  # ~15 min: six latency protocols' cost and repeat agreement, 40 architectures, idle, beside a busy and an intermittent process
+	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_latency_protocols.py --archs 40 --burner
 
 bench-background-latency: $(STAMP)  # ~25 min after `make run`: the default search with latency measured here vs in a background child, idle and beside a burner
 	$(BIN)/python bench/bench_background_latency.py --checkpoint runs/default/supernet.pt --burner

@@ -12,16 +12,26 @@ references' runs, sessions and warm-up were 2/3 of a measurement). Settings of `
 - ``candidate_sessions=once``: one session for the candidate per measurement, warmed once and re-warmed
   with 2 runs per block, instead of a fresh session per block.
 
+- ``references=0``: no reference at all: the candidate's timed runs alone, no drift check (nothing to
+  re-measure a block against) and no reference-corrected latency (a search ranks by the raw median
+  anyway; ``shiftnas profile`` datasets need references for their corrected scale).
+
 For each of a MACs-stratified sample of ``compact-mbv3`` architectures (batch 1, 1 thread, 3 blocks x 30
 runs, 10 warm-up), every protocol measures it twice (two repeats, protocols in a rotating order, one
-process, so they share whatever load the machine has). Reported per protocol: the wall seconds of a
+process, so they share whatever load the machine has), once on an idle machine and, with ``--burner``,
+again beside one busy process (a one-thread torch convolution loop, as a search's accuracy scoring
+beside a background latency measurement) and beside one busy half the time in random 0.3-0.7 s spells
+(load that comes and goes, which the interleaved references are there to cancel). Each protocol exports through its own block cache, as one
+search does (``hardware/stitch.py``). Reported per protocol: the wall seconds of a
 measurement (export included) and their paired ratio to the first protocol and to ``DEFAULT_BEFORE``, the
 whole over the candidate's own timed runs and over all timed runs (the candidate's and the references'),
 and the agreement of the two repeats (Kendall tau, MAPE) of the raw median and of the reference-corrected
-latency (ratio x that reference's median over the repeat, as the latency datasets compute it), with a
-paired bootstrap over architectures of the corrected repeat tau's difference to ``DEFAULT_BEFORE``.
+latency (ratio x that reference's median over the repeat, as the latency datasets compute it; the raw
+median without references), with a paired bootstrap over architectures of the corrected repeat tau's
+difference to the default's, and the corrected latency's tau with the first repeat of ``fresh, all``
+measured idle (the most careful protocol; how well each protocol ranks by what a search compares).
 
-Usage: python bench/bench_latency_protocols.py [--archs 40]
+Usage: python bench/bench_latency_protocols.py [--archs 40] [--burner]
 Writes bench/results/latency_protocols.{json,md}.
 """
 
@@ -29,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
@@ -40,31 +51,50 @@ from bench_latency_cost import measure_one  # noqa: E402
 
 from shiftnas.config import LatencyConfig  # noqa: E402
 from shiftnas.engine.evaluation.latency_dataset import reference_models, stratified_sample  # noqa: E402
+from shiftnas.hardware.stitch import BlockExports  # noqa: E402
 from shiftnas.io import atomic_write_json, atomic_write_text  # noqa: E402
 from shiftnas.predictors.latency import prediction_errors  # noqa: E402
 from shiftnas.predictors.ranking import kendall_tau  # noqa: E402
 from shiftnas.search_spaces import get_space  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
-PROTOCOLS = {  # the first is the baseline of the paired speed-ups and of "tau vs baseline"
-    "fresh, all": dict(reference_sessions="fresh", references_timed="all", candidate_sessions="per_block"),
+PROTOCOLS = {  # the first is the default: the baseline of the paired speed-ups and of "delta tau"
     "kept, nearest": dict(reference_sessions="kept", references_timed="nearest", candidate_sessions="per_block"),
+    "fresh, all": dict(reference_sessions="fresh", references_timed="all", candidate_sessions="per_block"),
     "kept, nearest, candidate once": dict(
         reference_sessions="kept", references_timed="nearest", candidate_sessions="once"
     ),
     "kept, guessed, candidate once": dict(
         reference_sessions="kept", references_timed="guessed", candidate_sessions="once"
     ),
+    "no references": dict(references=0, candidate_sessions="per_block"),
+    "no references, candidate once": dict(references=0, candidate_sessions="once"),
 }
-DEFAULT_BEFORE = "kept, nearest"  # the default from 2026-12-06
+DEFAULT = "kept, nearest"  # the default since 2026-12-06
+CAREFUL = "fresh, all"  # every reference in every block, fresh sessions: the agreement yardstick
+_CONV = "import time, torch; torch.set_num_threads(1); x = torch.randn(8, 32, 32, 32); w = torch.randn(32, 32, 3, 3)\n"
+LOADS = {  # name -> the busy process beside the measurements (None: idle)
+    "idle": None,
+    "beside one busy process": _CONV + "while True: torch.conv2d(x, w, padding=1)",
+    # busy half of every 0.6-1.4 s, as accuracy scoring pauses between populations: load that comes and goes
+    "beside an intermittent busy process": _CONV
+    + "import random\nrandom.seed(0)\nwhile True:\n    end = time.perf_counter() + random.uniform(0.3, 0.7)\n"
+    "    while time.perf_counter() < end: torch.conv2d(x, w, padding=1)\n    time.sleep(random.uniform(0.3, 0.7))",
+}
 
 
 def corrected(rows: list[dict]) -> np.ndarray:
     """ratio x the median latency of the row's reference over ``rows`` (latency_dataset.latencies)."""
     typical: dict[str, list[float]] = {}
     for r in rows:
-        typical.setdefault(r["reference"], []).append(r["reference_ms"])
-    return np.array([r["ratio"] * statistics.median(typical[r["reference"]]) for r in rows])
+        if r["reference"] is not None:
+            typical.setdefault(r["reference"], []).append(r["reference_ms"])
+    return np.array(
+        [
+            r["median_ms"] if r["reference"] is None else r["ratio"] * statistics.median(typical[r["reference"]])
+            for r in rows
+        ]
+    )
 
 
 def agreement(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
@@ -88,75 +118,101 @@ def bootstrap_tau_difference(this: list[list[dict]], base: list[list[dict]], dra
     return [float(np.nanpercentile(diffs, 2.5)), float(np.nanpercentile(diffs, 97.5))]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--archs", type=int, default=40)
-    ap.add_argument("--out", type=Path, default=RESULTS)
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    space = get_space("compact-mbv3")
-    torch.manual_seed(0)
-    supernet = space.build_supernet(10).eval()
+def measure_all(space, supernet, archs, refs) -> dict[str, list[list[dict]]]:
+    """Every protocol measures every architecture twice (rotating order), each with its own block cache."""
     cfgs = {name: LatencyConfig(**kw) for name, kw in PROTOCOLS.items()}
-    refs = reference_models(space, supernet, LatencyConfig())
-    archs = stratified_sample(space, args.archs, seed=0)
-    for cfg in cfgs.values():
-        measure_one(space, supernet, archs[0], cfg, refs)  # warm-up: imports, first export, kept sessions
+    caches = {name: BlockExports() for name in cfgs}
+    timed = {name: refs if cfg.references else [] for name, cfg in cfgs.items()}  # every protocol: 3 or none
+    for name, cfg in cfgs.items():  # warm-up: imports, kept sessions (a throw-away block cache)
+        measure_one(space, supernet, archs[0], cfg, timed[name], BlockExports(), compare=False)
     names = list(cfgs)
     rows: dict[str, list[list[dict]]] = {n: [[], []] for n in names}
     for i, arch in enumerate(archs):
         for rep in (0, 1):
             k = (2 * i + rep) % len(names)
             for name in names[k:] + names[:k]:  # rotating order: no protocol always runs first
-                result = measure_one(space, supernet, arch, cfgs[name], refs)
-                rows[name][rep].append(result)
+                rows[name][rep].append(
+                    measure_one(space, supernet, arch, cfgs[name], timed[name], caches[name], compare=False)
+                )
         print(
             f"[{i + 1}/{len(archs)}] " + ", ".join(f"{n}: {rows[n][1][-1]['total_s']:.2f} s" for n in names), flush=True
         )
-    first, before = names[0], DEFAULT_BEFORE
+    return rows
+
+
+def summarize(rows: dict[str, list[list[dict]]], careful: list[dict]) -> dict:
+    """Cost and agreement per protocol (``careful``: the yardstick's first repeat, measured idle)."""
     summary = {}
-    for name in names:
-        a, b = rows[name]
+    for name, (a, b) in rows.items():
+        every = a + b
         summary[name] = {
-            "median_total_s": statistics.median(r["total_s"] for rep in rows[name] for r in rep),
-            "first_over_this": paired_speedup(rows[first], rows[name]),
-            "default_before_over_this": paired_speedup(rows[before], rows[name]),
-            "median_total_over_timed": statistics.median(r["total_over_timed"] for rep in rows[name] for r in rep),
-            "median_total_over_all_timed": statistics.median(
-                r["total_over_all_timed"] for rep in rows[name] for r in rep
-            ),
+            "median_total_s": statistics.median(r["total_s"] for r in every),
+            "default_over_this": paired_speedup(rows[DEFAULT], rows[name]),
+            "median_total_over_timed": statistics.median(r["total_over_timed"] for r in every),
+            "median_total_over_all_timed": statistics.median(r["total_over_all_timed"] for r in every),
             "repeat_raw": agreement(np.array([r["median_ms"] for r in a]), np.array([r["median_ms"] for r in b])),
             "repeat_corrected": agreement(corrected(a), corrected(b)),
-            "repeat_tau_minus_default_before_ci95": bootstrap_tau_difference(rows[name], rows[before]),
-            "vs_first_corrected": agreement(corrected(rows[first][0]), corrected(a)),
+            "repeat_tau_minus_default_ci95": bootstrap_tau_difference(rows[name], rows[DEFAULT]),
+            "vs_careful_corrected": agreement(corrected(careful), corrected(a)),
         }
-    result = {"archs": len(archs), "protocols": PROTOCOLS, "default_before": before, "summary": summary, "rows": rows}
+    return summary
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--archs", type=int, default=40)
+    ap.add_argument("--burner", action="store_true", help="measure again beside a busy and an intermittent process")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    space = get_space("compact-mbv3")
+    torch.manual_seed(0)
+    supernet = space.build_supernet(10).eval()
+    refs = reference_models(space, supernet, LatencyConfig())
+    archs = stratified_sample(space, args.archs, seed=0)
+    rows = {}
+    for load, code in LOADS.items():
+        if code is None or args.burner:
+            burner = subprocess.Popen([sys.executable, "-c", code]) if code else None
+            try:
+                rows[load] = measure_all(space, supernet, archs, refs)
+            finally:
+                if burner is not None:
+                    burner.kill()
+                    burner.wait()
+    careful = rows["idle"][CAREFUL][0]
+    summary = {load: summarize(r, careful) for load, r in rows.items()}
+    result = {"archs": len(archs), "protocols": PROTOCOLS, "default": DEFAULT, "summary": summary, "rows": rows}
     atomic_write_json(args.out / "latency_protocols.json", result)
     lines = [
         "# Cheaper latency protocols, side by side (issue 16)",
         "",
         f"{len(archs)} MACs-stratified compact-mbv3 architectures, ONNX Runtime CPU, batch 1, 1 thread, 3 blocks x "
-        "30 runs, 10 warm-up, 3 references; every protocol measures every architecture twice, in a rotating "
-        "order, in one process. Wall seconds of a whole measurement (extract + export + protocol); speed-ups are "
-        f"paired medians over the measurements (range). Agreement: Kendall τ and MAPE between the two repeats (raw "
-        f"median; reference-corrected), the 95 % bootstrap interval of the corrected repeat τ minus `{before}`'s "
-        f"(over architectures), and τ of the corrected latency with `{first}`'s first repeat.",
+        "30 runs, 10 warm-up, 3 references unless none; every protocol measures every architecture twice, in a "
+        "rotating order, in one process, its graphs stitched from its own block cache; idle, then beside one busy "
+        "process (a one-thread torch convolution loop), then beside one that is busy half the time in random "
+        "0.3-0.7 s spells. Wall seconds of a whole measurement (extract + export + "
+        f"protocol); speed-ups are paired medians over the measurements (range). Agreement: Kendall τ and MAPE "
+        "between the two repeats (raw median; reference-corrected, the raw median where there is no reference), "
+        f"the 95 % bootstrap interval of the corrected repeat τ minus `{DEFAULT}`'s (the default; over "
+        f"architectures), and τ of the corrected latency with `{CAREFUL}`'s first idle repeat.",
         "",
-        f"| protocol | s per measurement | speed-up vs `{first}` | speed-up vs `{before}` | whole / candidate's timed "
-        "runs | whole / all timed runs | repeat τ raw | repeat τ corrected | Δτ vs "
-        f"`{before}` (95 % CI) | repeat MAPE corrected | τ vs `{first}` (corrected) |",
+        f"| load | protocol | s per measurement | speed-up vs `{DEFAULT}` | whole / candidate's timed runs | whole / "
+        f"all timed runs | repeat τ raw | repeat τ corrected | Δτ vs `{DEFAULT}` (95 % CI) | repeat MAPE corrected "
+        f"| τ vs `{CAREFUL}` idle |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, s in summary.items():
-        f0, f1 = s["first_over_this"], s["default_before_over_this"]
-        lo, hi = s["repeat_tau_minus_default_before_ci95"]
-        lines.append(
-            f"| {name} | {s['median_total_s']:.2f} | {f0[0]:.2f}× ({f0[1]:.2f}–{f0[2]:.2f}) | "
-            f"{f1[0]:.2f}× ({f1[1]:.2f}–{f1[2]:.2f}) | {s['median_total_over_timed']:.1f}× | "
-            f"{s['median_total_over_all_timed']:.2f}× | {s['repeat_raw']['kendall_tau']:.3f} | "
-            f"{s['repeat_corrected']['kendall_tau']:.3f} | {lo:+.3f} to {hi:+.3f} | "
-            f"{s['repeat_corrected']['mape']:.1f} % | {s['vs_first_corrected']['kendall_tau']:.3f} |"
-        )
+    for load, per_protocol in summary.items():
+        for name, s in per_protocol.items():
+            f1 = s["default_over_this"]
+            lo, hi = s["repeat_tau_minus_default_ci95"]
+            lines.append(
+                f"| {load} | {name} | {s['median_total_s']:.2f} | {f1[0]:.2f}× ({f1[1]:.2f}–{f1[2]:.2f}) | "
+                f"{s['median_total_over_timed']:.1f}× | {s['median_total_over_all_timed']:.2f}× | "
+                f"{s['repeat_raw']['kendall_tau']:.3f} | {s['repeat_corrected']['kendall_tau']:.3f} | "
+                f"{lo:+.3f} to {hi:+.3f} | {s['repeat_corrected']['mape']:.1f} % | "
+                f"{s['vs_careful_corrected']['kendall_tau']:.3f} |"
+            )
     atomic_write_text(args.out / "latency_protocols.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 

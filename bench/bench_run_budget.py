@@ -51,6 +51,7 @@ VARIANTS = {  # name -> (run directory, the run's --set on top of configs/defaul
     "2 processes": ("processes2", ["--set", "train.augment_shift=0"]),  # 2 torchrun processes, BN per process
     "shift=2": ("shift2", ["--set", "train.augment_shift=2"]),  # 2 processes, images shifted up to 2 px
     "he_fout init": ("hefout", ["--set", "train.init=he_fout"]),  # 2 processes, OFA's initial weights
+    "ema 0.99": ("ema99", ["--set", "train.ema_decay=0.99"]),  # 2 processes, the average of the weights
 }
 MID_MMACS = 8.0
 N_FIXED = 38

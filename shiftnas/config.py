@@ -106,6 +106,9 @@ class TrainConfig(Settings):
     # the weights a supernet trained from scratch starts from: PyTorch's layer defaults, or OFA's ``he_fout``
     # (``ofa.utils.my_modules.init_models``: convolutions normal with std sqrt(2 / (k^2 out_channels)))
     init: str = setting("torch", choices=("torch", "he_fout"))
+    # an exponential moving average of the weights over the steps (decay ramped up over the first steps), what
+    # training leaves in the supernet (engine/training/averaging.py); 0: the last step's weights
+    ema_decay: float = setting(0.0, low=0, below=1)
     # processes that train the supernet together under torchrun, each on its shard of every batch
     # (`shiftnas train --nproc` overrides it); the same seed and value give the same weights
     processes: int = setting(1, low=1)

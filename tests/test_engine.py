@@ -12,12 +12,14 @@ from shiftnas.data import DataSplits
 from shiftnas.engine.checkpoint import read_checkpoint, save_supernet
 from shiftnas.engine.evaluation.subnet import SubnetEvaluator, accuracy, recalibrate_bn
 from shiftnas.engine.tensors import random_shift
+from shiftnas.engine.training.averaging import ramped_decay
 from shiftnas.engine.training.optim import lr_at
 from shiftnas.engine.training.supernet import (
     distillation_loss,
     initialize_supernet,
     sandwich_archs,
     train_supernet,
+    training_identity,
 )
 from shiftnas.pipeline.context import prepare
 from shiftnas.search_spaces import get_space
@@ -106,10 +108,10 @@ def test_our_bn_recalibration_matches_ofa_set_running_statistics(trained_superne
             assert torch.allclose(a, b, rtol=2e-2, atol=1e-5), name
 
 
-@pytest.mark.parametrize("shift", [0, 2])
-def test_training_resumes_bit_identically(compact_space, digits, tmp_path, shift):
+@pytest.mark.parametrize("shift, ema", [(0, 0.0), (2, 0.0), (0, 0.9)])
+def test_training_resumes_bit_identically(compact_space, digits, tmp_path, shift, ema):
     data = small_split(digits, 192)
-    cfg = TrainConfig(epochs=2, batch_size=64, lr=0.05, warmup_steps=2, n_random=1, augment_shift=shift)
+    cfg = TrainConfig(epochs=2, batch_size=64, lr=0.05, warmup_steps=2, n_random=1, augment_shift=shift, ema_decay=ema)
     torch.manual_seed(1)
     full = compact_space.build_supernet(10)
     init = {k: v.clone() for k, v in full.state_dict().items()}
@@ -132,6 +134,31 @@ def test_training_resumes_bit_identically(compact_space, digits, tmp_path, shift
     assert read_checkpoint(ckpt)["training"]["finished"]
     for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+def test_weight_average_leaves_the_ramped_average_of_every_steps_weights(compact_space, digits, tmp_path):
+    data = small_split(digits, 192)
+    cfg = TrainConfig(epochs=2, batch_size=64, lr=0.05, warmup_steps=2, n_random=1, ema_decay=0.8)
+    torch.manual_seed(1)
+    net = compact_space.build_supernet(10)
+    steps = []  # every step's weights, as the optimiser left them
+
+    def record(step: int, total: int, loss: float) -> None:
+        steps.append([p.detach().clone() for p in net.parameters()])
+
+    train_supernet(compact_space, net, data, cfg, tmp_path / "ema.pt", seed=5, progress=record)
+    assert len(steps) == 6 and ramped_decay(0.8, 5) == pytest.approx(0.4) and ramped_decay(0.8, 100) == 0.8
+    expected = steps[0]
+    for t, weights in enumerate(steps[1:], start=1):
+        d = ramped_decay(0.8, t)
+        expected = [d * a + (1 - d) * w for a, w in zip(expected, weights)]
+    final = list(net.parameters())
+    assert all(torch.allclose(f, e, atol=1e-6) for f, e in zip(final, expected))
+    assert not all(torch.allclose(f, w, atol=1e-4) for f, w in zip(final, steps[-1]))  # not the last step's
+    saved = read_checkpoint(tmp_path / "ema.pt")
+    assert saved["training"]["identity"]["config"]["ema_decay"] == 0.8
+    assert all(torch.equal(saved["state_dict"][k], v) for k, v in net.state_dict().items())
+    assert "ema_decay" not in training_identity(compact_space, data, TrainConfig(), 0)["config"]
 
 
 def test_sandwich_contains_largest_smallest_and_random(compact_space):

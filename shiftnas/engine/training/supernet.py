@@ -6,7 +6,8 @@ predictions. The per-subnet losses are averaged (summing them diverged at lr 0.1
 and the gradients clipped (the policy of ``optim.py``: SGD with Nesterov momentum, a cosine schedule
 after a linear warm-up). The whole training state is checkpointed atomically after every epoch, and training
 resumes from the last finished epoch. An optional :class:`LandmarkRegularizer` adds the landmark
-ranking term to every step (gradients accumulated before clipping; see ``landmarks.py``).
+ranking term to every step (gradients accumulated before clipping; see ``landmarks.py``). With
+``train.ema_decay`` the supernet ends with the moving average of its weights (``averaging.py``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ...errors import ShiftnasError
 from ...search_spaces import Arch, SearchSpace
 from ..checkpoint import read_checkpoint, save_supernet
 from ..tensors import channels_last, iterate_batches, random_shift, resize
+from .averaging import copy_average, weight_average
 from .distributed import Ranks, synced_batch_norm
 from .landmarks import LandmarkRegularizer, landmark_weight
 from .optim import OptimizerSettings, clipped_step, make_optimizer, set_lr
@@ -98,7 +100,7 @@ def training_identity(
     config = asdict(cfg)
     if cfg.processes == 1 or cfg.sync_bn:  # the weights one process trains (up to float rounding)
         del config["processes"], config["sync_bn"]
-    for name, before in (("augment_shift", 0), ("init", "torch")):
+    for name, before in (("augment_shift", 0), ("init", "torch"), ("ema_decay", 0.0)):
         if config[name] == before:  # checkpoints trained before the setting existed still resume
             del config[name]
     identity = {"config": config, "seed": seed, "space": space.describe(), "data": data.summary()}
@@ -179,6 +181,9 @@ def _train(
             if regularizer is not None:
                 regularizer.load_rounds(training.get("landmark_rounds", []))
     ranks.broadcast_state(supernet)
+    average = weight_average(supernet, cfg.ema_decay) if cfg.ema_decay else None
+    if average is not None and start_epoch:
+        average.load_state_dict(training["weight_average"])
 
     supernet.train()
     distributed = ranks.world > 1
@@ -224,6 +229,8 @@ def _train(
                     if not math.isfinite(landmark_losses[-1]):
                         raise FloatingPointError(f"landmark regularizer diverged at epoch {epoch}, step {i}")
                 clipped_step(optimizer, supernet, settings)
+                if average is not None:
+                    average.update_parameters(supernet)
                 losses.append(loss.item())
                 if progress and ranks.is_main:
                     progress(step + 1, total_steps, loss.item())
@@ -242,6 +249,10 @@ def _train(
             }
             if regularizer is not None:
                 training["landmark_rounds"] = regularizer.rounds
+            if average is not None:
+                training["weight_average"] = average.state_dict()
+                if training["finished"]:
+                    copy_average(average, supernet)
             if ranks.is_main:
                 save_supernet(
                     checkpoint_path, supernet, space, data.num_classes, version=0, extra={"training": training}
