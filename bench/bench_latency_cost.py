@@ -1,15 +1,15 @@
 """Benchmark (issue 16, latency): what one latency measurement costs, phase by phase, vs its timed runs.
 
 One measurement of a search (a latency-cache miss) = extract the subnet, export it (its graph stitched
-from per-block ``torch.onnx`` exports cached over the run, ``hardware/stitch.py``), then ``measure_latency``: per block a
-fresh ONNX Runtime session for the candidate and for each reference, warm-up runs, then the timed runs
-of the candidate interleaved with the references' (latency.md §2.4-2.5); a block whose reference
-drifted is measured again. ``LatencyResult.cost`` records the wall seconds of each block phase.
+from per-block ``torch.onnx`` exports cached over the run, ``hardware/stitch.py``), then ``measure_latency``
+with a search's settings (``HardwareConfig``: since 2026-12-07 one ONNX Runtime session per measurement,
+warmed, then ``repeats`` blocks of timed runs of the candidate alone, each re-warmed with 2 runs;
+``shiftnas profile``'s datasets interleave 3 references, latency.md §2.4-2.5). ``LatencyResult.cost``
+records the wall seconds of each phase.
 
 Reported per architecture and as medians: the share of each phase and the ratio of the whole to the
-candidate's own timed runs (the issue's goal: <= 2x), for the default protocol (3 blocks x 30 runs, 10
-warm-up, 3 references) on a MACs-stratified sample of ``compact-mbv3`` (``make run``'s space), batch 1,
-1 thread. Wall-clock seconds: run it on a quiet machine.
+candidate's own timed runs (the issue's goal: <= 2x), on a MACs-stratified sample of ``compact-mbv3``
+(``make run``'s space), batch 1, 1 thread. Wall-clock seconds: run it on a quiet machine.
 
 Side by side on the same architectures, in the same loop: the whole-subnet export (what every measurement
 cost before stitching), and the latency of the whole graph measured twice around the stitched graph's
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shiftnas.config import LatencyConfig
+from shiftnas.config import HardwareConfig, LatencyConfig
 from shiftnas.engine.evaluation.latency_dataset import reference_models, stratified_sample
 from shiftnas.hardware import export_onnx, measure_latency
 from shiftnas.hardware.macs import count_macs
@@ -44,16 +44,17 @@ RESULTS = Path(__file__).parent / "results"
 PHASES = ("extract_s", "export_s", "sessions_s", "warmup_s", "reference_runs_s", "bookkeeping_s", "candidate_runs_s")
 
 
-def measure_one(space, supernet, arch, cfg: LatencyConfig, refs, blocks: BlockExports, compare: bool = True) -> dict:
-    """One search-like measurement of ``arch``, phase by phase; with ``compare`` also the whole-subnet export's
-    cost and its latency beside the stitched graph's (three more measurements, not counted in ``total_s``)."""
+def measure_one(space, supernet, arch, cfg: LatencyConfig, refs, blocks: BlockExports, compare_refs=None) -> dict:
+    """One search-like measurement of ``arch`` under ``cfg`` (interleaved with ``refs``, as many as
+    ``cfg.references``), phase by phase; with ``compare_refs`` also the whole-subnet export's cost and its latency
+    beside the stitched graph's, as ratios to those references (three more measurements, not in ``total_s``)."""
     t0 = time.perf_counter()
     sub = space.extract(supernet, arch)
     t1 = time.perf_counter()
     chw = tuple(space.input_size(arch))
     onnx_bytes = deployed_onnx(sub, (cfg.batch_size, *chw), cfg.precision, blocks=blocks)
     t2 = time.perf_counter()
-    result = measure_latency(onnx_bytes, chw, cfg, refs)
+    result = measure_latency(onnx_bytes, chw, cfg, refs[: cfg.references])
     t3 = time.perf_counter()
     cost = dict(result.cost)
     row = {"key": arch.key(), "mmacs": count_macs(sub, chw) / 1e6, "median_ms": result.median_ms,
@@ -63,17 +64,17 @@ def measure_one(space, supernet, arch, cfg: LatencyConfig, refs, blocks: BlockEx
     row["total_s"] = t3 - t0
     row["total_over_timed"] = row["total_s"] / cost["candidate_runs_s"]
     row["total_over_all_timed"] = row["total_s"] / (cost["candidate_runs_s"] + cost.get("reference_runs_s", 0.0))
-    if not compare:
+    if compare_refs is None:
         return row
     t4 = time.perf_counter()
     whole = export_onnx(sub, (cfg.batch_size, *chw))
     row["whole_export_s"] = time.perf_counter() - t4
     # the latency comparison: whole, stitched, whole, every reference timed in every block, so that all
     # three are read against the same reference (the one nearest the first whole measurement)
-    every = dataclasses.replace(cfg, references_timed="all")
-    before = measure_latency(whole, chw, every, refs)
-    stitched = measure_latency(onnx_bytes, chw, every, refs)
-    after = measure_latency(whole, chw, every, refs)
+    every = dataclasses.replace(cfg, references=len(compare_refs), references_timed="all")
+    before = measure_latency(whole, chw, every, compare_refs)
+    stitched = measure_latency(onnx_bytes, chw, every, compare_refs)
+    after = measure_latency(whole, chw, every, compare_refs)
     row["comparison_reference"] = before.reference
     row["compared_ratios"] = [m.ratios[before.reference] for m in (before, stitched, after)]  # whole, stitched, whole
     return row
@@ -99,19 +100,20 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    cfg = LatencyConfig()
+    search = HardwareConfig()  # what a search measures with (no references, one session per measurement)
+    cfg = LatencyConfig(**{f.name: getattr(search, f.name) for f in dataclasses.fields(LatencyConfig)})
     space = get_space("compact-mbv3")
     torch.manual_seed(0)
     supernet = space.build_supernet(10).eval()
     t = time.perf_counter()
-    refs = reference_models(space, supernet, cfg)
+    refs = reference_models(space, supernet, LatencyConfig())  # for the stitched-vs-whole comparison
     refs_s = time.perf_counter() - t
     archs = stratified_sample(space, args.archs, seed=0)
-    measure_one(space, supernet, archs[0], cfg, refs, BlockExports())  # warm-up: imports, first export
+    measure_one(space, supernet, archs[0], cfg, refs, BlockExports(), refs)  # warm-up: imports, first export
     blocks = BlockExports()  # one for the whole run, as a profiler keeps it over a search
     rows = []
     for i, arch in enumerate(archs):
-        rows.append(measure_one(space, supernet, arch, cfg, refs, blocks))
+        rows.append(measure_one(space, supernet, arch, cfg, refs, blocks, refs))
         r = rows[-1]
         print(f"[{i + 1}/{len(archs)}] {arch.key()[:44]:44s} {r['median_ms']:.3f} ms: total {r['total_s']:.2f} s = "
               f"{r['total_over_timed']:.1f}x its timed runs; export {r['export_s']:.3f} s, whole {r['whole_export_s']:.3f} s",
@@ -158,11 +160,9 @@ def main() -> None:
         "# What one latency measurement costs (issue 16)",
         "",
         f"{len(rows)} MACs-stratified compact-mbv3 architectures, ONNX Runtime CPU, batch 1, 1 thread, the "
-        f"default protocol ({cfg.repeats} blocks x {cfg.runs} timed runs, {cfg.warmup} warm-up, "
-        f"{cfg.references} references interleaved, reference sessions {cfg.reference_sessions}, references timed "
-        f"{cfg.references_timed}, candidate sessions {cfg.candidate_sessions}); wall seconds. The references are "
-        "exported once per "
-        f"run ({refs_s:.1f} s, not counted below).",
+        f"protocol of a search ({cfg.repeats} blocks x {cfg.runs} timed runs, {cfg.warmup} warm-up, "
+        f"{cfg.references} references, candidate sessions {cfg.candidate_sessions}); wall seconds. The 3 references "
+        f"of the stitched-vs-whole comparison below are exported once per run ({refs_s:.1f} s, not counted).",
         "",
         "| phase | share of the time |",
         "|---|---|",

@@ -49,6 +49,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_latency_cost import measure_one  # noqa: E402
 
+import shiftnas.hardware.latency as latency_module  # noqa: E402
 from shiftnas.config import LatencyConfig  # noqa: E402
 from shiftnas.engine.evaluation.latency_dataset import reference_models, stratified_sample  # noqa: E402
 from shiftnas.hardware.stitch import BlockExports  # noqa: E402
@@ -72,14 +73,20 @@ PROTOCOLS = {  # the first is the default: the baseline of the paired speed-ups 
 }
 DEFAULT = "kept, nearest"  # the default since 2026-12-06
 CAREFUL = "fresh, all"  # every reference in every block, fresh sessions: the agreement yardstick
-_CONV = "import time, torch; torch.set_num_threads(1); x = torch.randn(8, 32, 32, 32); w = torch.randn(32, 32, 3, 3)\n"
+# a one-thread convolution loop that says when it runs and stops when this process is gone (even if killed)
+_CONV = (
+    "import os, random, sys, time, torch\ntorch.set_num_threads(1)\nparent = os.getppid()\n"
+    "x, w = torch.randn(8, 32, 32, 32), torch.randn(32, 32, 3, 3)\ntorch.conv2d(x, w, padding=1)\n"
+    "print('ready', flush=True)\nrandom.seed(0)\n"
+)
 LOADS = {  # name -> the busy process beside the measurements (None: idle)
     "idle": None,
-    "beside one busy process": _CONV + "while True: torch.conv2d(x, w, padding=1)",
+    "beside one busy process": _CONV + "while os.getppid() == parent:\n    torch.conv2d(x, w, padding=1)\n",
     # busy half of every 0.6-1.4 s, as accuracy scoring pauses between populations: load that comes and goes
     "beside an intermittent busy process": _CONV
-    + "import random\nrandom.seed(0)\nwhile True:\n    end = time.perf_counter() + random.uniform(0.3, 0.7)\n"
-    "    while time.perf_counter() < end: torch.conv2d(x, w, padding=1)\n    time.sleep(random.uniform(0.3, 0.7))",
+    + "while os.getppid() == parent:\n    end = time.perf_counter() + random.uniform(0.3, 0.7)\n"
+    "    while time.perf_counter() < end:\n        torch.conv2d(x, w, padding=1)\n"
+    "    time.sleep(random.uniform(0.3, 0.7))\n",
 }
 
 
@@ -107,9 +114,16 @@ def paired_speedup(base: list[list[dict]], this: list[list[dict]]) -> tuple[floa
     return statistics.median(ratios), min(ratios), max(ratios)
 
 
-def bootstrap_tau_difference(this: list[list[dict]], base: list[list[dict]], draws: int = 2000) -> list[float]:
-    """95 % interval of (this protocol's corrected repeat tau - base's), architectures resampled together."""
-    a0, a1, b0, b1 = corrected(this[0]), corrected(this[1]), corrected(base[0]), corrected(base[1])
+def raw(rows: list[dict]) -> np.ndarray:
+    """The raw median latency of each row: what a search ranks by."""
+    return np.array([r["median_ms"] for r in rows])
+
+
+def bootstrap_tau_difference(
+    this: list[list[dict]], base: list[list[dict]], values=corrected, draws: int = 2000
+) -> list[float]:
+    """95 % interval of (this protocol's repeat tau of ``values`` - base's), architectures resampled together."""
+    a0, a1, b0, b1 = values(this[0]), values(this[1]), values(base[0]), values(base[1])
     rng = np.random.default_rng(0)
     diffs = []
     for _ in range(draws):
@@ -122,18 +136,18 @@ def measure_all(space, supernet, archs, refs) -> dict[str, list[list[dict]]]:
     """Every protocol measures every architecture twice (rotating order), each with its own block cache."""
     cfgs = {name: LatencyConfig(**kw) for name, kw in PROTOCOLS.items()}
     caches = {name: BlockExports() for name in cfgs}
-    timed = {name: refs if cfg.references else [] for name, cfg in cfgs.items()}  # every protocol: 3 or none
+    timed = {name: refs[: cfg.references] for name, cfg in cfgs.items()}
+    latency_module._kept.clear()  # each load starts as a fresh process would: kept sessions and the
+    latency_module._typical_ms.clear()  # references' latency (for `guessed`) timed under this load
     for name, cfg in cfgs.items():  # warm-up: imports, kept sessions (a throw-away block cache)
-        measure_one(space, supernet, archs[0], cfg, timed[name], BlockExports(), compare=False)
+        measure_one(space, supernet, archs[0], cfg, timed[name], BlockExports())
     names = list(cfgs)
     rows: dict[str, list[list[dict]]] = {n: [[], []] for n in names}
     for i, arch in enumerate(archs):
         for rep in (0, 1):
             k = (2 * i + rep) % len(names)
             for name in names[k:] + names[:k]:  # rotating order: no protocol always runs first
-                rows[name][rep].append(
-                    measure_one(space, supernet, arch, cfgs[name], timed[name], caches[name], compare=False)
-                )
+                rows[name][rep].append(measure_one(space, supernet, arch, cfgs[name], timed[name], caches[name]))
         print(
             f"[{i + 1}/{len(archs)}] " + ", ".join(f"{n}: {rows[n][1][-1]['total_s']:.2f} s" for n in names), flush=True
         )
@@ -150,7 +164,9 @@ def summarize(rows: dict[str, list[list[dict]]], careful: list[dict]) -> dict:
             "default_over_this": paired_speedup(rows[DEFAULT], rows[name]),
             "median_total_over_timed": statistics.median(r["total_over_timed"] for r in every),
             "median_total_over_all_timed": statistics.median(r["total_over_all_timed"] for r in every),
-            "repeat_raw": agreement(np.array([r["median_ms"] for r in a]), np.array([r["median_ms"] for r in b])),
+            "mean_blocks": float(np.mean([3 + r["remeasured"] for r in every])),
+            "repeat_raw": agreement(raw(a), raw(b)),
+            "repeat_raw_tau_minus_default_ci95": bootstrap_tau_difference(rows[name], rows[DEFAULT], raw),
             "repeat_corrected": agreement(corrected(a), corrected(b)),
             "repeat_tau_minus_default_ci95": bootstrap_tau_difference(rows[name], rows[DEFAULT]),
             "vs_careful_corrected": agreement(corrected(careful), corrected(a)),
@@ -173,8 +189,10 @@ def main() -> None:
     rows = {}
     for load, code in LOADS.items():
         if code is None or args.burner:
-            burner = subprocess.Popen([sys.executable, "-c", code]) if code else None
+            burner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) if code else None
             try:
+                if burner is not None and burner.stdout.readline().strip() != "ready":
+                    raise SystemExit(f"error: the busy process for '{load}' did not start")
                 rows[load] = measure_all(space, supernet, archs, refs)
             finally:
                 if burner is not None:
@@ -194,24 +212,26 @@ def main() -> None:
         "0.3-0.7 s spells. Wall seconds of a whole measurement (extract + export + "
         f"protocol); speed-ups are paired medians over the measurements (range). Agreement: Kendall τ and MAPE "
         "between the two repeats (raw median; reference-corrected, the raw median where there is no reference), "
-        f"the 95 % bootstrap interval of the corrected repeat τ minus `{DEFAULT}`'s (the default; over "
-        f"architectures), and τ of the corrected latency with `{CAREFUL}`'s first idle repeat.",
+        f"the 95 % bootstrap intervals of the raw and of the corrected repeat τ minus `{DEFAULT}`'s (the default; "
+        f"over architectures), and τ of the corrected latency with `{CAREFUL}`'s first idle repeat. Blocks: timed "
+        "blocks per measurement (3 + those re-measured because a reference drifted).",
         "",
         f"| load | protocol | s per measurement | speed-up vs `{DEFAULT}` | whole / candidate's timed runs | whole / "
-        f"all timed runs | repeat τ raw | repeat τ corrected | Δτ vs `{DEFAULT}` (95 % CI) | repeat MAPE corrected "
-        f"| τ vs `{CAREFUL}` idle |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"all timed runs | blocks | repeat τ raw | Δτ raw vs `{DEFAULT}` (95 % CI) | repeat τ corrected | Δτ "
+        f"corrected vs `{DEFAULT}` (95 % CI) | repeat MAPE corrected | τ vs `{CAREFUL}` idle |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for load, per_protocol in summary.items():
         for name, s in per_protocol.items():
             f1 = s["default_over_this"]
+            rlo, rhi = s["repeat_raw_tau_minus_default_ci95"]
             lo, hi = s["repeat_tau_minus_default_ci95"]
             lines.append(
                 f"| {load} | {name} | {s['median_total_s']:.2f} | {f1[0]:.2f}× ({f1[1]:.2f}–{f1[2]:.2f}) | "
                 f"{s['median_total_over_timed']:.1f}× | {s['median_total_over_all_timed']:.2f}× | "
-                f"{s['repeat_raw']['kendall_tau']:.3f} | {s['repeat_corrected']['kendall_tau']:.3f} | "
-                f"{lo:+.3f} to {hi:+.3f} | {s['repeat_corrected']['mape']:.1f} % | "
-                f"{s['vs_careful_corrected']['kendall_tau']:.3f} |"
+                f"{s['mean_blocks']:.1f} | {s['repeat_raw']['kendall_tau']:.3f} | {rlo:+.3f} to {rhi:+.3f} | "
+                f"{s['repeat_corrected']['kendall_tau']:.3f} | {lo:+.3f} to {hi:+.3f} | "
+                f"{s['repeat_corrected']['mape']:.1f} % | {s['vs_careful_corrected']['kendall_tau']:.3f} |"
             )
     atomic_write_text(args.out / "latency_protocols.md", "\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -51,7 +51,8 @@ VARIANTS = {  # name -> (run directory, the run's --set on top of configs/defaul
     "2 processes": ("processes2", ["--set", "train.augment_shift=0"]),  # 2 torchrun processes, BN per process
     "shift=2": ("shift2", ["--set", "train.augment_shift=2"]),  # 2 processes, images shifted up to 2 px
     "he_fout init": ("hefout", ["--set", "train.init=he_fout"]),  # 2 processes, OFA's initial weights
-    "ema 0.99": ("ema99", ["--set", "train.ema_decay=0.99"]),  # 2 processes, the average of the weights
+    # 2 processes, the moving average of the weights (its ramp ends at 0.974 after the run's 330 steps)
+    "ema 0.99": ("ema99", ["--set", "train.ema_decay=0.99"]),
 }
 MID_MMACS = 8.0
 N_FIXED = 38

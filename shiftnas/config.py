@@ -106,8 +106,9 @@ class TrainConfig(Settings):
     # the weights a supernet trained from scratch starts from: PyTorch's layer defaults, or OFA's ``he_fout``
     # (``ofa.utils.my_modules.init_models``: convolutions normal with std sqrt(2 / (k^2 out_channels)))
     init: str = setting("torch", choices=("torch", "he_fout"))
-    # an exponential moving average of the weights over the steps (decay ramped up over the first steps), what
-    # training leaves in the supernet (engine/training/averaging.py); 0: the last step's weights
+    # an exponential moving average of the weights over the steps, what training leaves in the supernet
+    # (engine/training/averaging.py); the decay ramps up as (1 + t) / (10 + t), so a short run may not reach it
+    # (the default run's 330 steps end at 0.974); 0: the last step's weights. No gain in the default run (README)
     ema_decay: float = setting(0.0, low=0, below=1)
     # processes that train the supernet together under torchrun, each on its shard of every batch
     # (`shiftnas train --nproc` overrides it); the same seed and value give the same weights
@@ -145,11 +146,13 @@ class LatencyConfig(Settings):
     batch_size: int = setting(1, low=1)
     precision: str = setting("fp32", choices=("fp32", "int8"))  # int8: ORT static quantization (QDQ)
     provider: str = "CPUExecutionProvider"  # checked against this onnxruntime build when a run is prepared
-    references: int = setting(3, low=0, high=3)  # reference subnets interleaved with every candidate
+    # reference subnets interleaved with every candidate: their ratios give `shiftnas profile`'s datasets a
+    # scale that survives drift (a search measures without them: HardwareConfig)
+    references: int = setting(3, low=0, high=3)
     drift: float = setting(0.05, above=0, below=1)  # re-measure a block whose reference moved more than this
     max_remeasure: int = setting(3, low=0)  # re-measured blocks per candidate, at most
-    # kept + nearest (the defaults) measure 1.9x cheaper than fresh + all at the same repeat agreement within
-    # noise (bench/results/latency_protocols.md)
+    # kept + nearest (the defaults) measure ~1.8x cheaper than fresh + all at the same repeat agreement of the
+    # corrected latency within noise (bench/results/latency_protocols.md)
     # fresh: every block opens and warms new reference sessions; kept: each reference's session is opened and
     # warmed once per process and reused by every later block (the candidate's session stays fresh per block)
     reference_sessions: str = setting("kept", choices=("fresh", "kept"))
@@ -169,6 +172,11 @@ LATENCY_MODE = re.compile(r"^(measured|predicted:.+)$")
 class HardwareConfig(LatencyConfig):
     """The ONNX Runtime measurement settings plus where latency comes from and is cached."""
 
+    # A search ranks the raw medians of one process: it times the candidate alone, in one session per measurement
+    # (2.2-3.1x cheaper than 3 interleaved references and a session per block, whose raw medians repeated no
+    # better on an idle, a busy and an intermittently busy machine; bench/results/latency_protocols.md)
+    references: int = setting(0, low=0, high=3)
+    candidate_sessions: str = setting("once", choices=("per_block", "once"))
     cache: str | None = None  # SQLite latency cache; None: <run dir>/latency.sqlite
     latency: str = "measured"  # measured | predicted:DEVICE.json (made by `shiftnas profile --space`)
     dask: str | None = None  # Dask scheduler: `latency=1` workers measure, `eval=1` workers score accuracy

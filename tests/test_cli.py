@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sqlite3
 import subprocess
 import sys
 
@@ -178,6 +179,9 @@ def test_end_to_end_run_export_and_profile(tmp_path):
     rows = list(csv.DictReader((out / "pareto.csv").open()))
     assert len(rows) == summary["front_size"] >= 1
     assert all(float(r["test_accuracy"]) >= 0 and float(r["latency_ms"]) > 0 for r in rows)
+    with sqlite3.connect(out / "latency.sqlite") as db:  # a search times each candidate alone: no reference
+        measured = [json.loads(result) for (result,) in db.execute("SELECT result FROM latency")]
+    assert len(measured) >= len(rows) and all(m["reference"] is None and m["n_runs"] == 10 for m in measured)
 
     sess = ort.InferenceSession(str(out / "subnet_knee.onnx"), providers=["CPUExecutionProvider"])
     shape = summary["picked"]["input_shape"]
@@ -234,7 +238,7 @@ def test_end_to_end_run_export_and_profile(tmp_path):
         args += ["--latency", f"predicted:{device}", "--generations", "1", "--pop-size", "6", "--data", "digits"]
         for setting in ("space.resolutions=[16,20]", "threads=1", "hardware.runs=4", "hardware.repeats=2"):
             args += ["--set", setting]
-        for setting in ("hardware.warmup=1", "hardware.references=2", "eval.calib_size=200"):
+        for setting in ("hardware.warmup=1", "eval.calib_size=200"):  # a search times no references
             args += ["--set", setting]
         return runner.invoke(app, [*args, *extra])
 
@@ -244,6 +248,12 @@ def test_end_to_end_run_export_and_profile(tmp_path):
     assert check["checked"] and check["n"] >= 1 and check["mape"] >= 0  # same machine: the front is re-measured
     rows = list(csv.DictReader((tmp_path / "pred" / "pareto.csv").open()))
     assert all(float(r["latency_measured_ms"]) > 0 and float(r["latency_ms"]) > 0 for r in rows)
+    # re-measured as the dataset was measured (interleaved with its 2 references), not as a search measures
+    with sqlite3.connect(tmp_path / "pred" / "latency.sqlite") as db:
+        remeasured = {key: json.loads(result) for key, result in db.execute("SELECT arch_key, result FROM latency")}
+    assert {r["key"] for r in rows} <= set(remeasured)
+    references = json.loads(device.read_text())["references"]
+    assert len(references) == 2 and all(m["reference"] in references for m in remeasured.values())
 
     # the same search with `latency<=LIMIT` at 90 % confidence: the bound is the predicted latency times the
     # predictor's 0.9 quantile of measured / predicted, so the slowest first-generation architecture, feasible

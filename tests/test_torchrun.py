@@ -68,8 +68,9 @@ def test_nproc_is_dropped_from_the_relaunched_command_line():
 
 def test_two_torchrun_processes_train_the_weights_one_process_does(tmp_path):
     shifted = ("--set", "train.augment_shift=2")  # each image's shift is drawn for the global batch
-    one = _train(tmp_path / "one", "--epochs", "1", *shifted)
-    two = _train(tmp_path / "two", "--epochs", "1", "--nproc", "2", *shifted)
+    averaged = ("--set", "train.ema_decay=0.5")  # what is saved: rank 0's moving average of the weights
+    one = _train(tmp_path / "one", "--epochs", "1", *shifted, *averaged)
+    two = _train(tmp_path / "two", "--epochs", "1", "--nproc", "2", *shifted, *averaged)
     assert one.returncode == 0, one.stderr
     assert two.returncode == 0, two.stderr
     assert "trained by 2 processes" in two.stderr
@@ -81,6 +82,7 @@ def test_two_torchrun_processes_train_the_weights_one_process_does(tmp_path):
     training = read_checkpoint(tmp_path / "two" / "supernet.pt")["training"]
     assert training["finished"] and len(training["history"]) == 1
     assert training["identity"]["config"]["augment_shift"] == 2  # the ranks trained with shifts
+    assert training["weight_average"]["n_averaged"] == 3  # and averaged every step's weights
 
 
 def _descendants(pid: int) -> dict[int, int]:

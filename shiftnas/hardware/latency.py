@@ -10,9 +10,10 @@ estimate here (2-6 % under contention where the median moved 90-490 %), and a bl
 reference drifted more than ``drift`` from its own median over the blocks is measured again.
 By default (``reference_sessions="kept"``) each reference's warmed session is kept for the process,
 and (``references_timed="nearest"``) blocks after the first time only the reference nearest the
-candidate: 1.5x cheaper than fresh sessions timing every reference, with the same repeat agreement
-within noise (bench/results/latency_protocols.md). ``references_timed="guessed"`` picks that reference
-before the first block from the candidate's warm-up and each reference's latency timed once per process.
+candidate; ``references_timed="guessed"`` picks that reference before the first block from the
+candidate's warm-up and each reference's latency timed once per process. These are the defaults of
+``LatencyConfig`` (``shiftnas profile``); a search's ``HardwareConfig`` times the candidate alone in one
+session (bench/results/latency_protocols.md).
 """
 
 from __future__ import annotations

@@ -183,8 +183,10 @@ def check_predictions(
 
     Adds ``latency_measured_ms`` to each record's metrics and returns predicted-vs-measured errors (with a
     confidence, how many measured within their ``latency_bound_ms``); on another device nothing is measured
-    and the reason is returned instead.
+    and the reason is returned instead. The front is measured as the dataset was (its references, blocks,
+    runs and sessions, whatever this run's own settings), so that prediction and measurement are alike.
     """
+    cfg = source.dataset.measured_with(cfg)
     here = dask_fingerprint(cfg, dask, dask_timeout) if dask else fingerprint_of(cfg)
     if here.key() != source.dataset.fingerprint_key:
         return {

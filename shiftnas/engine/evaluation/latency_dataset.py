@@ -10,7 +10,7 @@ reads it back through ``latency=predicted:DEVICE.json`` (see :mod:`shiftnas.pred
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -122,6 +122,11 @@ class LatencyDataset:
 
     def archs(self) -> list[Arch]:
         return [arch_from_dict(r["arch"]) for r in self.records]
+
+    def measured_with(self, cfg: LatencyConfig) -> LatencyConfig:
+        """``cfg`` with this dataset's measurement protocol (references, blocks, runs, sessions, precision)."""
+        protocol = BEFORE_THE_OPTION | self.protocol
+        return replace(cfg, **{f.name: protocol[f.name] for f in fields(LatencyConfig) if f.name in protocol})
 
     def latencies(self, corrected: bool = True) -> np.ndarray:
         """Median latency (ms) per record; ``corrected`` rescales drifted sessions by the references.
