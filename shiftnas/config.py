@@ -140,8 +140,10 @@ class LatencyConfig(Settings):
 
     intra_threads: int = setting(1, low=1)
     inter_threads: int = setting(1, low=1)
-    warmup: int = setting(10, low=0)  # untimed runs at the start of every block
-    repeats: int = setting(3, low=1)  # blocks, each warmed up (a fresh candidate session per block by default)
+    warmup: int = setting(
+        10, low=0
+    )  # untimed runs at the start of every block (candidate_sessions once: of its session)
+    repeats: int = setting(3, low=1)  # blocks, each warmed up (per_block) or re-warmed with 2 runs (once)
     runs: int = setting(30, low=1)  # timed runs per block
     batch_size: int = setting(1, low=1)
     precision: str = setting("fp32", choices=("fp32", "int8"))  # int8: ORT static quantization (QDQ)
@@ -173,7 +175,7 @@ class HardwareConfig(LatencyConfig):
     """The ONNX Runtime measurement settings plus where latency comes from and is cached."""
 
     # A search ranks the raw medians of one process: it times the candidate alone, in one session per measurement
-    # (2.2-3.1x cheaper than 3 interleaved references and a session per block, whose raw medians repeated no
+    # (2.5-3.1x cheaper than 3 interleaved references and a session per block, whose raw medians repeated no
     # better on an idle, a busy and an intermittently busy machine; bench/results/latency_protocols.md)
     references: int = setting(0, low=0, high=3)
     candidate_sessions: str = setting("once", choices=("per_block", "once"))

@@ -182,6 +182,14 @@ def test_end_to_end_run_export_and_profile(tmp_path):
     with sqlite3.connect(out / "latency.sqlite") as db:  # a search times each candidate alone: no reference
         measured = [json.loads(result) for (result,) in db.execute("SELECT result FROM latency")]
     assert len(measured) >= len(rows) and all(m["reference"] is None and m["n_runs"] == 10 for m in measured)
+    # continuing it with another protocol would mix its medians with the archive's: refused, untouched
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    again = ["search", "--checkpoint", str(out / "supernet.pt"), "--out", str(out), "--data", "digits"]
+    again += ["--set", "space.resolutions=[16,20]", "--set", "hardware.references=3"]
+    assert_one_line_error(
+        runner.invoke(app, again), "was measured with hardware.repeats=2, hardware.runs=5, hardware.references=0"
+    )
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
     sess = ort.InferenceSession(str(out / "subnet_knee.onnx"), providers=["CPUExecutionProvider"])
     shape = summary["picked"]["input_shape"]
@@ -236,7 +244,7 @@ def test_end_to_end_run_export_and_profile(tmp_path):
         """``shiftnas search`` of the trained supernet into ``tmp_path / name`` with the predicted latency."""
         args = ["search", "--checkpoint", str(out / "supernet.pt"), "--out", str(tmp_path / name)]
         args += ["--latency", f"predicted:{device}", "--generations", "1", "--pop-size", "6", "--data", "digits"]
-        for setting in ("space.resolutions=[16,20]", "threads=1", "hardware.runs=4", "hardware.repeats=2"):
+        for setting in ("space.resolutions=[16,20]", "threads=1", "hardware.runs=5", "hardware.repeats=1"):
             args += ["--set", setting]
         for setting in ("hardware.warmup=1", "eval.calib_size=200"):  # a search times no references
             args += ["--set", setting]
@@ -252,8 +260,8 @@ def test_end_to_end_run_export_and_profile(tmp_path):
     with sqlite3.connect(tmp_path / "pred" / "latency.sqlite") as db:
         remeasured = {key: json.loads(result) for key, result in db.execute("SELECT arch_key, result FROM latency")}
     assert {r["key"] for r in rows} <= set(remeasured)
-    references = json.loads(device.read_text())["references"]
-    assert len(references) == 2 and all(m["reference"] in references for m in remeasured.values())
+    references = json.loads(device.read_text())["references"]  # and its 2 blocks of 4 runs, not this run's 1 of 5
+    assert len(references) == 2 and all(m["reference"] in references and m["n_runs"] == 8 for m in remeasured.values())
 
     # the same search with `latency<=LIMIT` at 90 % confidence: the bound is the predicted latency times the
     # predictor's 0.9 quantile of measured / predicted, so the slowest first-generation architecture, feasible
@@ -297,6 +305,10 @@ def test_end_to_end_run_export_and_profile(tmp_path):
             "ofa-mbv3",
             "--data",
             "digits",
+            "--set",
+            "hardware.runs=5",  # the run's own measurement protocol: what fails is the checkpoint
+            "--set",
+            "hardware.repeats=2",
         ],
     )
     assert_one_line_error(failed, "checkpoint does not match the search space's supernet")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from shiftnas.config import LatencyConfig
+from shiftnas.config import HardwareConfig, LatencyConfig
 from shiftnas.engine.evaluation.latency_dataset import (
     LatencyDataset,
     build_latency_dataset,
@@ -153,6 +153,28 @@ def test_one_candidate_session_and_a_guessed_reference(space, supernet, candidat
     for r in (first, again):
         assert r.n_runs == FAST["repeats"] * FAST["runs"] and len(r.block_medians_ms) == FAST["repeats"]
         assert r.ratio > 0 and 0 < r.p10_ms <= r.median_ms
+
+
+def test_a_search_times_the_candidate_alone_in_one_session(candidate, monkeypatch):
+    onnx_bytes, chw = candidate
+    opened = _count_sessions(monkeypatch)
+    hardware = HardwareConfig(**FAST)
+    search = LatencyConfig(**{f.name: getattr(hardware, f.name) for f in dataclasses.fields(LatencyConfig)})
+    assert (search.references, search.candidate_sessions) == (0, "once")  # profile's: 3, per_block
+    assert (LatencyConfig().references, LatencyConfig().candidate_sessions) == (3, "per_block")
+    r = measure_latency(onnx_bytes, chw, search, [])
+    assert opened[0] == 1 and r.ratio is None and r.reference is None and r.remeasured == 0
+    assert r.n_runs == FAST["repeats"] * FAST["runs"] and r.cost["reference_runs_s"] == 0
+
+
+def test_a_datasets_protocol_replaces_the_runs_but_not_its_precision():
+    dataset = LatencyDataset(space={}, fingerprint={}, protocol={"references": 2, "runs": 4, "warmup": 1})
+    search = LatencyConfig(references=0, candidate_sessions="once", runs=30, precision="int8")
+    mine = dataset.measured_with(search)
+    assert (mine.references, mine.runs, mine.warmup, mine.repeats) == (2, 4, 1, search.repeats)
+    # a dataset written before these options existed was measured with fresh sessions, every reference timed
+    assert (mine.candidate_sessions, mine.reference_sessions, mine.references_timed) == ("per_block", "fresh", "all")
+    assert mine.precision == "int8"  # part of the fingerprint: a dataset of another precision is not checked
 
 
 def test_the_nearest_reference_is_nearest_on_a_log_scale():

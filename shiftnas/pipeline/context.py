@@ -24,10 +24,11 @@ import torch.nn as nn
 from rich.console import Console
 
 from .. import records
-from ..config import LandmarkConfig, LatencyConfig, RunConfig
+from ..config import HardwareConfig, LandmarkConfig, LatencyConfig, RunConfig
 from ..data import DATASETS, DataSplits, load_dataset
 from ..engine.checkpoint import load_supernet_weights, read_checkpoint, reset_classifier
 from ..engine.evaluation.latency import LatencySource, build_latency_source, parse_latency_mode
+from ..engine.evaluation.latency_dataset import measurement_protocol
 from ..engine.evaluation.objectives import (
     Constraint,
     Objective,
@@ -99,7 +100,11 @@ def load_data(cfg: RunConfig) -> DataSplits:
 
 def latency_config(cfg: RunConfig) -> LatencyConfig:
     """The measurement settings part of ``cfg.hardware``."""
-    return LatencyConfig(**{f.name: getattr(cfg.hardware, f.name) for f in fields(LatencyConfig)})
+    return _latency_settings(cfg.hardware)
+
+
+def _latency_settings(hardware: HardwareConfig) -> LatencyConfig:
+    return LatencyConfig(**{f.name: getattr(hardware, f.name) for f in fields(LatencyConfig)})
 
 
 def measures_in_background(cfg: RunConfig) -> bool:
@@ -233,6 +238,16 @@ def check_same_latency(rundir: RunDir, cfg: RunConfig) -> None:
             raise ConfigError(
                 f"{rundir.path} was searched with hardware.{key}={then}, this run asks for {now}: "
                 "its archive's latencies would be reused; pass another --out"
+            )
+    if cfg.hardware.latency == "measured":  # the protocol moves the medians (interleaved references: +4-6 %)
+        then, now = (measurement_protocol(_latency_settings(h)) for h in (before, cfg.hardware))
+        changed = [k for k in now if then.get(k) != now[k]]
+        if changed:
+            was = ", ".join(f"hardware.{k}={then.get(k)}" for k in changed)
+            raise ConfigError(
+                f"{rundir.path} was measured with {was}, this run asks for "
+                f"{', '.join(str(now[k]) for k in changed)}: its latencies would be mixed; pass those settings "
+                "with --set to continue it, or another --out"
             )
 
 

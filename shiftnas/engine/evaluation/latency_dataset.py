@@ -124,9 +124,11 @@ class LatencyDataset:
         return [arch_from_dict(r["arch"]) for r in self.records]
 
     def measured_with(self, cfg: LatencyConfig) -> LatencyConfig:
-        """``cfg`` with this dataset's measurement protocol (references, blocks, runs, sessions, precision)."""
+        """``cfg`` with this dataset's measurement protocol (references, blocks, runs, sessions); the
+        precision stays ``cfg``'s, part of the device fingerprint a dataset must match to be checked."""
         protocol = BEFORE_THE_OPTION | self.protocol
-        return replace(cfg, **{f.name: protocol[f.name] for f in fields(LatencyConfig) if f.name in protocol})
+        same = {f.name: protocol[f.name] for f in fields(LatencyConfig) if f.name in protocol and f.name != "precision"}
+        return replace(cfg, **same)
 
     def latencies(self, corrected: bool = True) -> np.ndarray:
         """Median latency (ms) per record; ``corrected`` rescales drifted sessions by the references.
