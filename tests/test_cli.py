@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from shiftnas.cli import app
+from shiftnas.engine.evaluation.latency_dataset import LatencyDataset
 
 runner = CliRunner()
 
@@ -262,6 +263,11 @@ def test_end_to_end_run_export_and_profile(tmp_path):
     assert {r["key"] for r in rows} <= set(remeasured)
     references = json.loads(device.read_text())["references"]  # and its 2 blocks of 4 runs, not this run's 1 of 5
     assert len(references) == 2 and all(m["reference"] in references and m["n_runs"] == 8 for m in remeasured.values())
+    # and put on the dataset's scale: the ratio to that reference times its median latency in the dataset
+    typical = LatencyDataset.load(device).typical_reference_ms()
+    for member in json.loads((tmp_path / "pred" / "pareto.json").read_text())["front"]:
+        m = remeasured[member["key"]]
+        assert member["metrics"]["latency_measured_ms"] == pytest.approx(m["ratio"] * typical[m["reference"]])
 
     # the same search with `latency<=LIMIT` at 90 % confidence: the bound is the predicted latency times the
     # predictor's 0.9 quantile of measured / predicted, so the slowest first-generation architecture, feasible

@@ -184,7 +184,9 @@ def check_predictions(
     Adds ``latency_measured_ms`` to each record's metrics and returns predicted-vs-measured errors (with a
     confidence, how many measured within their ``latency_bound_ms``); on another device nothing is measured
     and the reason is returned instead. The front is measured as the dataset was (its references, blocks,
-    runs and sessions, whatever this run's own settings), so that prediction and measurement are alike.
+    runs and sessions, whatever this run's own settings) and put on the dataset's scale (the ratio to a
+    reference times that reference's typical latency in the dataset, as the predictor was fitted), so
+    that how fast the machine happens to be now does not count as prediction error.
     """
     cfg = source.dataset.measured_with(cfg)
     here = dask_fingerprint(cfg, dask, dask_timeout) if dask else fingerprint_of(cfg)
@@ -199,8 +201,15 @@ def check_predictions(
     items = [(a, space.extract(supernet, a), tuple(space.input_size(a))) for a in archs]
     if measured.parallel:
         measured.prefetch(items)
+    typical = source.dataset.typical_reference_ms()
     for record, (arch, model, chw) in zip(records, items):
-        record["metrics"][rec.LATENCY_MEASURED] = measured.latency(arch, model, chw, 0.0)[rec.LATENCY]
+        m = measured.latency(arch, model, chw, 0.0)
+        as_measured = {
+            "median_ms": m[rec.LATENCY],
+            "ratio": m.get(rec.LATENCY_RATIO),
+            "reference": m.get(rec.LATENCY_REFERENCE),
+        }
+        record["metrics"][rec.LATENCY_MEASURED] = source.dataset.on_scale(as_measured, typical)
     pred = [r["metrics"][rec.LATENCY] for r in records]
     true = [r["metrics"][rec.LATENCY_MEASURED] for r in records]
     report: dict[str, Any] = {"checked": True, "n": len(records), "predictor": source.predictor.kind}

@@ -140,17 +140,25 @@ class LatencyDataset:
         raw = np.array([r["latency"]["median_ms"] for r in self.records], dtype=float)
         if not corrected:
             return raw
+        typical = self.typical_reference_ms()
+        return np.array([self.on_scale(r["latency"], typical) for r in self.records], dtype=float)
+
+    def typical_reference_ms(self) -> dict[str, float]:
+        """Each reference's median latency over the dataset: the scale its records are put on."""
         typical: dict[str, float] = {}
         for name in self.references:
             seen = [r["latency"]["reference_ms"] for r in self.records if r["latency"].get("reference") == name]
             if seen:
                 typical[name] = float(np.median(seen))
-        out = raw.copy()
-        for i, r in enumerate(self.records):
-            lat = r["latency"]
-            if lat.get("ratio") is not None and lat.get("reference") in typical:
-                out[i] = lat["ratio"] * typical[lat["reference"]]
-        return out
+        return typical
+
+    def on_scale(self, latency: dict[str, Any], typical: dict[str, float] | None = None) -> float:
+        """A measurement (``LatencyResult.as_dict()``) on this dataset's scale: ``ratio x`` its reference's
+        typical latency here, or the raw median where it has no reference of this dataset."""
+        typical = self.typical_reference_ms() if typical is None else typical
+        if latency.get("ratio") is not None and latency.get("reference") in typical:
+            return float(latency["ratio"] * typical[latency["reference"]])
+        return float(latency["median_ms"])
 
 
 Job = tuple[bytes, tuple[int, ...], LatencyConfig]  # (ONNX bytes, C x H x W, protocol)
