@@ -18,7 +18,7 @@ LATENCY_P10 = "latency_p10_ms"
 LATENCY_SPREAD = "latency_spread"
 LATENCY_RATIO = "latency_ratio"  # paired ratio to the nearest reference subnet
 LATENCY_REFERENCE = "latency_reference"
-LATENCY_MEASURED = "latency_measured_ms"  # a predicted front re-measured at the end
+LATENCY_MEASURED = "latency_measured_ms"  # a predicted front re-measured at the end, on the dataset's scale
 LATENCY_UNCERTAINTY = "latency_uncertainty_ms"  # predicted latency x the predictor's cross-validated MAPE
 # predicted latency at hardware.latency_confidence: the latency constraints bound this one
 LATENCY_BOUND = "latency_bound_ms"

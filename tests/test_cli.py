@@ -255,6 +255,7 @@ def test_end_to_end_run_export_and_profile(tmp_path):
     assert result.exit_code == 0, result.output
     check = json.loads((tmp_path / "pred" / "summary.json").read_text())["latency_check"]
     assert check["checked"] and check["n"] >= 1 and check["mape"] >= 0  # same machine: the front is re-measured
+    assert check["on_dataset_scale"] == check["n"]
     rows = list(csv.DictReader((tmp_path / "pred" / "pareto.csv").open()))
     assert all(float(r["latency_measured_ms"]) > 0 and float(r["latency_ms"]) > 0 for r in rows)
     # re-measured as the dataset was measured (interleaved with its 2 references), not as a search measures

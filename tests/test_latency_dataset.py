@@ -36,6 +36,7 @@ from shiftnas.predictors.latency import (
     prediction_errors,
     predictor_from_dataset,
 )
+from shiftnas.report.table import latency_check_line
 from shiftnas.search_spaces import get_space, space_from_description
 
 FAST = dict(warmup=2, repeats=3, runs=6)
@@ -175,6 +176,22 @@ def test_a_datasets_protocol_replaces_the_runs_but_not_its_precision():
     # a dataset written before these options existed was measured with fresh sessions, every reference timed
     assert (mine.candidate_sessions, mine.reference_sessions, mine.references_timed) == ("per_block", "fresh", "all")
     assert mine.precision == "int8"  # part of the fingerprint: a dataset of another precision is not checked
+
+
+def test_a_measurement_is_read_on_the_datasets_scale_when_it_has_one_of_its_references():
+    def record(ms, reference, ratio, reference_ms):
+        return {"latency": {"median_ms": ms, "reference": reference, "ratio": ratio, "reference_ms": reference_ms}}
+
+    records = [record(1.0, "a", 0.5, 2.0), record(3.0, "a", 1.5, 2.2), record(4.0, None, None, None)]
+    dataset = LatencyDataset(space={}, fingerprint={}, protocol={}, references=["a", "b"], records=records)
+    assert dataset.typical_reference_ms() == {"a": pytest.approx(2.1)}  # "b" was never the nearest
+    assert dataset.latencies() == pytest.approx([1.05, 3.15, 4.0])  # the third: raw, it has no reference
+    assert dataset.on_scale({"median_ms": 9.0, "reference": "a", "ratio": 2.0}) == pytest.approx(4.2)
+    assert dataset.on_scale({"median_ms": 9.0, "reference": "b", "ratio": 2.0}) == 9.0  # no scale for "b"
+    assert dataset.on_scale({"median_ms": 9.0, "reference": None, "ratio": None}) == 9.0
+    check = {"checked": True, "n": 3, "mape": 5.0, "predictor": "lut", "on_dataset_scale": 2}
+    assert "only 2 of 3 read on the dataset's scale" in latency_check_line(check)
+    assert "dataset's scale" not in latency_check_line(check | {"on_dataset_scale": 3})
 
 
 def test_the_nearest_reference_is_nearest_on_a_log_scale():

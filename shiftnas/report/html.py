@@ -15,7 +15,7 @@ HOVER = (
     (records.ACCURACY, "accuracy %", ".2f"),
     (records.TEST_ACCURACY, "test accuracy %", ".2f"),
     (records.LATENCY, "latency ms", ".3f"),
-    (records.LATENCY_MEASURED, "measured latency ms", ".3f"),
+    (records.LATENCY_MEASURED, "measured latency ms (dataset scale)", ".3f"),
     (records.MMACS, "MMACs", ".2f"),
     (records.MPARAMS, "params M", ".3f"),
 )

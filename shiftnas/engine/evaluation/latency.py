@@ -202,8 +202,10 @@ def check_predictions(
     if measured.parallel:
         measured.prefetch(items)
     typical = source.dataset.typical_reference_ms()
-    for record, (arch, model, chw) in zip(records, items):
-        m = measured.latency(arch, model, chw, 0.0)
+    on_scale = 0  # members read against a reference of the dataset (the rest: raw medians, e.g. a cache
+    for record, (arch, model, chw) in zip(records, items):  # entry of another protocol, or a reference
+        m = measured.latency(arch, model, chw, 0.0)  # the dataset never had as nearest)
+        on_scale += m.get(rec.LATENCY_REFERENCE) in typical
         as_measured = {
             "median_ms": m[rec.LATENCY],
             "ratio": m.get(rec.LATENCY_RATIO),
@@ -213,6 +215,8 @@ def check_predictions(
     pred = [r["metrics"][rec.LATENCY] for r in records]
     true = [r["metrics"][rec.LATENCY_MEASURED] for r in records]
     report: dict[str, Any] = {"checked": True, "n": len(records), "predictor": source.predictor.kind}
+    if typical:  # a dataset with references: how many re-measurements could be put on its scale
+        report["on_dataset_scale"] = on_scale
     if len(records) >= 2:
         report.update(prediction_errors(true, pred))
     else:
