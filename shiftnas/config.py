@@ -140,9 +140,8 @@ class LatencyConfig(Settings):
 
     intra_threads: int = setting(1, low=1)
     inter_threads: int = setting(1, low=1)
-    warmup: int = setting(
-        10, low=0
-    )  # untimed runs at the start of every block (candidate_sessions once: of its session)
+    # untimed runs at the start of every block (with candidate_sessions once: at the start of its one session)
+    warmup: int = setting(10, low=0)
     repeats: int = setting(3, low=1)  # blocks, each warmed up (per_block) or re-warmed with 2 runs (once)
     runs: int = setting(30, low=1)  # timed runs per block
     batch_size: int = setting(1, low=1)

@@ -24,7 +24,7 @@ import torch.nn as nn
 from rich.console import Console
 
 from .. import records
-from ..config import HardwareConfig, LandmarkConfig, LatencyConfig, RunConfig
+from ..config import LandmarkConfig, LatencyConfig, RunConfig
 from ..data import DATASETS, DataSplits, load_dataset
 from ..engine.checkpoint import load_supernet_weights, read_checkpoint, reset_classifier
 from ..engine.evaluation.latency import LatencySource, build_latency_source, parse_latency_mode
@@ -100,11 +100,7 @@ def load_data(cfg: RunConfig) -> DataSplits:
 
 def latency_config(cfg: RunConfig) -> LatencyConfig:
     """The measurement settings part of ``cfg.hardware``."""
-    return _latency_settings(cfg.hardware)
-
-
-def _latency_settings(hardware: HardwareConfig) -> LatencyConfig:
-    return LatencyConfig(**{f.name: getattr(hardware, f.name) for f in fields(LatencyConfig)})
+    return LatencyConfig(**{f.name: getattr(cfg.hardware, f.name) for f in fields(LatencyConfig)})
 
 
 def measures_in_background(cfg: RunConfig) -> bool:
@@ -231,16 +227,16 @@ def check_same_latency(rundir: RunDir, cfg: RunConfig) -> None:
     confidence (``hardware.latency``, ``hardware.latency_confidence``): its records would be reused as they are."""
     if not rundir.config.is_file() or not rundir.archive.is_file() or not rundir.archive.stat().st_size:
         return
-    before = rundir.load_config().hardware
+    earlier = rundir.load_config()
     for key in ("latency", "latency_confidence"):
-        then, now = getattr(before, key), getattr(cfg.hardware, key)
+        then, now = getattr(earlier.hardware, key), getattr(cfg.hardware, key)
         if then != now:
             raise ConfigError(
                 f"{rundir.path} was searched with hardware.{key}={then}, this run asks for {now}: "
                 "its archive's latencies would be reused; pass another --out"
             )
     if cfg.hardware.latency == "measured":  # the protocol moves the medians (interleaved references: +4-6 %)
-        then, now = (measurement_protocol(_latency_settings(h)) for h in (before, cfg.hardware))
+        then, now = (measurement_protocol(latency_config(c)) for c in (earlier, cfg))
         changed = [k for k in now if then.get(k) != now[k]]
         if changed:
             was = ", ".join(f"hardware.{k}={then.get(k)}" for k in changed)
