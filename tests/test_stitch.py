@@ -3,6 +3,8 @@ whole export, the model's function where the pieces came from it, reuse across s
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -38,7 +40,7 @@ def _expected(model: nn.Module, x: np.ndarray) -> np.ndarray:
     y = torch.from_numpy(x)
     with torch.no_grad():
         for piece in network_pieces(model):
-            key = piece_key(piece, (1, *y.shape[1:]))
+            key = piece_key(piece, (1, y.shape[1]))  # exported for any height and width
             y = first.setdefault(key, piece).eval()(y)
     return y.numpy()
 
@@ -74,6 +76,29 @@ def test_stitched_graph_is_the_whole_export_op_for_op(name):
         exported = shared.exported
         shared.export(sub, (1, *chw))  # the same subnet again: every piece from the cache
         assert shared.exported == exported
+
+
+@pytest.mark.parametrize("name", ["compact-mbv3", "ofa-resnet50"])
+def test_a_subnet_at_another_resolution_is_stitched_from_the_same_pieces(name):
+    space = get_space(name)
+    torch.manual_seed(0)
+    supernet = space.build_supernet(10).eval()
+    arch = space.sample(np.random.default_rng(3))
+    low, high = min(space.resolutions), max(space.resolutions)
+    blocks = BlockExports()
+    blocks.export(space.extract(supernet, dataclasses.replace(arch, resolution=low)), (1, 3, low, low))
+    exported = blocks.exported
+    sub = space.extract(supernet, dataclasses.replace(arch, resolution=high))
+    chw = tuple(space.input_size(dataclasses.replace(arch, resolution=high)))
+    stitched = blocks.export(sub, (1, *chw))
+    assert blocks.exported == exported  # every piece from the cache, exported at the other resolution
+    assert _ops(stitched) == _ops(export_onnx(sub, (1, *chw)))
+    dims = onnx.load_from_string(stitched).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims[1:]] == list(chw) and dims[0].dim_param == "batch"
+    x = np.random.default_rng(0).standard_normal((2, *chw)).astype(np.float32)
+    np.testing.assert_allclose(_run(stitched, x), _expected(sub, x), atol=1e-5, rtol=1e-4)  # one supernet's weights
+    with pytest.raises(Exception, match="(?i)dim|shape|invalid"):  # the graph is fixed at the subnet's size
+        _run(stitched, x[:, :, :low, :low])
 
 
 def test_any_other_model_is_exported_whole():

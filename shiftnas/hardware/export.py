@@ -28,6 +28,7 @@ from shiftnas.io import atomic_write_bytes
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 _DYNAMIC_AXES = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
+_SPATIAL_AXES = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, OUTPUT_NAME: {0: "batch"}}
 _DYNAMO_MIN_OPSET = 18  # dynamo's torchlib cannot produce lower opsets (latency.md §3 pitfall 2)
 
 
@@ -44,7 +45,7 @@ def _legacy_available() -> bool:
         return False
 
 
-def _export_legacy(model: nn.Module, example: torch.Tensor, opset: int) -> bytes:
+def _export_legacy(model: nn.Module, example: torch.Tensor, opset: int, spatial: bool = False) -> bytes:
     if not _legacy_available():
         raise _LegacyUnavailable
     buf = io.BytesIO()
@@ -60,7 +61,7 @@ def _export_legacy(model: nn.Module, example: torch.Tensor, opset: int) -> bytes
                 opset_version=opset,
                 input_names=[INPUT_NAME],
                 output_names=[OUTPUT_NAME],
-                dynamic_axes=_DYNAMIC_AXES,
+                dynamic_axes=_SPATIAL_AXES if spatial else _DYNAMIC_AXES,
                 do_constant_folding=True,
             )
     except (ImportError, NotImplementedError) as exc:  # exporter removed/stubbed out
@@ -93,11 +94,14 @@ def export_onnx(
     input_shape: tuple[int, int, int, int],
     path: str | Path | None = None,
     opset: int = 17,
+    any_size: bool = False,
 ) -> bytes:
     """Export ``deployable(model)`` to a single-file ONNX graph and return its bytes.
 
     ``input_shape`` is NCHW for the example input; the batch axis is dynamic in the graph
-    (input ``input``, output ``logits``). If ``path`` is given the file is written atomically.
+    (input ``input``, output ``logits``), with ``any_size`` also the input's height and width where the
+    TorchScript exporter is used (the dynamo fallback keeps them fixed). If ``path`` is given the file is
+    written atomically.
     Raises ExportError if the exporter fails or ``onnx.checker`` rejects the graph.
     """
     import onnx
@@ -112,7 +116,7 @@ def export_onnx(
         example = example.to(device=param.device, dtype=param.dtype)
     try:
         try:
-            data = _export_legacy(net, example, opset)
+            data = _export_legacy(net, example, opset, spatial=any_size)
         except _LegacyUnavailable:
             data = _export_dynamo(net, example, opset)
     except ExportError:

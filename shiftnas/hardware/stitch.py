@@ -3,14 +3,13 @@
 Exporting a whole subnet with ``torch.onnx`` (tracing, ~0.1-0.2 s for a compact subnet) was the largest
 share of a latency measurement (bench/results/latency_cost.md). The subnets of a search share their
 blocks, so :class:`BlockExports` exports each piece of an OFA network (the stem, every block, the
-layers after the last block) once per structure and input shape and joins the cached pieces into the
-subnet's graph: the same operators in the same order as the whole export (tested), a few ms once the
-pieces are cached. A piece is keyed by its structure, not its weights: a cached piece keeps the
-weights of the model it was first exported from, so a stitched graph is for timing only (a graph's
-latency does not depend on its weight values); never deploy it. A model that is not one of OFA's
-network classes is exported whole. Measured on compact-mbv3; on ofa-resnet50 the pieces are megabytes
-and the default budget evicts most of them before they are reused (no faster than whole exports there).
-"""
+layers after the last block) once per structure, for any input height and width, and joins the cached
+pieces into the subnet's graph, whose input is given the subnet's size: the same operators in the same
+order as the whole export (tested), a few ms once the pieces are cached. A piece is keyed by its
+structure, not its weights: a cached piece keeps the weights of the model it was first exported from, so
+a stitched graph is for timing only (a graph's latency does not depend on its weight values); never
+deploy it. A model that is not one of OFA's network classes is exported whole. Measured on compact-mbv3;
+on ofa-resnet50 the pieces are megabytes and the default budget evicts many of them before reuse."""
 
 from __future__ import annotations
 
@@ -67,13 +66,44 @@ def piece_key(piece: nn.Module, input_shape: tuple[int, ...]) -> tuple:
     return (type(piece).__qualname__, repr(piece), shapes, input_shape)
 
 
+def _fixed_input(graph, nchw: tuple[int, ...]):
+    """``graph``'s input with the height and width of ``nchw`` (the batch axis stays as exported)."""
+    import onnx
+
+    value = onnx.ValueInfoProto()
+    value.CopyFrom(graph.input[0])
+    dims = value.type.tensor_type.shape.dim
+    for axis in (2, 3):
+        dims[axis].Clear()
+        dims[axis].dim_value = int(nchw[axis])
+    return value
+
+
+def _output_shape(proto, nchw: tuple[int, ...]) -> tuple[int, ...]:
+    """The output shape of a piece's graph at input ``nchw`` (ONNX shape inference on its nodes, with the
+    weights given as typed inputs rather than copied)."""
+    import onnx
+
+    graph = proto.graph
+    weights = [onnx.helper.make_tensor_value_info(t.name, t.data_type, t.dims) for t in graph.initializer]
+    light = onnx.helper.make_graph(graph.node, "shape", [_fixed_input(graph, nchw), *weights], graph.output)
+    model = onnx.helper.make_model(light, opset_imports=proto.opset_import, ir_version=proto.ir_version)
+    dims = onnx.shape_inference.infer_shapes(model, strict_mode=True).graph.output[0].type.tensor_type.shape.dim
+    return (nchw[0], *(int(d.dim_value) for d in dims[1:]))
+
+
 class BlockExports:
     """Per-piece ONNX exports, kept while their serialized size stays within ``max_bytes`` (least recently
-    used dropped first), and the subnet graphs stitched from them."""
+    used dropped first), and the subnet graphs stitched from them.
+
+    A piece is exported for any input height and width (where the TorchScript exporter is used), so the same
+    block at another resolution is taken from the cache too; the stitched graph's input is then given the
+    subnet's height and width."""
 
     def __init__(self, max_bytes: int = 256 * 2**20) -> None:
         self.max_bytes = int(max_bytes)
-        self._pieces: OrderedDict[tuple, tuple] = OrderedDict()  # key -> (ModelProto, output shape, bytes)
+        self._pieces: OrderedDict[tuple, tuple] = OrderedDict()  # key -> (ModelProto, output shape | None, bytes)
+        self._shapes: dict[tuple, tuple[int, ...]] = {}  # (key, input shape) -> output shape of a size-free piece
         self._bytes = 0
         self.exported = 0  # pieces exported (cache misses)
         self.reused = 0  # pieces taken from the cache
@@ -82,25 +112,34 @@ class BlockExports:
         return len(self._pieces)
 
     def _piece(self, piece: nn.Module, input_shape: tuple[int, ...]):
+        """(graph, output shape) of ``piece`` at NCHW ``input_shape``, from the cache where it holds the piece
+        for any height and width or for this shape, else exported."""
         import onnx
 
-        key = piece_key(piece, input_shape)
+        any_size, exact = piece_key(piece, input_shape[:2]), piece_key(piece, input_shape)
+        key = any_size if any_size in self._pieces else exact
         hit = self._pieces.get(key)
         if hit is not None:
             self._pieces.move_to_end(key)
             self.reused += 1
-            return hit
-        proto = onnx.load_from_string(export_onnx(piece, input_shape))
-        dims = proto.graph.output[0].type.tensor_type.shape.dim
-        out_shape = (input_shape[0], *(int(d.dim_value) for d in dims[1:]))
-        hit = (proto, out_shape, proto.ByteSize())
-        self._pieces[key] = hit
-        self._bytes += hit[2]
-        self.exported += 1
-        while self._bytes > self.max_bytes and len(self._pieces) > 1:
-            _, (_, _, size) = self._pieces.popitem(last=False)
-            self._bytes -= size
-        return hit
+        else:
+            proto = onnx.load_from_string(export_onnx(piece, input_shape, any_size=True))
+            dims = proto.graph.output[0].type.tensor_type.shape.dim
+            static = all(d.HasField("dim_value") for d in dims[1:])
+            key = any_size if not proto.graph.input[0].type.tensor_type.shape.dim[2].HasField("dim_value") else exact
+            hit = (proto, (input_shape[0], *(int(d.dim_value) for d in dims[1:])) if static else None, proto.ByteSize())
+            self._pieces[key] = hit
+            self._bytes += hit[2]
+            self.exported += 1
+            while self._bytes > self.max_bytes and len(self._pieces) > 1:
+                _, (_, _, size) = self._pieces.popitem(last=False)
+                self._bytes -= size
+        proto, out_shape, _ = hit
+        if out_shape is None:
+            out_shape = self._shapes.get((key, input_shape))
+            if out_shape is None:
+                out_shape = self._shapes[(key, input_shape)] = _output_shape(proto, input_shape)
+        return proto, out_shape
 
     def export(self, model: nn.Module, input_shape: Sequence[int]) -> bytes:
         """The ONNX graph (bytes) whose latency stands for ``model``'s at NCHW ``input_shape``: stitched from
@@ -115,7 +154,7 @@ class BlockExports:
         first = None
         previous, shape = INPUT_NAME, nchw
         for i, piece in enumerate(pieces):
-            proto, shape, _ = self._piece(piece, shape)  # the next piece's input shape is this one's output's
+            proto, shape = self._piece(piece, shape)  # the next piece's input shape is this one's output's
             first = proto if first is None else first
             if proto.opset_import != first.opset_import:  # pieces from two exporters (one fell back to dynamo)
                 return export_onnx(model, nchw)
@@ -138,7 +177,7 @@ class BlockExports:
             if last:
                 graph.output.extend(proto.graph.output)
             previous = links[OUTPUT_NAME]
-        graph.input.extend(first.graph.input)
+        graph.input.append(_fixed_input(first.graph, nchw))
         model_proto = onnx.helper.make_model(
             graph, opset_imports=first.opset_import, ir_version=first.ir_version, producer_name="shiftnas-stitched"
         )
