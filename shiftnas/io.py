@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -94,3 +95,8 @@ def read_jsonl(path: Path | str) -> list[dict]:
             except json.JSONDecodeError:
                 break
     return records
+
+
+def file_digest(path: Path | str) -> str:
+    """A short hash (16 hex characters) of a file's bytes."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]

@@ -55,7 +55,7 @@ def test_search_measures_every_latency_in_the_child(trained_supernet, compact_sp
         m = r["metrics"]
         assert m["latency_ms"] > 0 and m["latency_p10_ms"] <= m["latency_ms"]
         chw = tuple(compact_space.input_size(arch_from_dict(r["arch"])))
-        cached = cache.get(r["key"], chw, source.profiler.fingerprint)
+        cached = cache.get(r["key"], chw, source.profiler.cache_key)
         assert cached is not None and cached.median_ms == pytest.approx(m["latency_ms"])
 
 

@@ -297,6 +297,14 @@ def test_end_to_end_run_export_and_profile(tmp_path):
     before = {p.name: p.read_bytes() for p in (tmp_path / "pred90").iterdir() if p.is_file()}
     assert_one_line_error(search("pred90"), "was searched with hardware.latency_confidence=0.9")
     assert {p.name: p.read_bytes() for p in (tmp_path / "pred90").iterdir() if p.is_file()} == before
+    # nor after the device was profiled again at the same path (here: one record fewer): the archive's predictions
+    # came from the old dataset's predictor
+    profiled = json.loads(device.read_text())
+    profiled["records"] = profiled["records"][:-1]
+    device.write_text(json.dumps(profiled))
+    before = {p.name: p.read_bytes() for p in (tmp_path / "pred").iterdir() if p.is_file()}
+    assert_one_line_error(search("pred"), f"{device} changed since")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "pred").iterdir() if p.is_file()} == before
 
     # a command that fails touches no file of the run it is aimed at (here: a checkpoint of another space)
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}

@@ -7,6 +7,7 @@ are asserted: the machine is shared and latency numbers are noisy (latency.md §
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import sqlite3
 from collections import Counter
@@ -18,13 +19,14 @@ import pytest
 import torch
 from torch import nn
 
-from shiftnas.config import LatencyConfig
+from shiftnas.config import HardwareConfig, LatencyConfig
 from shiftnas.errors import ExportError, ShiftnasError
 from shiftnas.hardware import (
     HardwareFingerprint,
     LatencyCache,
     LatencyProfiler,
     LatencyResult,
+    ModelUnderTest,
     assert_parity,
     check_parity,
     count_macs,
@@ -38,6 +40,7 @@ from shiftnas.hardware import (
 )
 from shiftnas.hardware.export import _export_dynamo
 from shiftnas.hardware.fingerprint import fingerprint_of
+from shiftnas.hardware.latency import measurement_protocol
 
 CHW = (3, 32, 32)
 N_CLASSES = 10
@@ -306,13 +309,35 @@ def test_profiler_cache_miss_then_hit(sub, tmp_path):
     # Another fingerprint (2 intra-op threads) misses and adds a row.
     prof2 = LatencyProfiler(LatencyConfig(intra_threads=2, **FAST), cache=cache)
     assert prof2.fingerprint.key() != prof.fingerprint.key()
-    assert cache.get("arch-a", CHW, prof2.fingerprint) is None
+    assert cache.get("arch-a", CHW, prof2.cache_key) is None
     third = prof2.profile("arch-a", sub, CHW)
     assert prof2.n_measured == 1 and _rows(db) == 2
     assert third.fingerprint["intra_threads"] == 2
     # Another input shape misses too.
-    assert cache.get("arch-a", (3, 64, 64), prof.fingerprint) is None
+    assert cache.get("arch-a", (3, 64, 64), prof.cache_key) is None
     cache.close()
+
+
+def test_a_shared_cache_keeps_two_protocols_apart(sub, tmp_path):
+    """Two runs on one device that measure with different protocols (here: interleaved references or none) and
+    share a cache file each read only their own medians; a third with the first's protocol reads the first's."""
+    db = tmp_path / "shared.sqlite"
+    refs = [ModelUnderTest("ref", export_onnx(sub, (1, *CHW)), CHW)]
+    interleaved = LatencyConfig(references=1, **FAST)
+    alone = LatencyConfig(references=0, **FAST)
+    with LatencyCache(db) as cache:
+        first = LatencyProfiler(interleaved, cache=cache, references=refs)
+        second = LatencyProfiler(alone, cache=cache)
+        assert first.fingerprint.key() == second.fingerprint.key() and first.cache_key != second.cache_key
+        with_ref = first.profile("arch-a", sub, CHW)
+        without = second.profile("arch-a", sub, CHW)
+        assert second.n_measured == 1 and _rows(db) == 2  # measured again, not read from the other protocol
+        assert with_ref.reference == "ref" and without.reference is None
+        third = LatencyProfiler(LatencyConfig(references=1, **FAST), cache=cache, references=refs)
+        assert third.profile("arch-a", sub, CHW) == with_ref and third.n_measured == 0
+    assert measurement_protocol(HardwareConfig()) == measurement_protocol(
+        LatencyConfig(**{f.name: getattr(HardwareConfig(), f.name) for f in dataclasses.fields(LatencyConfig)})
+    )  # a search's own settings (cache path, latency source) are not part of the protocol
 
 
 def test_cache_persists_across_instances(tmp_path):

@@ -18,11 +18,12 @@ session (bench/results/latency_protocols.md).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -367,8 +368,24 @@ def _fp_key(fp: HardwareFingerprint | str) -> str:
     return fp if isinstance(fp, str) else fp.key()
 
 
+DEVICE_SETTINGS = ("provider", "intra_threads", "inter_threads", "batch_size")  # in the device fingerprint
+
+
+def measurement_protocol(cfg: LatencyConfig) -> dict[str, Any]:
+    """``cfg``'s measurement settings beyond the device's: precision, blocks, runs, warm-up, references, sessions."""
+    return {f.name: getattr(cfg, f.name) for f in fields(LatencyConfig) if f.name not in DEVICE_SETTINGS}
+
+
+def cache_key(fingerprint: HardwareFingerprint, cfg: LatencyConfig) -> str:
+    """The key a result measured on ``fingerprint`` with ``cfg``'s protocol is cached under: the device's key and a
+    hash of the protocol, so runs of two protocols that share a cache never read each other's medians."""
+    blob = json.dumps(measurement_protocol(cfg), sort_keys=True, separators=(",", ":"))
+    return f"{fingerprint.key()}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
+
+
 class LatencyCache:
-    """SQLite store of LatencyResults keyed by (arch key, input shape, fingerprint key)."""
+    """SQLite store of LatencyResults keyed by (arch key, input shape, fingerprint key: a device's, or with
+    :func:`cache_key` a device's and a protocol's)."""
 
     def __init__(self, path: str | Path = ":memory:") -> None:
         self.path = str(path)
@@ -430,21 +447,22 @@ class LatencyProfiler:
         self.fingerprint = fingerprint or fingerprint_of(self.cfg)
         self.cache = cache
         self.references = list(references)
+        self.cache_key = cache_key(self.fingerprint, self.cfg)  # the device and the protocol
         self.n_measured = 0  # measurements actually taken (cache misses)
         self.blocks = BlockExports()  # the measured graphs are stitched from cached block exports
 
     def lookup(self, arch_key: str, input_shape_chw: Sequence[int]) -> LatencyResult | None:
-        """The cached result for this fingerprint, if any."""
+        """The cached result for this device and protocol, if any."""
         if self.cache is None:
             return None
-        return self.cache.get(arch_key, tuple(int(d) for d in input_shape_chw), self.fingerprint)
+        return self.cache.get(arch_key, tuple(int(d) for d in input_shape_chw), self.cache_key)
 
     def store(self, arch_key: str, input_shape_chw: Sequence[int], result: LatencyResult) -> LatencyResult:
         """Count and cache a fresh measurement."""
         result.fingerprint = self.fingerprint.as_dict()
         self.n_measured += 1
         if self.cache is not None:
-            self.cache.put(arch_key, tuple(int(d) for d in input_shape_chw), self.fingerprint, result)
+            self.cache.put(arch_key, tuple(int(d) for d in input_shape_chw), self.cache_key, result)
         return result
 
     def export(self, model: nn.Module, input_shape_chw: Sequence[int]) -> bytes:

@@ -28,7 +28,6 @@ from ..config import LandmarkConfig, LatencyConfig, RunConfig
 from ..data import DATASETS, DataSplits, load_dataset
 from ..engine.checkpoint import load_supernet_weights, read_checkpoint, reset_classifier
 from ..engine.evaluation.latency import LatencySource, build_latency_source, parse_latency_mode
-from ..engine.evaluation.latency_dataset import measurement_protocol
 from ..engine.evaluation.objectives import (
     Constraint,
     Objective,
@@ -46,7 +45,8 @@ from ..engine.training.landmarks import LandmarkGrowth, LandmarkRegularizer, sel
 from ..engine.training.supernet import initialize_supernet
 from ..errors import CheckpointError, ConfigError, ShiftnasError
 from ..hardware.fingerprint import fingerprint_of
-from ..hardware.latency import check_provider
+from ..hardware.latency import check_provider, measurement_protocol
+from ..io import file_digest
 from ..predictors.surrogate import SURROGATES
 from ..report import PICKS
 from ..search_spaces import SPACES, SearchSpace, get_space
@@ -235,7 +235,14 @@ def check_same_latency(rundir: RunDir, cfg: RunConfig) -> None:
                 f"{rundir.path} was searched with hardware.{key}={then}, this run asks for {now}: "
                 "its archive's latencies would be reused; pass another --out"
             )
-    if cfg.hardware.latency == "measured":  # the protocol moves the medians (interleaved references: +4-6 %)
+    mode, dataset = parse_latency_mode(cfg.hardware.latency)
+    digest = earlier_manifest(rundir).get("latency_dataset_digest")
+    if mode == "predicted" and digest and dataset.is_file() and file_digest(dataset) != digest:
+        raise ConfigError(
+            f"{dataset} changed since {rundir.path} was searched with it (profiled again?): its archive's predicted "
+            "latencies would be mixed with the new predictor's; pass another --out"
+        )
+    if mode == "measured":  # the protocol moves the medians (interleaved references: +4-6 %)
         then, now = (measurement_protocol(latency_config(c)) for c in (earlier, cfg))
         changed = [k for k in now if then.get(k) != now[k]]
         if changed:
@@ -245,6 +252,20 @@ def check_same_latency(rundir: RunDir, cfg: RunConfig) -> None:
                 f"{', '.join(str(now[k]) for k in changed)}: its latencies would be mixed; pass those settings "
                 "with --set to continue it, or another --out"
             )
+
+
+def earlier_manifest(rundir: RunDir) -> dict:
+    """The manifest an earlier command wrote in ``rundir`` (empty when there is none or it cannot be read)."""
+    try:
+        return rundir.read_json(rundir.manifest)
+    except (OSError, ValueError):
+        return {}
+
+
+def latency_dataset_digest(cfg: RunConfig) -> str | None:
+    """The digest of the latency dataset a predicted run reads (None for measured latency)."""
+    mode, dataset = parse_latency_mode(cfg.hardware.latency)
+    return file_digest(dataset) if mode == "predicted" and dataset.is_file() else None
 
 
 def load_checkpoint(cfg: RunConfig, supernet: nn.Module) -> list[str]:
@@ -280,6 +301,7 @@ def write_manifest(ctx: RunContext) -> None:
             "torch_threads": torch.get_num_threads(),
             "hardware": fp.as_dict(),
             "hardware_key": fp.key(),
+            "latency_dataset_digest": latency_dataset_digest(ctx.cfg),
             "data": ctx.data.summary(),
             "space": ctx.space.describe(),
         },

@@ -59,8 +59,8 @@ def latency_check_line(check: dict[str, Any]) -> str:
         bound += f"; {check['within_limits']} of {check['n']} measured within {', '.join(check['latency_limits'])}"
     if check.get("on_dataset_scale", check["n"]) < check["n"]:
         bound += (
-            f"; only {check['on_dataset_scale']} of {check['n']} read on the dataset's scale (the rest raw: a cached "
-            "measurement of another protocol, or a reference the dataset never had as nearest)"
+            f"; only {check['on_dataset_scale']} of {check['n']} read on the dataset's scale (the rest raw: read against "
+            "a reference the dataset has no typical latency for)"
         )
     return (
         f"predicted vs re-measured latency of the {check['n']} front architectures: "

@@ -24,7 +24,6 @@ ties: the first row).
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ import numpy as np
 
 from .. import records
 from ..errors import ShiftnasError
+from ..io import file_digest
 from .base import BoxGenome, SearchSpace
 from .registry import SPACES
 
@@ -243,7 +243,7 @@ class TableSpace(BoxGenome, SearchSpace):
 
     @cached_property
     def fingerprint(self) -> str:
-        return hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
+        return file_digest(self.path)
 
     def objective_matrix(self, columns: list[str]) -> np.ndarray:
         """Every network's objective values (mean accuracy as error), in ``self.individuals`` order."""

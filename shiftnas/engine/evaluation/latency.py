@@ -197,21 +197,25 @@ def check_predictions(
             f"this run measures on {here.as_dict()}",
         }
     measured = measured_latency(space, supernet, cfg, cache_path, dask, dask_timeout)
-    archs = [arch_from_dict(r["arch"]) for r in records]
-    items = [(a, space.extract(supernet, a), tuple(space.input_size(a))) for a in archs]
-    if measured.parallel:
-        measured.prefetch(items)
-    typical = source.dataset.typical_reference_ms()
-    on_scale = 0  # members read against a reference of the dataset (the rest: raw medians, e.g. a cache
-    for record, (arch, model, chw) in zip(records, items):  # entry of another protocol, or a reference
-        m = measured.latency(arch, model, chw, 0.0)  # the dataset never had as nearest)
-        on_scale += m.get(rec.LATENCY_REFERENCE) in typical
-        as_measured = {
-            "median_ms": m[rec.LATENCY],
-            "ratio": m.get(rec.LATENCY_RATIO),
-            "reference": m.get(rec.LATENCY_REFERENCE),
-        }
-        record["metrics"][rec.LATENCY_MEASURED] = source.dataset.on_scale(as_measured, typical)
+    try:
+        archs = [arch_from_dict(r["arch"]) for r in records]
+        items = [(a, space.extract(supernet, a), tuple(space.input_size(a))) for a in archs]
+        if measured.parallel:
+            measured.prefetch(items)
+        typical = source.dataset.typical_reference_ms()
+        on_scale = 0  # members read against a reference of the dataset (the rest: raw medians, e.g. from a
+        for record, (arch, model, chw) in zip(records, items):  # reference the dataset never had as nearest)
+            m = measured.latency(arch, model, chw, 0.0)
+            on_scale += m.get(rec.LATENCY_REFERENCE) in typical
+            as_measured = {
+                "median_ms": m[rec.LATENCY],
+                "ratio": m.get(rec.LATENCY_RATIO),
+                "reference": m.get(rec.LATENCY_REFERENCE),
+            }
+            record["metrics"][rec.LATENCY_MEASURED] = source.dataset.on_scale(as_measured, typical)
+    finally:  # the Dask client, the cache's SQLite connection
+        measured.close()
+        measured.profiler.cache.close()
     pred = [r["metrics"][rec.LATENCY] for r in records]
     true = [r["metrics"][rec.LATENCY_MEASURED] for r in records]
     report: dict[str, Any] = {"checked": True, "n": len(records), "predictor": source.predictor.kind}

@@ -22,7 +22,7 @@ from ...config import LatencyConfig
 from ...errors import ConfigError, ShiftnasError
 from ...hardware import LatencyResult, ModelUnderTest, count_macs, count_params
 from ...hardware.fingerprint import HardwareFingerprint
-from ...hardware.latency import check_provider
+from ...hardware.latency import check_provider, measurement_protocol
 from ...hardware.quantize import deployed_onnx
 from ...hardware.stitch import BlockExports
 from ...io import atomic_write_json
@@ -180,12 +180,6 @@ BEFORE_THE_OPTION = {
     "references_timed": "all",
     "candidate_sessions": "per_block",
 }
-
-
-def measurement_protocol(cfg: LatencyConfig) -> dict[str, Any]:
-    """The measurement settings a dataset records beside its device fingerprint."""
-    device = ("provider", "intra_threads", "inter_threads", "batch_size")
-    return {k: v for k, v in asdict(cfg).items() if k not in device}
 
 
 MACHINE = ("cpu_model", "cores", "ort_version")  # the fingerprint's fields that name the machine, not the settings
