@@ -53,6 +53,11 @@ def setting(
     return field(default=default, metadata=rules)
 
 
+def new_default(cls: type, name: str, default: Any) -> Any:
+    """Field ``name`` of settings class ``cls`` with another default and the same allowed range (for a subclass)."""
+    return field(default=default, metadata=cls.__dataclass_fields__[name].metadata)
+
+
 class Settings:
     """Base of every settings dataclass: values are type- and range-checked when an instance is made,
     whether it comes from a YAML file, an override or a direct call (``TrainConfig(epochs=0)`` fails)."""
@@ -176,8 +181,8 @@ class HardwareConfig(LatencyConfig):
     # A search ranks the raw medians of one process: it times the candidate alone, in one session per measurement
     # (2.5-3.1x cheaper than 3 interleaved references and a session per block, whose raw medians repeated no
     # better on an idle, a busy and an intermittently busy machine; bench/results/latency_protocols.md)
-    references: int = setting(0, low=0, high=3)
-    candidate_sessions: str = setting("once", choices=("per_block", "once"))
+    references: int = new_default(LatencyConfig, "references", 0)
+    candidate_sessions: str = new_default(LatencyConfig, "candidate_sessions", "once")
     cache: str | None = None  # SQLite latency cache; None: <run dir>/latency.sqlite
     latency: str = "measured"  # measured | predicted:DEVICE.json (made by `shiftnas profile --space`)
     dask: str | None = None  # Dask scheduler: `latency=1` workers measure, `eval=1` workers score accuracy

@@ -9,6 +9,7 @@ import pytest
 
 from shiftnas.config import (
     FinetuneRecipe,
+    HardwareConfig,
     LatencyConfig,
     NATConfig,
     RunConfig,
@@ -122,6 +123,12 @@ def test_settings_made_directly_are_checked_too():
     with pytest.raises(ConfigError, match="'recipe.batch_size' must be >= 2"):
         StandaloneRecipe(batch_size=1)
     assert build(LatencyConfig, {"runs": 5}).runs == 5
+    # a search's own defaults for two measurement settings keep the measurement's allowed values
+    assert (HardwareConfig().references, HardwareConfig().candidate_sessions) == (0, "once")
+    with pytest.raises(ConfigError, match="'hardware.references' must be <= 3"):
+        HardwareConfig(references=4)
+    with pytest.raises(ConfigError, match="'hardware.candidate_sessions' must be one of per_block, once"):
+        HardwareConfig(candidate_sessions="always")
     with pytest.raises(ConfigError, match="unknown config key 'provder'"):
         build(LatencyConfig, {"provder": "x"})
 
