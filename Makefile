@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 FASHION := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 
-.PHONY: run test lint format bench bench-latency bench-ranking bench-nat bench-transfer bench-scaling bench-speed bench-train-speed bench-latency-predictors bench-latency-cost bench-latency-protocols bench-background-latency bench-threads bench-run-budget bench-eval-budget bench-prefix-sharing setup data browser clean
+.PHONY: run test lint format bench bench-latency bench-ranking bench-nat bench-transfer bench-scaling bench-speed bench-train-speed bench-latency-predictors bench-latency-cost bench-stitch-reuse bench-latency-protocols bench-background-latency bench-threads bench-run-budget bench-eval-budget bench-prefix-sharing setup data browser clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -82,6 +82,10 @@ bench-run-budget: $(STAMP)   # ~90 min alone (resumable, recorded runs read back
 
 bench-latency-cost: $(STAMP)  # ~2 min on a quiet machine: one latency measurement, phase by phase
 	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_latency_cost.py
+
+bench-stitch-reuse: $(STAMP)  # ~2 min: stitched vs whole latency exports on ofa-resnet50 and ofa-mbv3, 10 architectures each
+	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_stitch_reuse.py --space ofa-resnet50 --archs 10
+	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_stitch_reuse.py --space ofa-mbv3 --archs 10
 
 bench-latency-protocols: $(STAMP)  # ~15 min: six latency protocols' cost and repeat agreement, 40 architectures, idle, beside a busy and an intermittent process
 	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_latency_protocols.py --archs 40 --burner

@@ -297,14 +297,21 @@ def test_end_to_end_run_export_and_profile(tmp_path):
     before = {p.name: p.read_bytes() for p in (tmp_path / "pred90").iterdir() if p.is_file()}
     assert_one_line_error(search("pred90"), "was searched with hardware.latency_confidence=0.9")
     assert {p.name: p.read_bytes() for p in (tmp_path / "pred90").iterdir() if p.is_file()} == before
-    # nor after the device was profiled again at the same path (here: one record fewer): the archive's predictions
-    # came from the old dataset's predictor
+    # continuing with the same dataset is a replay; after the device was profiled again at the same path (here: one
+    # record fewer) the archive's predictions came from another predictor: refused, untouched; also for a run
+    # predicted from a dataset that names it as its prior
+    result = search("pred")
+    assert result.exit_code == 0, result.output
+    result = search("transfer", "--latency", f"predicted:{new_device}")
+    assert result.exit_code == 0, result.output
     profiled = json.loads(device.read_text())
     profiled["records"] = profiled["records"][:-1]
     device.write_text(json.dumps(profiled))
-    before = {p.name: p.read_bytes() for p in (tmp_path / "pred").iterdir() if p.is_file()}
-    assert_one_line_error(search("pred"), f"{device} changed since")
-    assert {p.name: p.read_bytes() for p in (tmp_path / "pred").iterdir() if p.is_file()} == before
+    for name, dataset in (("pred", device), ("transfer", new_device)):
+        before = {p.name: p.read_bytes() for p in (tmp_path / name).iterdir() if p.is_file()}
+        refused = search(name, "--latency", f"predicted:{dataset}")
+        assert_one_line_error(refused, f"{dataset} (or the prior it names) is not the latency dataset")
+        assert {p.name: p.read_bytes() for p in (tmp_path / name).iterdir() if p.is_file()} == before
 
     # a command that fails touches no file of the run it is aimed at (here: a checkpoint of another space)
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}

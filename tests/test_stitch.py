@@ -78,7 +78,7 @@ def test_stitched_graph_is_the_whole_export_op_for_op(name):
         assert shared.exported == exported
 
 
-@pytest.mark.parametrize("name", ["compact-mbv3", "ofa-resnet50"])
+@pytest.mark.parametrize("name", ["compact-mbv3", "ofa-mbv3", "ofa-proxyless", "ofa-resnet50"])
 def test_a_subnet_at_another_resolution_is_stitched_from_the_same_pieces(name):
     space = get_space(name)
     torch.manual_seed(0)
@@ -121,7 +121,7 @@ def test_the_cache_stays_within_its_size(compact_space, trained_supernet):
         sub = compact_space.extract(trained_supernet[0], arch)
         chw = tuple(compact_space.input_size(arch))
         assert _ops(blocks.export(sub, (1, *chw))) == _ops(export_onnx(sub, (1, *chw)))
-        kept = sum(size for _, _, size in blocks._pieces.values())
+        kept = sum(entry[2] for entry in blocks._pieces.values())
         assert blocks._bytes == kept <= budget
     assert 1 < len(blocks) < blocks.exported  # several kept, older ones dropped
 

@@ -42,7 +42,7 @@ class HardwareFingerprint:
 
     def key(self) -> str:
         """Short stable hash (16 hex chars) of all fields (``precision`` only when not fp32, so the keys of
-        caches and datasets written before INT8 existed stay valid)."""
+        datasets written before INT8 existed stay valid; a latency cache adds the protocol: ``cache_key``)."""
         fields = self.as_dict()
         if fields["precision"] == "fp32":
             del fields["precision"]

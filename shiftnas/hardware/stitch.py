@@ -61,7 +61,8 @@ def network_pieces(model: nn.Module) -> list[nn.Module] | None:
 
 
 def piece_key(piece: nn.Module, input_shape: tuple[int, ...]) -> tuple:
-    """What a piece's graph depends on: its structure (modules, hyperparameters, tensor shapes) and input shape."""
+    """What a piece's graph depends on: its structure (modules, hyperparameters, tensor shapes) and ``input_shape``
+    (N and C for a piece exported for any height and width, else N, C, H, W)."""
     shapes = tuple((name, tuple(t.shape)) for name, t in (*piece.named_parameters(), *piece.named_buffers()))
     return (type(piece).__qualname__, repr(piece), shapes, input_shape)
 
@@ -79,6 +80,10 @@ def _fixed_input(graph, nchw: tuple[int, ...]):
     return value
 
 
+class _UnknownShape(Exception):
+    """ONNX shape inference could not give a piece's output shape (the subnet is then exported whole)."""
+
+
 def _output_shape(proto, nchw: tuple[int, ...]) -> tuple[int, ...]:
     """The output shape of a piece's graph at input ``nchw`` (ONNX shape inference on its nodes, with the
     weights given as typed inputs rather than copied)."""
@@ -88,8 +93,14 @@ def _output_shape(proto, nchw: tuple[int, ...]) -> tuple[int, ...]:
     weights = [onnx.helper.make_tensor_value_info(t.name, t.data_type, t.dims) for t in graph.initializer]
     light = onnx.helper.make_graph(graph.node, "shape", [_fixed_input(graph, nchw), *weights], graph.output)
     model = onnx.helper.make_model(light, opset_imports=proto.opset_import, ir_version=proto.ir_version)
-    dims = onnx.shape_inference.infer_shapes(model, strict_mode=True).graph.output[0].type.tensor_type.shape.dim
-    return (nchw[0], *(int(d.dim_value) for d in dims[1:]))
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    except Exception as exc:  # onnx raises its own InferenceError, and others for graphs it cannot read
+        raise _UnknownShape from exc
+    dims = [d.dim_value if d.HasField("dim_value") else 0 for d in inferred.graph.output[0].type.tensor_type.shape.dim]
+    if len(dims) != len(nchw) or min(dims[1:]) <= 0:
+        raise _UnknownShape
+    return (nchw[0], *dims[1:])
 
 
 class BlockExports:
@@ -102,8 +113,8 @@ class BlockExports:
 
     def __init__(self, max_bytes: int = 256 * 2**20) -> None:
         self.max_bytes = int(max_bytes)
-        self._pieces: OrderedDict[tuple, tuple] = OrderedDict()  # key -> (ModelProto, output shape | None, bytes)
-        self._shapes: dict[tuple, tuple[int, ...]] = {}  # (key, input shape) -> output shape of a size-free piece
+        # key -> (ModelProto, output shape of a fixed-size piece | None, bytes, {input shape: output shape})
+        self._pieces: OrderedDict[tuple, tuple] = OrderedDict()
         self._bytes = 0
         self.exported = 0  # pieces exported (cache misses)
         self.reused = 0  # pieces taken from the cache
@@ -125,20 +136,22 @@ class BlockExports:
         else:
             proto = onnx.load_from_string(export_onnx(piece, input_shape, any_size=True))
             dims = proto.graph.output[0].type.tensor_type.shape.dim
-            static = all(d.HasField("dim_value") for d in dims[1:])
-            key = any_size if not proto.graph.input[0].type.tensor_type.shape.dim[2].HasField("dim_value") else exact
-            hit = (proto, (input_shape[0], *(int(d.dim_value) for d in dims[1:])) if static else None, proto.ByteSize())
+            fixed = all(d.HasField("dim_value") for d in dims[1:])
+            sized = proto.graph.input[0].type.tensor_type.shape.dim[2].HasField("dim_value")
+            key = exact if sized else any_size  # the dynamo fallback exports at this size only
+            out = (input_shape[0], *(int(d.dim_value) for d in dims[1:])) if fixed else None
+            hit = (proto, out, proto.ByteSize(), {})
             self._pieces[key] = hit
             self._bytes += hit[2]
             self.exported += 1
             while self._bytes > self.max_bytes and len(self._pieces) > 1:
-                _, (_, _, size) = self._pieces.popitem(last=False)
+                _, (_, _, size, _) = self._pieces.popitem(last=False)
                 self._bytes -= size
-        proto, out_shape, _ = hit
+        proto, out_shape, _, shapes = hit  # the output shapes met so far go with the piece when it is dropped
         if out_shape is None:
-            out_shape = self._shapes.get((key, input_shape))
+            out_shape = shapes.get(input_shape)
             if out_shape is None:
-                out_shape = self._shapes[(key, input_shape)] = _output_shape(proto, input_shape)
+                out_shape = shapes[input_shape] = _output_shape(proto, input_shape)
         return proto, out_shape
 
     def export(self, model: nn.Module, input_shape: Sequence[int]) -> bytes:
@@ -154,7 +167,10 @@ class BlockExports:
         first = None
         previous, shape = INPUT_NAME, nchw
         for i, piece in enumerate(pieces):
-            proto, shape = self._piece(piece, shape)  # the next piece's input shape is this one's output's
+            try:
+                proto, shape = self._piece(piece, shape)  # the next piece's input shape is this one's output's
+            except _UnknownShape:
+                return export_onnx(model, nchw)
             first = proto if first is None else first
             if proto.opset_import != first.opset_import:  # pieces from two exporters (one fell back to dynamo)
                 return export_onnx(model, nchw)

@@ -28,6 +28,7 @@ from ..config import LandmarkConfig, LatencyConfig, RunConfig
 from ..data import DATASETS, DataSplits, load_dataset
 from ..engine.checkpoint import load_supernet_weights, read_checkpoint, reset_classifier
 from ..engine.evaluation.latency import LatencySource, build_latency_source, parse_latency_mode
+from ..engine.evaluation.latency_dataset import LatencyDataset
 from ..engine.evaluation.objectives import (
     Constraint,
     Objective,
@@ -46,7 +47,6 @@ from ..engine.training.supernet import initialize_supernet
 from ..errors import CheckpointError, ConfigError, ShiftnasError
 from ..hardware.fingerprint import fingerprint_of
 from ..hardware.latency import check_provider, measurement_protocol
-from ..io import file_digest
 from ..predictors.surrogate import SURROGATES
 from ..report import PICKS
 from ..search_spaces import SPACES, SearchSpace, get_space
@@ -237,10 +237,10 @@ def check_same_latency(rundir: RunDir, cfg: RunConfig) -> None:
             )
     mode, dataset = parse_latency_mode(cfg.hardware.latency)
     digest = earlier_manifest(rundir).get("latency_dataset_digest")
-    if mode == "predicted" and digest and dataset.is_file() and file_digest(dataset) != digest:
+    if mode == "predicted" and digest and dataset.is_file() and LatencyDataset.load(dataset).digest(dataset) != digest:
         raise ConfigError(
-            f"{dataset} changed since {rundir.path} was searched with it (profiled again?): its archive's predicted "
-            "latencies would be mixed with the new predictor's; pass another --out"
+            f"{dataset} (or the prior it names) is not the latency dataset {rundir.path} was searched with (profiled "
+            "again since?): its archive's predictions would be mixed with another predictor's; pass another --out"
         )
     if mode == "measured":  # the protocol moves the medians (interleaved references: +4-6 %)
         then, now = (measurement_protocol(latency_config(c)) for c in (earlier, cfg))
@@ -260,12 +260,6 @@ def earlier_manifest(rundir: RunDir) -> dict:
         return rundir.read_json(rundir.manifest)
     except (OSError, ValueError):
         return {}
-
-
-def latency_dataset_digest(cfg: RunConfig) -> str | None:
-    """The digest of the latency dataset a predicted run reads (None for measured latency)."""
-    mode, dataset = parse_latency_mode(cfg.hardware.latency)
-    return file_digest(dataset) if mode == "predicted" and dataset.is_file() else None
 
 
 def load_checkpoint(cfg: RunConfig, supernet: nn.Module) -> list[str]:
@@ -301,7 +295,9 @@ def write_manifest(ctx: RunContext) -> None:
             "torch_threads": torch.get_num_threads(),
             "hardware": fp.as_dict(),
             "hardware_key": fp.key(),
-            "latency_dataset_digest": latency_dataset_digest(ctx.cfg),
+            # the predicted latency's dataset as this command loaded it (a command that loads none keeps the last one)
+            "latency_dataset_digest": getattr(ctx.latency, "digest", None)
+            or earlier_manifest(ctx.rundir).get("latency_dataset_digest"),
             "data": ctx.data.summary(),
             "space": ctx.space.describe(),
         },

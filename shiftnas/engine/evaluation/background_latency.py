@@ -11,7 +11,7 @@ are then; a subnet's graph, not its weight values, sets its latency.
 
 What it costs: the measurement shares the machine with the accuracy work on the other core
 (``bench/results/background_latency.md``). Results are stored in the latency cache by this process,
-under the same hardware fingerprint as a measurement made here.
+under the same key (hardware fingerprint and protocol) as a measurement made here.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Where the search's latency objective comes from: measured (here or on Dask workers) or predicted.
 
 ``hardware.latency: measured`` times every new architecture with ONNX Runtime (cached per hardware
-fingerprint); ``predicted:DEVICE.json`` fits a predictor on a dataset measured on the deployment
+fingerprint and measurement protocol); ``predicted:DEVICE.json`` fits a predictor on a dataset measured on the deployment
 device and answers in microseconds. Both expose ``latency(arch, model, chw, mmacs) -> metrics``
 and ``prefetch(items)`` (measure a whole population at once, where that runs in parallel).
 """
@@ -79,9 +79,15 @@ class PredictedLatency:
     needs_models = False
 
     def __init__(
-        self, predictor: LatencyPredictor, source: str, dataset: Any = None, confidence: float | None = None
+        self,
+        predictor: LatencyPredictor,
+        source: str,
+        dataset: Any = None,
+        confidence: float | None = None,
+        digest: str | None = None,
     ) -> None:
         self.predictor, self.source, self.dataset, self.confidence = predictor, source, dataset, confidence
+        self.digest = digest  # of the dataset file (and its prior's) as loaded: a run dir records it
         self.factor = None if confidence is None else predictor.bound_factor(confidence)  # refused here if too few
         self.parallel = False
         self.n_queries = 0
@@ -132,8 +138,9 @@ def build_latency_source(
         from .latency_dataset import LatencyDataset
 
         dataset = LatencyDataset.load(dataset_path)
+        digest = dataset.digest(dataset_path)
         predictor = predictor_from_dataset(space, dataset, prior=dataset.load_prior(dataset_path))
-        return PredictedLatency(predictor, str(dataset_path), dataset, confidence)
+        return PredictedLatency(predictor, str(dataset_path), dataset, confidence, digest)
     measured = measured_latency(space, supernet, cfg, cache_path, dask, dask_timeout)
     if background and not dask:
         from .background_latency import BackgroundLatency
@@ -156,6 +163,7 @@ def measured_latency(
     (no measurement awaited longer than ``dask_timeout`` seconds)."""
     from .latency_dataset import reference_models
 
+    references = reference_models(space, supernet, cfg)  # before a Dask client exists that could be left open
     measurer = None
     fingerprint = fingerprint_of(cfg)
     if dask:
@@ -163,9 +171,7 @@ def measured_latency(
 
         measurer = DaskMeasurer(dask, task_timeout=dask_timeout)
         fingerprint = measurer.fingerprint(cfg)
-    profiler = LatencyProfiler(
-        cfg, cache=LatencyCache(cache_path), fingerprint=fingerprint, references=reference_models(space, supernet, cfg)
-    )
+    profiler = LatencyProfiler(cfg, cache=LatencyCache(cache_path), fingerprint=fingerprint, references=references)
     return MeasuredLatency(profiler, measurer)
 
 
@@ -214,8 +220,10 @@ def check_predictions(
             }
             record["metrics"][rec.LATENCY_MEASURED] = source.dataset.on_scale(as_measured, typical)
     finally:  # the Dask client, the cache's SQLite connection
-        measured.close()
-        measured.profiler.cache.close()
+        try:
+            measured.close()
+        finally:
+            measured.profiler.cache.close()
     pred = [r["metrics"][rec.LATENCY] for r in records]
     true = [r["metrics"][rec.LATENCY_MEASURED] for r in records]
     report: dict[str, Any] = {"checked": True, "n": len(records), "predictor": source.predictor.kind}

@@ -25,7 +25,7 @@ from ...hardware.fingerprint import HardwareFingerprint
 from ...hardware.latency import check_provider, measurement_protocol
 from ...hardware.quantize import deployed_onnx
 from ...hardware.stitch import BlockExports
-from ...io import atomic_write_json
+from ...io import atomic_write_json, file_digest
 from ...search_spaces import Arch, SearchSpace, arch_from_dict
 
 FORMAT = "shiftnas-latency-dataset/1"
@@ -106,12 +106,23 @@ class LatencyDataset:
             raise ShiftnasError(f"{path} is not a shiftnas latency dataset (made by `shiftnas profile --space`)")
         return cls(**data)
 
-    def load_prior(self, path: Path | str) -> LatencyDataset | None:
-        """The dataset named by ``prior`` (a relative name is looked up beside ``path``, this file)."""
+    def prior_path(self, path: Path | str) -> Path | None:
+        """Where the dataset named by ``prior`` is (a relative name is looked up beside ``path``, this file)."""
         if not self.prior:
             return None
         where = Path(self.prior)
-        return LatencyDataset.load(where if where.is_absolute() else Path(path).parent / where)
+        return where if where.is_absolute() else Path(path).parent / where
+
+    def load_prior(self, path: Path | str) -> LatencyDataset | None:
+        """The dataset named by ``prior``, if any."""
+        where = self.prior_path(path)
+        return None if where is None else LatencyDataset.load(where)
+
+    def digest(self, path: Path | str) -> str:
+        """A short hash of this dataset's file at ``path`` and of its prior's, if it names one: what a predictor
+        fitted from them depends on."""
+        prior = self.prior_path(path)
+        return file_digest(path) + ("" if prior is None or not prior.is_file() else "+" + file_digest(prior))
 
     @property
     def fingerprint_key(self) -> str:

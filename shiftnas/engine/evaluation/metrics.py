@@ -18,7 +18,7 @@ class ArchitectureMetrics:
 
     Accuracy depends on the supernet weights and is cached by the :class:`SubnetEvaluator` per
     (architecture, supernet version); MACs, params and latency depend on the architecture only and
-    are cached here (measured latency also on disk, per hardware fingerprint, by the profiler).
+    are cached here (measured latency also on disk, per hardware fingerprint and protocol, by the profiler).
     """
 
     def __init__(self, evaluator: SubnetEvaluator, latency: LatencySource | None, needed: set[str]) -> None:
