@@ -564,9 +564,26 @@ def _terminate_as_interrupt(signum: int, frame: object) -> None:
 
 def main() -> None:
     """Console-script entry point. SIGTERM (``kill``, a scheduler ending a job) is handled like Ctrl-C:
-    workers are stopped, what finished is saved, and the same command resumes."""
+    workers are stopped, what finished is saved, and the same command resumes. A malformed command line
+    (an unknown option, a value of the wrong type) is one ``error:`` line and exit 2, as other bad input is."""
+    try:  # recent typer releases raise the exceptions of the click they vendor, older ones click's own
+        from typer._click import exceptions as cli_errors
+    except ImportError:
+        from click import exceptions as cli_errors
+
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
-    app()
+    try:
+        result = app(standalone_mode=False)
+    except cli_errors.NoArgsIsHelpError as exc:  # `shiftnas` alone: the help
+        exc.show()
+        sys.exit(exc.exit_code)
+    except cli_errors.ClickException as exc:
+        typer.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except typer.Abort:  # Ctrl-C outside a command's own handling
+        typer.echo("Aborted!", err=True)
+        sys.exit(1)
+    sys.exit(result if isinstance(result, int) else 0)
 
 
 if __name__ == "__main__":

@@ -514,12 +514,17 @@ def load_config(
     values: dict[str, Any] = dict(base or {})
     if path is not None:
         p = Path(path)
+        if p.is_dir():
+            raise ConfigError(f"config {p} is a folder, not a YAML file")
         if not p.is_file():
             raise ConfigError(f"config file not found: {p}")
         try:
             loaded = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise ConfigError(f"cannot parse {p}: {str(exc).splitlines()[0]}") from None
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(f"cannot parse {p}{where}: {problem}") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{p} must contain a mapping at the top level")
         values = _merge(values, loaded)

@@ -88,15 +88,40 @@ def test_bad_input_is_one_line_and_nonzero(args, needle, tmp_path, monkeypatch):
     assert not (tmp_path / "run").exists()  # refused before any file was written
 
 
+def test_bad_files_are_one_line_errors(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "kept.txt").write_text("x")
+    (tmp_path / "bad.yaml").write_text("train:\n  epochs: [1, 2\n")
+    (tmp_path / "notes.pt").write_text("not a checkpoint\n")
+    before = sorted((p, p.stat().st_mtime_ns) for p in tmp_path.rglob("*"))
+    for args, needle in (
+        (["run", "--config", "folder"], "config folder is a folder, not a YAML file"),
+        (["run", "--config", "bad.yaml"], "cannot parse bad.yaml at line 3, column 1"),
+        (["search", "--checkpoint", "notes.pt", "--data", "digits"], "notes.pt: not a PyTorch checkpoint"),
+        (["groundtruth", "--samples", "2", "--out", "folder"], "ground-truth table folder is a folder"),
+    ):
+        assert_one_line_error(runner.invoke(app, args), needle)
+    assert sorted((p, p.stat().st_mtime_ns) for p in tmp_path.rglob("*")) == before
+
+
 def test_console_script_prints_no_traceback(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "shiftnas", "run", "--space", "nope", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    def shiftnas(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "shiftnas", *args], capture_output=True, text=True, timeout=300)
+
+    proc = shiftnas("run", "--space", "nope", "--out", str(tmp_path))
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.strip().startswith("error: unknown search space")
+    # a malformed command line is one line too (not the framework's boxed usage message)
+    proc = shiftnas("run", "--epochs", "abc", "--out", str(tmp_path))
+    assert proc.returncode == 2 and proc.stdout == "", proc.stdout
+    assert proc.stderr.strip().startswith("error: Invalid value for '--epochs'") and len(proc.stderr.splitlines()) == 1
+    proc = shiftnas("run", "--epoch", "3")
+    assert proc.returncode == 2 and proc.stderr.strip().startswith("error: No such option: --epoch")
+    assert len(proc.stderr.splitlines()) == 1
+    proc = shiftnas()  # no command: the help
+    assert "Usage" in proc.stdout + proc.stderr and "Commands" in proc.stdout + proc.stderr
+    assert shiftnas("spaces").returncode == 0 and shiftnas("--help").returncode == 0
 
 
 @pytest.mark.parametrize(

@@ -48,9 +48,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     except CheckpointError:
         raise
     except Exception as exc:  # network errors, corrupt files, non-torch files
-        raise CheckpointError(
-            f"cannot read checkpoint {text}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        ) from None
+        import pickle
+
+        what = "not a PyTorch checkpoint (" if isinstance(exc, pickle.UnpicklingError) else ""
+        detail = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        raise CheckpointError(f"cannot read checkpoint {text}: {what}{detail}{')' if what else ''}") from None
     if isinstance(obj, dict) and "state_dict" in obj:
         return obj
     if isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):

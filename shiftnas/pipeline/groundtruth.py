@@ -49,6 +49,8 @@ def build_table(
         raise ShiftnasError(f"--sampling must be one of {', '.join(SAMPLINGS)}, got '{sampling}'")
     if not seeds:
         raise ShiftnasError("--seeds needs at least one seed")
+    if out.is_dir():
+        raise ShiftnasError(f"ground-truth table {out} is a folder; give a file, e.g. {out / 'table.json'}")
     torch.set_num_threads(cfg.threads)
     space = build_space(cfg)
     data = load_data(cfg)
