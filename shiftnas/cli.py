@@ -58,7 +58,7 @@ DeployOpt = typer.Option(
 )
 TrackOpt = typer.Option(
     None,
-    help="Log config, metrics per step and artifacts: mlflow[:URI] | tensorboard[:DIR] (pip install 'shiftnas[track]').",
+    help="Log config, metrics per step and artifacts: mlflow\\[:URI] | tensorboard\\[:DIR] (pip install 'shiftnas\\[track]').",
 )
 SetOpt = typer.Option(None, "--set", help="Override a config value, e.g. --set train.epochs=3 (repeatable).")
 OutOpt = typer.Option(None, "--out", "-o", help="Run directory (default runs/default).")
@@ -290,7 +290,7 @@ def transfer(
     data: str = typer.Option(..., "--data", help="The new data set (see `shiftnas run --help`)."),
     config: Optional[Path] = ConfigOpt,
     sets: Optional[List[str]] = SetOpt,
-    out: Optional[str] = OutOpt,
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Run directory (default runs/transfer)."),
     seed: Optional[int] = SeedOpt,
     train: str = typer.Option("all", help="What the search trains: all (backbone too) | classifier."),
     shift: str = typer.Option("per_iteration", help="Shift strategy that trains the new classifier."),
@@ -323,7 +323,20 @@ def transfer(
         track=track,
         deploy=deploy,
     )
+    check_transfer_trains(cfg)
     run_pipeline(cfg)  # with cfg.checkpoint set, the supernet is loaded, not trained
+
+
+def check_transfer_trains(cfg: RunConfig) -> None:
+    """Refuse a transfer whose search would never train the reset classifier (its accuracies would be chance)."""
+    strategy, generations = cfg.shift.strategy, cfg.search.generations
+    if strategy == "none":
+        raise ShiftnasError("transfer trains the new classifier by shifting the supernet: --shift none never trains it")
+    if cfg.search.mode == "nsga2" and strategy in ("per_iteration", "region") and generations < 2:
+        raise ShiftnasError(
+            f"--shift {strategy} trains the new classifier between generations: transfer needs --generations >= 2, "
+            f"got {generations} (or --shift per_candidate)"
+        )
 
 
 @app.command()
@@ -436,6 +449,9 @@ def profile(
         raise ShiftnasError("give either an ONNX model or --space SPACE --out DEVICE.json")
     if model is not None:
         from .pipeline.profile import profile_onnx_file
+
+        if plot is not None and not nodes:
+            raise ShiftnasError("--plot draws the per-node profile: drop --no-nodes, or --plot")
 
         profile_onnx_file(model, cfg, nodes=nodes, plot=plot)
         return

@@ -67,6 +67,7 @@ def assert_one_line_error(result, needle: str) -> None:
         (["run", "--mode", "nat", "--set", "shift.reevaluate=false"], "shift.reevaluate=false applies to --mode nsga2"),
         (["finetune", "no_such_run"], "not a finished run"),
         (["profile", "--space", "compact-mbv3"], "--space needs --out"),
+        (["profile", "m.onnx", "--plot", "m.png", "--no-nodes"], "--plot draws the per-node profile"),
         (["run", "--deploy", "int4"], "precision"),
         (["run", "--track", "wandb"], "track must be mlflow[:URI] or tensorboard[:DIR]"),
         (["profile", "--space", "nope", "--out", "d.json"], "unknown search space 'nope'"),

@@ -62,3 +62,19 @@ def test_transfer_needs_an_existing_supernet(tmp_path):
         app, ["transfer", "--supernet", str(tmp_path / "none.pt"), "--data", "digits", "--out", str(tmp_path / "t")]
     )
     assert result.exit_code == 2 and result.output.strip().startswith("error: checkpoint not found")
+
+
+@pytest.mark.parametrize(
+    "extra,needle",
+    [
+        (["--generations", "1"], "--shift per_iteration trains the new classifier between generations"),
+        (["--shift", "none"], "--shift none never trains it"),
+    ],
+)
+def test_a_transfer_that_would_never_train_the_classifier_is_refused(trained_supernet, tmp_path, extra, needle):
+    _, ckpt, _ = trained_supernet
+    args = ["transfer", "--supernet", str(ckpt), "--data", "digits", "--out", str(tmp_path / "t"), *extra]
+    result = runner.invoke(app, args)
+    text = result.output.strip()
+    assert result.exit_code == 2 and len(text.splitlines()) == 1 and text.startswith("error:") and needle in text, text
+    assert not (tmp_path / "t").exists()
