@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Callable, List, Optional
 
 import typer
-from rich.console import Console
+from rich.text import Text
 
 from .config import RunConfig, load_config
 from .errors import ShiftnasError
+from .pipeline.progress import stderr_console
 
 # Everything heavy (torch, the engine) is imported inside the commands, so `shiftnas --help` is quick.
 
@@ -29,7 +30,7 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Multi-objective, hardware-aware NAS over OFA-style elastic supernets.",
 )
-err = Console(stderr=True)
+err = stderr_console()
 
 
 def user_errors(fn: Callable) -> Callable:
@@ -40,10 +41,10 @@ def user_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except ShiftnasError as exc:
-            err.print(f"[red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+            err.print(Text.assemble(("error:", "red"), f" {exc}"), highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except FloatingPointError as exc:
-            err.print(f"[red]error:[/] {exc}", soft_wrap=True)
+            err.print(Text.assemble(("error:", "red"), f" {exc}"), soft_wrap=True)
             raise typer.Exit(3) from None
         except KeyboardInterrupt:
             err.print("interrupted: everything finished so far is saved; re-run the same command to resume")

@@ -32,6 +32,7 @@ def assert_one_line_error(result, needle: str) -> None:
     [
         (["run", "--space", "nope"], "unknown search space 'nope'"),
         (["run", "--data", "nope"], "unknown dataset 'nope'"),
+        (["run", "--data", "a[/x]"], "unknown dataset 'a[/x]'"),  # printed as typed, not read as rich markup
         (["run", "--constraint", "latency=<5ms"], "malformed constraint"),
         (["run", "--objectives", "error,speed"], "unknown objective 'speed'"),
         (["run", "--pick", "best"], "unknown pick 'best'"),

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 from rich.console import Console
+from rich.text import Text
 
 from .. import records
 from ..config import LandmarkConfig, LatencyConfig, RunConfig
@@ -216,8 +217,11 @@ def prepare(cfg: RunConfig, quiet: bool = False, search: bool = True) -> RunCont
     write_manifest(ctx)
     if not quiet:
         console.print(
-            f"[bold]shiftnas[/] {data.summary()}; space {space.name} "
-            f"({getattr(space, 'size', lambda: 0)():.3g} architectures); run dir {rundir}"
+            Text.assemble(
+                ("shiftnas", "bold"),
+                f" {data.summary()}; space {space.name} "
+                f"({getattr(space, 'size', lambda: 0)():.3g} architectures); run dir {rundir}",
+            )
         )
     return ctx
 
@@ -353,8 +357,11 @@ def prepare_table(cfg: RunConfig, quiet: bool = False) -> TableContext:
     ctx = TableContext(cfg, rundir, space, metrics, objectives, constraints)
     if not quiet:
         ctx.console.print(
-            f"[bold]shiftnas[/] table {space.path.name}: {space.size()} networks ({space.n_rows} rows), "
-            f"{cfg.table.noise} oracle; run dir {rundir}"
+            Text.assemble(
+                ("shiftnas", "bold"),
+                f" table {space.path.name}: {space.size()} networks ({space.n_rows} rows), "
+                f"{cfg.table.noise} oracle; run dir {rundir}",
+            )
         )
     return ctx
 

@@ -83,7 +83,7 @@ def finetune_from_run(
         }
         rundir.write_json(summary_path, summary)
     write_report(rundir)
-    Console().print(finetune_table(results))
+    Console(markup=False).print(finetune_table(results))
     return results
 
 

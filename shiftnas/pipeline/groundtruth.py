@@ -122,7 +122,7 @@ def rank_against_table(supernet: str, table_path: Path, out: Path | None, overri
     load_supernet_weights(net, state["state_dict"])
     landmarks = landmark_keys(state.get("training") or {})
     result = rank_supernet(space, net.eval(), data, table, cfg.eval, exclude=landmarks)  # landmarks are not scored
-    Console().print(
+    Console(markup=False).print(
         metrics_table(f"{Path(supernet).name} vs {table_path.name}: {result['n']} architectures", result["report"])
     )
     if out:

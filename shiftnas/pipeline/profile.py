@@ -98,7 +98,7 @@ def profile_space(
     console.print(f"{len(dataset.records)} architectures in {out}")
     if len(dataset.records) >= MIN_SAMPLES:
         predictor = predictor_from_dataset(space, dataset, prior=dataset.load_prior(out))
-        Console().print(predictor_cv_table(predictor.cv, predictor.kind, len(dataset.records)))
+        Console(markup=False).print(predictor_cv_table(predictor.cv, predictor.kind, len(dataset.records)))
         console.print(bound_factors_line(predictor))
     console.print(f"use it in a search: shiftnas run --set hardware.latency=predicted:{out}")
     return dataset
@@ -139,7 +139,7 @@ def profile_onnx_file(
     Returns ``(LatencyResult, NodeProfile | None)``.
     """
     path = Path(path)
-    console = console or Console()
+    console = console or Console(markup=False)
     if not path.is_file():
         raise ShiftnasError(f"ONNX model not found: {path}")
     try:

@@ -11,8 +11,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 
 def stderr_console() -> Console:
-    """The console every command reports on (stderr, so stdout stays for tables and results)."""
-    return Console(stderr=True)
+    """The console every command reports on (stderr, so stdout stays for tables and results); messages are
+    plain text (no rich markup: a path or a value a user typed may hold brackets), styled with ``Text``."""
+    return Console(stderr=True, markup=False)
 
 
 @contextmanager

@@ -264,7 +264,7 @@ def finalize(ctx: RunContext, result: SearchResult, evaluator: SubnetEvaluator) 
     if not ctx.quiet:
         if latency_check is not None:
             ctx.console.print(latency_check_line(latency_check))
-        Console().print(front_table(result.front, chosen["key"]))
+        Console(markup=False).print(front_table(result.front, chosen["key"]))
         ctx.console.print(f"picked ({how}): {chosen['key']} -> {exported['onnx']} ({export_line(exported)})")
     return summary
 
@@ -350,7 +350,7 @@ def finish_table(ctx: TableContext, result: SearchResult, t0: float, quiet: bool
     ctx.rundir.write_json(ctx.rundir.summary, summary)
     write_report(ctx.rundir)
     if not quiet:
-        Console().print(front_table(result.front, chosen["key"]))
+        Console(markup=False).print(front_table(result.front, chosen["key"]))
         ctx.console.print(f"picked ({cfg.search.pick}): {chosen['key']}; results in {ctx.rundir}")
     return summary
 
