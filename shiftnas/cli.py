@@ -331,9 +331,13 @@ def transfer(
 def check_transfer_trains(cfg: RunConfig) -> None:
     """Refuse a transfer whose search would never train the reset classifier (its accuracies would be chance)."""
     strategy, generations = cfg.shift.strategy, cfg.search.generations
+    if cfg.search.mode == "nat":  # NAT adapts the supernet every iteration, whatever the shift strategy
+        if strategy == "none" and cfg.nat.adapt_steps == 0:
+            raise ShiftnasError("transfer with --shift none and nat.adapt_steps=0 never trains the new classifier")
+        return
     if strategy == "none":
         raise ShiftnasError("transfer trains the new classifier by shifting the supernet: --shift none never trains it")
-    if cfg.search.mode == "nsga2" and strategy in ("per_iteration", "region") and generations < 2:
+    if strategy in ("per_iteration", "region") and generations < 2:
         raise ShiftnasError(
             f"--shift {strategy} trains the new classifier between generations: transfer needs --generations >= 2, "
             f"got {generations} (or --shift per_candidate)"
@@ -591,8 +595,9 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         result = app(standalone_mode=False)
-    except cli_errors.NoArgsIsHelpError as exc:  # `shiftnas` alone: the help
-        exc.show()
+    except getattr(cli_errors, "NoArgsIsHelpError", ()) as exc:  # `shiftnas` alone: the help (click >= 8.2)
+        if exc.format_message():  # typer's rich help is already printed
+            exc.show()
         sys.exit(exc.exit_code)
     except cli_errors.ClickException as exc:
         typer.echo(f"error: {exc.format_message()}", err=True)

@@ -96,11 +96,15 @@ def test_bad_files_are_one_line_errors(tmp_path, monkeypatch):
     (tmp_path / "folder" / "kept.txt").write_text("x")
     (tmp_path / "bad.yaml").write_text("train:\n  epochs: [1, 2\n")
     (tmp_path / "notes.pt").write_text("not a checkpoint\n")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe\x00\x81")
     before = sorted((p, p.stat().st_mtime_ns) for p in tmp_path.rglob("*"))
     for args, needle in (
         (["run", "--config", "folder"], "config folder is a folder, not a YAML file"),
         (["run", "--config", "bad.yaml"], "cannot parse bad.yaml at line 3, column 1"),
         (["search", "--checkpoint", "notes.pt", "--data", "digits"], "notes.pt: not a PyTorch checkpoint"),
+        (["search", "--checkpoint", "empty.pt", "--data", "digits"], "empty.pt: not a PyTorch checkpoint"),
+        (["run", "--config", "binary.yaml"], "config binary.yaml is not a text (UTF-8) file"),
         (["groundtruth", "--samples", "2", "--out", "folder"], "ground-truth table folder is a folder"),
     ):
         assert_one_line_error(runner.invoke(app, args), needle)
@@ -121,8 +125,8 @@ def test_console_script_prints_no_traceback(tmp_path):
     proc = shiftnas("run", "--epoch", "3")
     assert proc.returncode == 2 and proc.stderr.strip().startswith("error: No such option: --epoch")
     assert len(proc.stderr.splitlines()) == 1
-    proc = shiftnas()  # no command: the help
-    assert "Usage" in proc.stdout + proc.stderr and "Commands" in proc.stdout + proc.stderr
+    proc = shiftnas()  # no command: the help, on stdout, and nothing else
+    assert "Usage" in proc.stdout and "Commands" in proc.stdout and proc.stderr == ""
     assert shiftnas("spaces").returncode == 0 and shiftnas("--help").returncode == 0
 
 
@@ -489,3 +493,12 @@ def test_run_on_fashion_mnist_and_a_missing_copy_is_one_line(tmp_path, no_debian
     assert_one_line_error(bad, "Fashion-MNIST not found")
     assert "apt-get install dataset-fashion-mnist" in bad.output and "--set data.download=true" in bad.output
     assert not (tmp_path / "bad").exists()  # a command that fails makes no run directory
+
+
+def test_progress_bars_print_what_they_are_given_as_plain_text(capsys):
+    """A description or an info field with brackets (a key, a path a user typed) is text, not rich markup."""
+    from shiftnas.pipeline.progress import progress_bar, stderr_console
+
+    with progress_bar("train p[/z]", 2, stderr_console()) as update:
+        update(1, info="a[/x]")
+    assert "a[/x]" in capsys.readouterr().err

@@ -8,8 +8,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from shiftnas.cli import app
+from shiftnas.cli import app, check_transfer_trains
+from shiftnas.config import load_config
 from shiftnas.engine.checkpoint import read_checkpoint
+from shiftnas.errors import ShiftnasError
 
 runner = CliRunner()
 
@@ -78,3 +80,15 @@ def test_a_transfer_that_would_never_train_the_classifier_is_refused(trained_sup
     text = result.output.strip()
     assert result.exit_code == 2 and len(text.splitlines()) == 1 and text.startswith("error:") and needle in text, text
     assert not (tmp_path / "t").exists()
+
+
+def test_nat_transfers_train_the_classifier_by_adapting_the_supernet():
+    """NAT adapts the supernet every iteration (nat.adapt_steps), so its transfers train the new head without a
+    shift strategy; only with no adaptation either is one refused. NSGA-II's per_candidate trains from the first."""
+    nat = ["search.mode=nat", "shift.strategy=none", "reset_classifier=true"]
+    check_transfer_trains(load_config(None, nat))
+    with pytest.raises(ShiftnasError, match="nat.adapt_steps=0 never trains"):
+        check_transfer_trains(load_config(None, [*nat, "nat.adapt_steps=0"]))
+    check_transfer_trains(load_config(None, ["shift.strategy=per_candidate", "search.generations=1"]))
+    with pytest.raises(ShiftnasError, match="needs --generations >= 2, got 1"):
+        check_transfer_trains(load_config(None, ["shift.strategy=region", "search.generations=1"]))

@@ -50,7 +50,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     except Exception as exc:  # network errors, corrupt files, non-torch files
         import pickle
 
-        what = "not a PyTorch checkpoint (" if isinstance(exc, pickle.UnpicklingError) else ""
+        what = "not a PyTorch checkpoint (" if isinstance(exc, (pickle.UnpicklingError, EOFError)) else ""
         detail = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         raise CheckpointError(f"cannot read checkpoint {text}: {what}{detail}{')' if what else ''}") from None
     if isinstance(obj, dict) and "state_dict" in obj:
