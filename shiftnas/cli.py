@@ -63,6 +63,10 @@ TrackOpt = typer.Option(
 )
 SetOpt = typer.Option(None, "--set", help="Override a config value, e.g. --set train.epochs=3 (repeatable).")
 OutOpt = typer.Option(None, "--out", "-o", help="Run directory (default runs/default).")
+ConstraintOpt = typer.Option(
+    None,
+    help="e.g. 'latency<=5ms', 'macs<=10M', 'accuracy>=97%' (repeatable; a bare number is in ms, M or %; < counts as <=).",
+)
 DataOpt = typer.Option(None, "--data", help="mnist5k | digits | fashion-mnist | cifar10 | cifar100 | imagefolder:PATH")
 SpaceOpt = typer.Option(
     None,
@@ -142,7 +146,7 @@ def run(
     generations: Optional[int] = typer.Option(None, help="NSGA-II generations."),
     pop_size: Optional[int] = typer.Option(None, help="NSGA-II population size."),
     objectives: Optional[str] = typer.Option(None, help="Comma-separated: error,latency,macs,params."),
-    constraint: Optional[List[str]] = typer.Option(None, help="e.g. 'latency<=5ms', 'macs<=10M' (repeatable)."),
+    constraint: Optional[List[str]] = ConstraintOpt,
     pick: Optional[str] = typer.Option(None, help="knee | max-acc | min-latency | trade-off"),
     shift: Optional[str] = ShiftOpt,
     latency: Optional[str] = LatencyOpt,
@@ -247,7 +251,7 @@ def search(
     generations: Optional[int] = typer.Option(None, help="NSGA-II generations."),
     pop_size: Optional[int] = typer.Option(None, help="NSGA-II population size."),
     objectives: Optional[str] = typer.Option(None, help="Comma-separated: error,latency,macs,params."),
-    constraint: Optional[List[str]] = typer.Option(None, help="e.g. 'latency<=5ms' (repeatable)."),
+    constraint: Optional[List[str]] = ConstraintOpt,
     pick: Optional[str] = typer.Option(None, help="knee | max-acc | min-latency | trade-off"),
     shift: Optional[str] = ShiftOpt,
     latency: Optional[str] = LatencyOpt,
@@ -298,7 +302,7 @@ def transfer(
     generations: Optional[int] = typer.Option(None, help="NSGA-II generations."),
     pop_size: Optional[int] = typer.Option(None, help="NSGA-II population size."),
     objectives: Optional[str] = typer.Option(None, help="Comma-separated: error,latency,macs,params."),
-    constraint: Optional[List[str]] = typer.Option(None, help="e.g. 'latency<=5ms' (repeatable)."),
+    constraint: Optional[List[str]] = ConstraintOpt,
     track: Optional[str] = TrackOpt,
     deploy: Optional[str] = DeployOpt,
 ) -> None:
