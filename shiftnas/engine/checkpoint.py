@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,6 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     except CheckpointError:
         raise
     except Exception as exc:  # network errors, corrupt files, non-torch files
-        import pickle
-
         what = "not a PyTorch checkpoint (" if isinstance(exc, (pickle.UnpicklingError, EOFError)) else ""
         detail = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         raise CheckpointError(f"cannot read checkpoint {text}: {what}{detail}{')' if what else ''}") from None

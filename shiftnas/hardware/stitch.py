@@ -127,7 +127,8 @@ class BlockExports:
         for any height and width or for this shape, else exported."""
         import onnx
 
-        any_size, exact = piece_key(piece, input_shape[:2]), piece_key(piece, input_shape)
+        any_size = piece_key(piece, input_shape[:2])  # repr and shapes of the piece, taken once:
+        exact = (*any_size[:-1], input_shape)  # the same key with the whole input shape last
         key = any_size if any_size in self._pieces else exact
         hit = self._pieces.get(key)
         if hit is not None:
