@@ -14,7 +14,15 @@ from torch import nn
 
 from shiftnas.hardware import LatencyProfiler, export_onnx
 from shiftnas.hardware.quantize import deployed_onnx
-from shiftnas.hardware.stitch import BlockExports, network_pieces, piece_key
+from shiftnas.hardware.stitch import (
+    BlockExports,
+    SubnetRecipe,
+    config_structures,
+    network_pieces,
+    piece_key,
+    piece_structure,
+    subnet_recipe,
+)
 from shiftnas.search_spaces import get_space
 
 
@@ -139,3 +147,63 @@ def test_the_profiler_measures_stitched_graphs_also_in_int8(compact_space, train
     assert "QuantizeLinear" in ops and "DequantizeLinear" in ops and len(blocks) > 0
     whole_int8 = deployed_onnx(sub, (1, *chw), "int8")
     assert sorted(ops) == sorted(op for op, _ in _ops(whole_int8))
+
+
+class _CountingRecipe:
+    """A real recipe of ``arch`` whose builds are counted."""
+
+    def __init__(self, space, supernet, arch) -> None:
+        self.builds = 0
+        recipe = subnet_recipe(space, supernet, arch)
+        assert isinstance(recipe, SubnetRecipe)
+
+        def build() -> nn.Module:
+            self.builds += 1
+            return recipe.build()
+
+        self.recipe = SubnetRecipe(recipe.config, build)
+
+
+@pytest.mark.parametrize("name", ["compact-mbv3", "ofa-mbv3", "ofa-proxyless", "ofa-resnet50"])
+def test_a_recipe_is_stitched_from_its_config_and_built_only_for_a_missing_piece(name):
+    space = get_space(name)
+    torch.manual_seed(0)
+    supernet = space.build_supernet(10).eval()
+    rng = np.random.default_rng(5)
+    archs = [space.sample(rng) for _ in range(6)]
+    config_keys, module_keys = [], []
+    for arch in archs:  # the config's pieces group exactly as the extracted subnet's modules do
+        sub = space.extract(supernet, arch)
+        config_keys += config_structures(subnet_recipe(space, supernet, arch).config)
+        module_keys += [piece_structure(p) for p in network_pieces(sub)]
+    assert len(config_keys) == len(module_keys)
+    for i in range(len(config_keys)):
+        for j in range(i):
+            assert (config_keys[i] == config_keys[j]) == (module_keys[i] == module_keys[j]), (i, j)
+    blocks = BlockExports()
+    for arch in archs[:2]:
+        chw = tuple(space.input_size(arch))
+        counting = _CountingRecipe(space, supernet, arch)
+        stitched = blocks.export(counting.recipe, (1, *chw))
+        assert counting.builds == 1 and _ops(stitched) == _ops(export_onnx(space.extract(supernet, arch), (1, *chw)))
+        again = _CountingRecipe(space, supernet, arch)
+        exported = blocks.exported
+        assert blocks.export(again.recipe, (1, *chw)) == stitched  # every piece cached: nothing built or exported
+        assert again.builds == 0 and blocks.exported == exported
+    arch = dataclasses.replace(archs[0], resolution=min(space.resolutions))  # cached pieces at another size
+    counting = _CountingRecipe(space, supernet, arch)
+    chw = tuple(space.input_size(arch))
+    stitched = blocks.export(counting.recipe, (1, *chw))
+    assert counting.builds == 0 and _ops(stitched) == _ops(export_onnx(space.extract(supernet, arch), (1, *chw)))
+
+
+def test_a_recipe_whose_model_does_not_match_its_config_is_exported_whole(compact_space, trained_supernet):
+    supernet = trained_supernet[0]
+    shallow, deep = compact_space.smallest(), compact_space.largest()
+    chw = tuple(compact_space.input_size(deep))
+    config = subnet_recipe(compact_space, supernet, shallow).config  # fewer blocks than the model built
+    recipe = SubnetRecipe(config, lambda: compact_space.extract(supernet, deep))
+    blocks = BlockExports()
+    data = blocks.export(recipe, (1, *chw))
+    assert onnx.load_from_string(data).producer_name != "shiftnas-stitched" and blocks.exported == 0
+    assert _ops(data) == _ops(export_onnx(compact_space.extract(supernet, deep), (1, *chw)))

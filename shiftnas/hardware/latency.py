@@ -28,13 +28,12 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from torch import nn
 
 from shiftnas.config import LatencyConfig
 from shiftnas.errors import ShiftnasError
 from shiftnas.hardware.fingerprint import HardwareFingerprint, fingerprint_of
 from shiftnas.hardware.quantize import deployed_onnx
-from shiftnas.hardware.stitch import BlockExports
+from shiftnas.hardware.stitch import BlockExports, Subnet
 
 # Which pip package provides each execution provider (for the "not available" message).
 _PROVIDER_PACKAGES = {
@@ -465,13 +464,14 @@ class LatencyProfiler:
             self.cache.put(arch_key, tuple(int(d) for d in input_shape_chw), self.cache_key, result)
         return result
 
-    def export(self, model: nn.Module, input_shape_chw: Sequence[int]) -> bytes:
+    def export(self, model: Subnet, input_shape_chw: Sequence[int]) -> bytes:
         """The graph that gets measured: deployable activations, the configured batch size and precision, stitched
-        from cached block exports (the same operators as the whole export; for timing only)."""
+        from cached block exports (the same operators as the whole export; for timing only; a
+        :class:`~shiftnas.hardware.stitch.SubnetRecipe` is built only where a block is not cached)."""
         shape = (self.cfg.batch_size, *(int(d) for d in input_shape_chw))
         return deployed_onnx(model, shape, self.cfg.precision, blocks=self.blocks)
 
-    def profile(self, arch_key: str, model: nn.Module, input_shape_chw: Sequence[int]) -> LatencyResult:
+    def profile(self, arch_key: str, model: Subnet, input_shape_chw: Sequence[int]) -> LatencyResult:
         """Latency of ``model`` (identified by ``arch_key``) at ``input_shape_chw``."""
         hit = self.lookup(arch_key, input_shape_chw)
         if hit is not None:

@@ -15,10 +15,9 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
 from .export import export_onnx
-from .stitch import BlockExports
+from .stitch import BlockExports, Subnet, SubnetRecipe
 
 PRECISIONS = ("fp32", "int8")
 CALIBRATION_BATCH = 32
@@ -66,7 +65,7 @@ def quantize_int8(onnx_fp32: bytes, calibration: np.ndarray) -> bytes:
 
 
 def deployed_onnx(
-    model: nn.Module,
+    model: Subnet,
     input_shape: Sequence[int],
     precision: str = "fp32",
     calibration: np.ndarray | None = None,
@@ -74,8 +73,12 @@ def deployed_onnx(
 ) -> bytes:
     """The ONNX model that is deployed at ``precision``: FP32 as exported, or its INT8 quantization
     (calibrated on ``calibration``, else on seeded random images). With ``blocks`` the FP32 graph is stitched
-    from its cached block exports: the same graph for timing, other weights (never for accuracy)."""
-    onnx_fp32 = export_onnx(model, tuple(input_shape)) if blocks is None else blocks.export(model, input_shape)
+    from its cached block exports: the same graph for timing, other weights (never for accuracy); a
+    :class:`~shiftnas.hardware.stitch.SubnetRecipe` is built where its graph needs the modules."""
+    if blocks is None:
+        onnx_fp32 = export_onnx(model.build() if isinstance(model, SubnetRecipe) else model, tuple(input_shape))
+    else:
+        onnx_fp32 = blocks.export(model, input_shape)
     if precision == "fp32":
         return onnx_fp32
     if precision != "int8":

@@ -9,12 +9,18 @@ order as the whole export (tested), a few ms once the pieces are cached. A piece
 structure, not its weights: a cached piece keeps the weights of the model it was first exported from, so
 a stitched graph is for timing only (a graph's latency does not depend on its weight values); never
 deploy it. A model that is not one of OFA's network classes is exported whole. Measured on compact-mbv3;
-on ofa-resnet50 the pieces are megabytes and the default budget evicts many of them before reuse."""
+on ofa-resnet50 the pieces are megabytes and the default budget evicts many of them before reuse.
+
+A :class:`SubnetRecipe` (:func:`subnet_recipe`: the supernet's active net config, no module built) keys the
+pieces by their OFA layer configs instead, so a subnet whose pieces are all cached is stitched without
+being extracted (extraction builds every module of the subnet anew: ~20-30 ms, the largest cost left in a
+measurement once its pieces are cached); the subnet is built only when a piece is missing."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 from torch import nn
 
@@ -60,11 +66,60 @@ def network_pieces(model: nn.Module) -> list[nn.Module] | None:
     return None
 
 
-def piece_key(piece: nn.Module, input_shape: tuple[int, ...]) -> tuple:
-    """What a piece's graph depends on: its structure (modules, hyperparameters, tensor shapes) and ``input_shape``
-    (N and C for a piece exported for any height and width, else N, C, H, W)."""
+def piece_structure(piece: nn.Module) -> tuple:
+    """What a piece's graph depends on besides its input shape: its modules, hyperparameters and tensor shapes."""
     shapes = tuple((name, tuple(t.shape)) for name, t in (*piece.named_parameters(), *piece.named_buffers()))
-    return (type(piece).__qualname__, repr(piece), shapes, input_shape)
+    return (type(piece).__qualname__, repr(piece), shapes)
+
+
+def piece_key(piece: nn.Module, input_shape: tuple[int, ...]) -> tuple:
+    """:func:`piece_structure` and ``input_shape`` (N and C for a piece exported for any height and width, else
+    N, C, H, W)."""
+    return (*piece_structure(piece), input_shape)
+
+
+@dataclass(frozen=True)
+class SubnetRecipe:
+    """A subnet as OFA's net config (``get_active_net_config()``: layer configs, no modules) and ``build``, which
+    makes the subnet itself; :class:`BlockExports` builds it only when a piece is not cached."""
+
+    config: dict[str, Any]
+    build: Callable[[], nn.Module]
+
+
+Subnet = nn.Module | SubnetRecipe  # what the latency exports take
+
+
+def subnet_recipe(space: Any, supernet: nn.Module, arch: Any) -> Subnet:
+    """``arch``'s subnet of ``supernet`` as a :class:`SubnetRecipe` (``space.extract`` on a cache miss), or the
+    extracted subnet where the supernet gives no net config."""
+    if not callable(getattr(supernet, "get_active_net_config", None)):
+        return space.extract(supernet, arch)
+    space.activate(supernet, arch)
+    return SubnetRecipe(supernet.get_active_net_config(), lambda: space.extract(supernet, arch))
+
+
+def config_structures(config: dict[str, Any]) -> list[tuple] | None:
+    """The structure of each piece :func:`network_pieces` gives for the network built from OFA net ``config``,
+    from the layer configs (which determine the modules: OFA builds its networks from them); None for a
+    network ``network_pieces`` does not split. A ``tail`` piece holds the layers after the last block."""
+    name = config.get("name")
+    try:
+        if name == "MobileNetV3":
+            tail = [config["final_expand_layer"], config["feature_mix_layer"], config["classifier"]]
+            pieces = [config["first_conv"], *config["blocks"]]
+        elif name == "ProxylessNASNets":
+            tail = [config.get("feature_mix_layer"), config["classifier"]]
+            pieces = [config["first_conv"], *config["blocks"]]
+        elif name == "ResNets":
+            tail = [config["classifier"]]
+            pieces = [*config["input_stem"], "max_pooling", *config["blocks"]]
+        else:
+            return None
+    except KeyError:
+        return None
+    common = ("ofa-config", name, repr(config.get("bn")))
+    return [(*common, "piece", repr(p)) for p in pieces] + [(*common, "tail", repr(tail))]
 
 
 def _fixed_input(graph, nchw: tuple[int, ...]):
@@ -80,8 +135,9 @@ def _fixed_input(graph, nchw: tuple[int, ...]):
     return value
 
 
-class _UnknownShape(Exception):
-    """ONNX shape inference could not give a piece's output shape (the subnet is then exported whole)."""
+class _ExportWhole(Exception):
+    """The subnet is exported whole: ONNX shape inference could not give a piece's output shape, or a built
+    recipe's pieces do not match its config's."""
 
 
 def _output_shape(proto, nchw: tuple[int, ...]) -> tuple[int, ...]:
@@ -96,10 +152,10 @@ def _output_shape(proto, nchw: tuple[int, ...]) -> tuple[int, ...]:
     try:
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     except Exception as exc:  # onnx raises its own InferenceError, and others for graphs it cannot read
-        raise _UnknownShape from exc
+        raise _ExportWhole from exc
     dims = [d.dim_value if d.HasField("dim_value") else 0 for d in inferred.graph.output[0].type.tensor_type.shape.dim]
     if len(dims) != len(nchw) or min(dims[1:]) <= 0:
-        raise _UnknownShape
+        raise _ExportWhole
     return (nchw[0], *dims[1:])
 
 
@@ -122,20 +178,20 @@ class BlockExports:
     def __len__(self) -> int:
         return len(self._pieces)
 
-    def _piece(self, piece: nn.Module, input_shape: tuple[int, ...]):
-        """(graph, output shape) of ``piece`` at NCHW ``input_shape``, from the cache where it holds the piece
-        for any height and width or for this shape, else exported."""
+    def _piece(self, structure: tuple, module: Callable[[], nn.Module], input_shape: tuple[int, ...]):
+        """(graph, output shape) of the piece of ``structure`` at NCHW ``input_shape``, from the cache where it holds
+        the piece for any height and width or for this shape, else exported from ``module()``."""
         import onnx
 
-        any_size = piece_key(piece, input_shape[:2])  # repr and shapes of the piece, taken once:
-        exact = (*any_size[:-1], input_shape)  # the same key with the whole input shape last
+        any_size = (*structure, input_shape[:2])
+        exact = (*structure, input_shape)
         key = any_size if any_size in self._pieces else exact
         hit = self._pieces.get(key)
         if hit is not None:
             self._pieces.move_to_end(key)
             self.reused += 1
         else:
-            proto = onnx.load_from_string(export_onnx(piece, input_shape, any_size=True))
+            proto = onnx.load_from_string(export_onnx(module(), input_shape, any_size=True))
             dims = proto.graph.output[0].type.tensor_type.shape.dim
             fixed = all(d.HasField("dim_value") for d in dims[1:])
             sized = proto.graph.input[0].type.tensor_type.shape.dim[2].HasField("dim_value")
@@ -155,27 +211,37 @@ class BlockExports:
                 out_shape = shapes[input_shape] = _output_shape(proto, input_shape)
         return proto, out_shape
 
-    def export(self, model: nn.Module, input_shape: Sequence[int]) -> bytes:
-        """The ONNX graph (bytes) whose latency stands for ``model``'s at NCHW ``input_shape``: stitched from
-        cached pieces for an OFA network, else :func:`export_onnx` of the whole model."""
+    def export(self, subnet: Subnet, input_shape: Sequence[int]) -> bytes:
+        """The ONNX graph (bytes) whose latency stands for ``subnet``'s at NCHW ``input_shape``: stitched from
+        cached pieces for an OFA network (a :class:`SubnetRecipe` is built only if a piece is missing), else
+        :func:`export_onnx` of the whole model."""
         nchw = tuple(int(d) for d in input_shape)
-        pieces = network_pieces(model)
-        if pieces is None:
-            return export_onnx(model, nchw)
+        built = _Built(subnet)
+        structures = config_structures(subnet.config) if isinstance(subnet, SubnetRecipe) else None
+        if structures is None:
+            pieces = network_pieces(built.model())
+            if pieces is None:
+                return export_onnx(built.model(), nchw)
+            structures = [piece_structure(p) for p in pieces]
+        try:
+            return self._stitch(structures, built, nchw)
+        except _ExportWhole:
+            return export_onnx(built.model(), nchw)
+
+    def _stitch(self, structures: list[tuple], built: _Built, nchw: tuple[int, ...]) -> bytes:
+        """The graph joined from the pieces of ``structures`` (exported from ``built``'s where not cached)."""
         import onnx
 
         graph = onnx.GraphProto(name="stitched")
         first = None
         previous, shape = INPUT_NAME, nchw
-        for i, piece in enumerate(pieces):
-            try:
-                proto, shape = self._piece(piece, shape)  # the next piece's input shape is this one's output's
-            except _UnknownShape:
-                return export_onnx(model, nchw)
+        for i, structure in enumerate(structures):
+            # the next piece's input shape is this one's output's
+            proto, shape = self._piece(structure, lambda i=i: built.piece(i, len(structures)), shape)
             first = proto if first is None else first
             if proto.opset_import != first.opset_import:  # pieces from two exporters (one fell back to dynamo)
-                return export_onnx(model, nchw)
-            last = i == len(pieces) - 1
+                raise _ExportWhole
+            last = i == len(structures) - 1
             links = {INPUT_NAME: previous, OUTPUT_NAME: OUTPUT_NAME if last else f"p{i}.{OUTPUT_NAME}"}
 
             def rename(name: str, i: int = i, links: dict = links) -> str:
@@ -199,3 +265,25 @@ class BlockExports:
             graph, opset_imports=first.opset_import, ir_version=first.ir_version, producer_name="shiftnas-stitched"
         )
         return model_proto.SerializeToString()
+
+
+class _Built:
+    """A subnet's model and pieces, built from a :class:`SubnetRecipe` on first need (a model is taken as is)."""
+
+    def __init__(self, subnet: Subnet) -> None:
+        self.recipe = subnet if isinstance(subnet, SubnetRecipe) else None
+        self._model = None if isinstance(subnet, SubnetRecipe) else subnet
+        self._pieces: list[nn.Module] | None = None
+
+    def model(self) -> nn.Module:
+        if self._model is None:
+            self._model = self.recipe.build()
+        return self._model
+
+    def piece(self, i: int, count: int) -> nn.Module:
+        """The ``i``-th of the model's ``count`` pieces (a count other than the config's: exported whole)."""
+        if self._pieces is None:
+            self._pieces = network_pieces(self.model()) or []
+        if len(self._pieces) != count:
+            raise _ExportWhole
+        return self._pieces[i]

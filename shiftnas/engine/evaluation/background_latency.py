@@ -4,10 +4,11 @@ A search evaluates each architecture's accuracy (PyTorch, ``threads`` threads) a
 Runtime, ``hardware.intra_threads`` threads) one after the other, so on a machine with a core to spare
 one core idles through the whole search. Here a child process (this module run as a plain
 ``python -c`` subprocess, so a caller's script is never re-run in it) gets a population's
-architectures as soon as they are proposed, extracts and exports each subnet from its own copy of the
-supernet and times it, while this process scores their accuracies: the search waits only for the
-slower of the two. The child starts at the first job (not during training) with the weights as they
-are then; a subnet's graph, not its weight values, sets its latency.
+architectures as soon as they are proposed, exports each subnet (stitched from cached blocks; the
+subnet is built from its own copy of the supernet only where a block is not cached) and times it, while
+this process scores their accuracies: the search waits only for the slower of the two. The child starts
+at the first job (not during training) with the weights as they are then; a subnet's graph, not its
+weight values, sets its latency.
 
 What it costs: the measurement shares the machine with the accuracy work on the other core
 (``bench/results/background_latency.md``). Results are stored in the latency cache by this process,
@@ -35,6 +36,7 @@ from ...config import LatencyConfig
 from ...errors import ShiftnasError, one_line
 from ...hardware import LatencyProfiler, LatencyResult
 from ...hardware.latency import ModelUnderTest
+from ...hardware.stitch import Subnet, subnet_recipe
 from ...search_spaces import Arch, SearchSpace, arch_from_dict, space_from_description
 from .latency import latency_metrics
 
@@ -72,7 +74,7 @@ def _child_main(jobs: BinaryIO, results: BinaryIO) -> None:
         arch_dict, chw = job
         try:
             arch = arch_from_dict(arch_dict)
-            answer: tuple[bool, Any] = (True, profiler.profile(arch.key(), space.extract(supernet, arch), chw))
+            answer: tuple[bool, Any] = (True, profiler.profile(arch.key(), subnet_recipe(space, supernet, arch), chw))
         except Exception as exc:  # sent back and raised in the parent as one line
             answer = (False, one_line(exc))
         pickle.dump(answer, results)
@@ -141,7 +143,7 @@ class BackgroundLatency:
     """
 
     parallel = True
-    needs_models = False  # ``prefetch`` items carry no model: the child extracts its own
+    needs_models = False  # ``prefetch`` items carry no model: the child makes its own
 
     def __init__(self, profiler: LatencyProfiler, space: SearchSpace, supernet: nn.Module, num_classes: int) -> None:
         self.profiler, self._space, self._supernet, self._num_classes = profiler, space, supernet, num_classes
@@ -240,7 +242,7 @@ class BackgroundLatency:
             raise ShiftnasError(f"latency measurement of {key} failed: {payload}")
         self._done[key] = self.profiler.store(key, shape, payload)
 
-    def prefetch(self, items: list[tuple[Arch, nn.Module | None, tuple[int, ...]]]) -> None:
+    def prefetch(self, items: list[tuple[Arch, Subnet | None, tuple[int, ...]]]) -> None:
         for arch, _, chw in items:
             self._queue(arch, chw)
 

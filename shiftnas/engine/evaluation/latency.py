@@ -18,18 +18,19 @@ from ...config import LatencyConfig
 from ...errors import ConfigError
 from ...hardware import LatencyCache, LatencyProfiler, LatencyResult
 from ...hardware.fingerprint import HardwareFingerprint, fingerprint_of
+from ...hardware.stitch import Subnet
 from ...predictors.latency import LatencyPredictor, prediction_errors
 from ...search_spaces import Arch, SearchSpace, arch_from_dict
 
 
 class LatencySource(Protocol):
     parallel: bool  # whether prefetch measures a population at once (else it is never called)
-    needs_models: bool  # whether prefetch's items must carry the extracted subnets (else they carry None)
+    needs_models: bool  # whether prefetch's items must carry the subnets (recipes; else they carry None)
 
     def latency(self, arch: Arch, model: nn.Module, chw: Sequence[int], mmacs: float) -> dict[str, Any]:
         """The latency metrics of one architecture."""
 
-    def prefetch(self, items: list[tuple[Arch, nn.Module | None, tuple[int, ...]]]) -> None:
+    def prefetch(self, items: list[tuple[Arch, Subnet | None, tuple[int, ...]]]) -> None:
         """Make the latencies of ``items`` ready (a no-op where measuring is sequential anyway)."""
 
     def close(self) -> None:
@@ -56,7 +57,7 @@ class MeasuredLatency:
     def latency(self, arch: Arch, model: nn.Module, chw: Sequence[int], mmacs: float) -> dict[str, Any]:
         return latency_metrics(self.profiler.profile(arch.key(), model, chw))
 
-    def prefetch(self, items: list[tuple[Arch, nn.Module, tuple[int, ...]]]) -> None:
+    def prefetch(self, items: list[tuple[Arch, Subnet, tuple[int, ...]]]) -> None:
         from ...hardware.remote import measure_job
 
         todo = {a.key(): (a, m, chw) for a, m, chw in items if self.profiler.lookup(a.key(), chw) is None}
@@ -100,7 +101,7 @@ class PredictedLatency:
             out[rec.LATENCY_BOUND] = ms * self.factor
         return out
 
-    def prefetch(self, items: list[tuple[Arch, nn.Module, tuple[int, ...]]]) -> None:
+    def prefetch(self, items: list[tuple[Arch, Subnet | None, tuple[int, ...]]]) -> None:
         return None
 
     def close(self) -> None:

@@ -8,6 +8,7 @@ import torch.nn as nn
 
 from ... import records
 from ...hardware import count_macs, count_params
+from ...hardware.stitch import subnet_recipe
 from ...search_spaces import Arch
 from .latency import LatencySource
 from .subnet import SubnetEvaluator
@@ -72,7 +73,10 @@ class ArchitectureMetrics:
             return
         space, supernet = self.evaluator.space, self.evaluator.supernet
         items = {a.key(): a for a in archs if a.key() not in self._cost}
-        models = self.latency.needs_models  # a background child extracts its own
-        self.latency.prefetch(
-            [(a, space.extract(supernet, a) if models else None, tuple(space.input_size(a))) for a in items.values()]
+        models = self.latency.needs_models  # a background child makes its own
+        self.latency.prefetch(  # recipes: a subnet is built only where its graph misses a cached block
+            [
+                (a, subnet_recipe(space, supernet, a) if models else None, tuple(space.input_size(a)))
+                for a in items.values()
+            ]
         )
