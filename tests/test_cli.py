@@ -333,6 +333,11 @@ def test_end_to_end_run_export_and_profile(tmp_path):
     # predicted from a dataset that names it as its prior
     result = search("pred")
     assert result.exit_code == 0, result.output
+    moved = tmp_path / "moved" / "DEVICE.json"  # the same dataset at another path: the same predictions
+    moved.parent.mkdir()
+    moved.write_bytes(device.read_bytes())
+    result = search("pred", "--latency", f"predicted:{moved}")
+    assert result.exit_code == 0, result.output
     result = search("transfer", "--latency", f"predicted:{new_device}")
     assert result.exit_code == 0, result.output
     profiled = json.loads(device.read_text())

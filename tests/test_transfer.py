@@ -8,7 +8,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from shiftnas.cli import app, check_transfer_trains
+from shiftnas.cli import app, check_classifier_trains
 from shiftnas.config import load_config
 from shiftnas.engine.checkpoint import read_checkpoint
 from shiftnas.errors import ShiftnasError
@@ -85,10 +85,33 @@ def test_a_transfer_that_would_never_train_the_classifier_is_refused(trained_sup
 def test_nat_transfers_train_the_classifier_by_adapting_the_supernet():
     """NAT adapts the supernet every iteration (nat.adapt_steps), so its transfers train the new head without a
     shift strategy; only with no adaptation either is one refused. NSGA-II's per_candidate trains from the first."""
-    nat = ["search.mode=nat", "shift.strategy=none", "reset_classifier=true"]
-    check_transfer_trains(load_config(None, nat))
+    transfer = ["reset_classifier=true", "checkpoint=supernet.pt"]
+    nat = ["search.mode=nat", "shift.strategy=none", *transfer]
+    check_classifier_trains(load_config(None, nat))
     with pytest.raises(ShiftnasError, match="nat.adapt_steps=0 never trains"):
-        check_transfer_trains(load_config(None, [*nat, "nat.adapt_steps=0"]))
-    check_transfer_trains(load_config(None, ["shift.strategy=per_candidate", "search.generations=1"]))
+        check_classifier_trains(load_config(None, [*nat, "nat.adapt_steps=0"]))
+    check_classifier_trains(load_config(None, ["shift.strategy=per_candidate", "search.generations=1", *transfer]))
     with pytest.raises(ShiftnasError, match="needs --generations >= 2, got 1"):
-        check_transfer_trains(load_config(None, ["shift.strategy=region", "search.generations=1"]))
+        check_classifier_trains(load_config(None, ["shift.strategy=region", "search.generations=1", *transfer]))
+    # without a checkpoint or without the reset, the classifier is trained with the supernet or kept as loaded
+    check_classifier_trains(load_config(None, ["shift.strategy=none", "reset_classifier=true"]))
+    check_classifier_trains(load_config(None, ["shift.strategy=none", "checkpoint=supernet.pt"]))
+
+
+@pytest.mark.parametrize(
+    "command,extra,needle",
+    [
+        ("search", [], "--shift none never trains it"),  # a search's default shift strategy is none
+        ("run", [], "--shift none never trains it"),
+        ("search", ["--shift", "region", "--generations", "1"], "needs --generations >= 2, got 1"),
+    ],
+)
+def test_a_search_that_resets_the_classifier_and_never_trains_it_is_refused(
+    trained_supernet, tmp_path, command, extra, needle
+):
+    _, ckpt, _ = trained_supernet
+    args = [command, "--checkpoint", str(ckpt), "--data", "digits", "--out", str(tmp_path / "s")]
+    result = runner.invoke(app, [*args, "--set", "reset_classifier=true", *extra])
+    text = result.output.strip()
+    assert result.exit_code == 2 and len(text.splitlines()) == 1 and text.startswith("error:") and needle in text, text
+    assert not (tmp_path / "s").exists()

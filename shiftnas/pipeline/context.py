@@ -228,20 +228,24 @@ def prepare(cfg: RunConfig, quiet: bool = False, search: bool = True) -> RunCont
 
 def check_same_latency(rundir: RunDir, cfg: RunConfig) -> None:
     """Refuse to continue a search in ``rundir`` whose archive holds latencies of another source or
-    confidence (``hardware.latency``, ``hardware.latency_confidence``): its records would be reused as they are."""
+    confidence (``hardware.latency``, ``hardware.latency_confidence``): its records would be reused as they are.
+    A predicted run's dataset is compared by content where its manifest has the digest (moved: accepted)."""
     if not rundir.config.is_file() or not rundir.archive.is_file() or not rundir.archive.stat().st_size:
         return
     earlier = rundir.load_config()
+    mode, dataset = parse_latency_mode(cfg.hardware.latency)
+    digest = earlier_manifest(rundir).get("latency_dataset_digest")
+    same_data = None  # the predicted dataset is the one searched with, by content (a moved copy is); None: unknown
+    if mode == "predicted" and digest and dataset.is_file() and parse_latency_mode(earlier.hardware.latency)[0] == mode:
+        same_data = LatencyDataset.load(dataset).digest(dataset) == digest
     for key in ("latency", "latency_confidence"):
         then, now = getattr(earlier.hardware, key), getattr(cfg.hardware, key)
-        if then != now:
+        if then != now and not (key == "latency" and same_data is not None):
             raise ConfigError(
                 f"{rundir.path} was searched with hardware.{key}={then}, this run asks for {now}: "
                 "its archive's latencies would be reused; pass another --out"
             )
-    mode, dataset = parse_latency_mode(cfg.hardware.latency)
-    digest = earlier_manifest(rundir).get("latency_dataset_digest")
-    if mode == "predicted" and digest and dataset.is_file() and LatencyDataset.load(dataset).digest(dataset) != digest:
+    if same_data is False:
         raise ConfigError(
             f"{dataset} (or the prior it names) is not the latency dataset {rundir.path} was searched with (profiled "
             "again since?): its archive's predictions would be mixed with another predictor's; pass another --out"
