@@ -179,7 +179,6 @@ def run(
         track=track,
         deploy=deploy,
     )
-    check_classifier_trains(cfg)
     summary = run_pipeline(cfg)
     err.print(f"done in {summary['seconds'] / 60:.1f} min; results in {cfg.out}")
 
@@ -286,7 +285,6 @@ def search(
     )
     if not cfg.checkpoint and not is_table(cfg.space.name):
         raise ShiftnasError("search needs --checkpoint (a trained supernet), or a table space: --space table:PATH")
-    check_classifier_trains(cfg)
     run_pipeline(cfg)  # with cfg.checkpoint set, the supernet is loaded, not trained
 
 
@@ -330,27 +328,7 @@ def transfer(
         track=track,
         deploy=deploy,
     )
-    check_classifier_trains(cfg)
     run_pipeline(cfg)  # with cfg.checkpoint set, the supernet is loaded, not trained
-
-
-def check_classifier_trains(cfg: RunConfig) -> None:
-    """Refuse a search from a checkpoint whose classifier is reset (a transfer: ``transfer``, or ``run``/``search``
-    with ``reset_classifier=true``) that would never train that classifier (its accuracies would be chance)."""
-    if not (cfg.reset_classifier and cfg.checkpoint):
-        return
-    strategy, generations = cfg.shift.strategy, cfg.search.generations
-    if cfg.search.mode == "nat":  # NAT adapts the supernet every iteration, whatever the shift strategy
-        if strategy == "none" and cfg.nat.adapt_steps == 0:
-            raise ShiftnasError("transfer with --shift none and nat.adapt_steps=0 never trains the new classifier")
-        return
-    if strategy == "none":
-        raise ShiftnasError("transfer trains the new classifier by shifting the supernet: --shift none never trains it")
-    if strategy in ("per_iteration", "region") and generations < 2:
-        raise ShiftnasError(
-            f"--shift {strategy} trains the new classifier between generations: transfer needs --generations >= 2, "
-            f"got {generations} (or --shift per_candidate)"
-        )
 
 
 @app.command()

@@ -340,6 +340,10 @@ def test_end_to_end_run_export_and_profile(tmp_path):
     assert result.exit_code == 0, result.output
     result = search("transfer", "--latency", f"predicted:{new_device}")
     assert result.exit_code == 0, result.output
+    orphan = tmp_path / "orphan" / "deeper" / "NEW.json"  # moved without the prior it names (../DEVICE.json)
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(new_device.read_bytes())
+    assert_one_line_error(search("transfer", "--latency", f"predicted:{orphan}"), "latency dataset not found")
     profiled = json.loads(device.read_text())
     profiled["records"] = profiled["records"][:-1]
     device.write_text(json.dumps(profiled))

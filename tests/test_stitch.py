@@ -207,3 +207,19 @@ def test_a_recipe_whose_model_does_not_match_its_config_is_exported_whole(compac
     data = blocks.export(recipe, (1, *chw))
     assert onnx.load_from_string(data).producer_name != "shiftnas-stitched" and blocks.exported == 0
     assert _ops(data) == _ops(export_onnx(compact_space.extract(supernet, deep), (1, *chw)))
+
+
+def test_recipes_made_for_a_population_before_any_export_each_give_their_own_graph(compact_space, trained_supernet):
+    """The Dask latency path makes a population's recipes first (the supernet's active subnet moves on with each),
+    then exports them: each recipe keeps its own config, and a build activates its own architecture again."""
+    supernet = trained_supernet[0]
+    rng = np.random.default_rng(11)
+    archs = [compact_space.sample(rng) for _ in range(3)]
+    recipes = [subnet_recipe(compact_space, supernet, a) for a in archs]
+    blocks = BlockExports()
+    wholes = []
+    for arch, recipe in zip(reversed(archs), reversed(recipes)):
+        chw = tuple(compact_space.input_size(arch))
+        wholes.append(_ops(export_onnx(compact_space.extract(supernet, arch), (1, *chw))))
+        assert _ops(blocks.export(recipe, (1, *chw))) == wholes[-1]
+    assert len({str(w) for w in wholes}) == 3  # three different graphs: a recipe taking another's would fail

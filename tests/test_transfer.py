@@ -8,10 +8,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from shiftnas.cli import app, check_classifier_trains
+from shiftnas.cli import app
 from shiftnas.config import load_config
 from shiftnas.engine.checkpoint import read_checkpoint
 from shiftnas.errors import ShiftnasError
+from shiftnas.pipeline.context import check_classifier_trains
 
 runner = CliRunner()
 
@@ -69,7 +70,7 @@ def test_transfer_needs_an_existing_supernet(tmp_path):
 @pytest.mark.parametrize(
     "extra,needle",
     [
-        (["--generations", "1"], "--shift per_iteration trains the new classifier between generations"),
+        (["--generations", "1"], "--shift per_iteration trains it between generations"),
         (["--shift", "none"], "--shift none never trains it"),
     ],
 )
@@ -85,17 +86,13 @@ def test_a_transfer_that_would_never_train_the_classifier_is_refused(trained_sup
 def test_nat_transfers_train_the_classifier_by_adapting_the_supernet():
     """NAT adapts the supernet every iteration (nat.adapt_steps), so its transfers train the new head without a
     shift strategy; only with no adaptation either is one refused. NSGA-II's per_candidate trains from the first."""
-    transfer = ["reset_classifier=true", "checkpoint=supernet.pt"]
-    nat = ["search.mode=nat", "shift.strategy=none", *transfer]
+    nat = ["search.mode=nat", "shift.strategy=none"]
     check_classifier_trains(load_config(None, nat))
-    with pytest.raises(ShiftnasError, match="nat.adapt_steps=0 never trains"):
+    with pytest.raises(ShiftnasError, match="nat.adapt_steps=0 the search never trains it"):
         check_classifier_trains(load_config(None, [*nat, "nat.adapt_steps=0"]))
-    check_classifier_trains(load_config(None, ["shift.strategy=per_candidate", "search.generations=1", *transfer]))
+    check_classifier_trains(load_config(None, ["shift.strategy=per_candidate", "search.generations=1"]))
     with pytest.raises(ShiftnasError, match="needs --generations >= 2, got 1"):
-        check_classifier_trains(load_config(None, ["shift.strategy=region", "search.generations=1", *transfer]))
-    # without a checkpoint or without the reset, the classifier is trained with the supernet or kept as loaded
-    check_classifier_trains(load_config(None, ["shift.strategy=none", "reset_classifier=true"]))
-    check_classifier_trains(load_config(None, ["shift.strategy=none", "checkpoint=supernet.pt"]))
+        check_classifier_trains(load_config(None, ["shift.strategy=region", "search.generations=1"]))
 
 
 @pytest.mark.parametrize(
@@ -114,4 +111,24 @@ def test_a_search_that_resets_the_classifier_and_never_trains_it_is_refused(
     result = runner.invoke(app, [*args, "--set", "reset_classifier=true", *extra])
     text = result.output.strip()
     assert result.exit_code == 2 and len(text.splitlines()) == 1 and text.startswith("error:") and needle in text, text
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_search_on_data_with_another_number_of_classes_that_never_trains_the_classifier_is_refused(
+    trained_supernet, tmp_path
+):
+    """A checkpoint's classifier of another size is left freshly initialised: a search that never trains it would
+    score chance accuracy. Refused before the run directory is made, like a transfer with --shift none."""
+    from PIL import Image
+
+    _, ckpt, _ = trained_supernet  # 10 classes (digits)
+    for c, name in enumerate(("cat", "dog", "owl")):
+        (tmp_path / "images" / name).mkdir(parents=True)
+        for i in range(12):
+            Image.new("RGB", (12, 12), (20 * i, 80 * c, 7)).save(tmp_path / "images" / name / f"{i}.png")
+    args = ["search", "--checkpoint", str(ckpt), "--data", f"imagefolder:{tmp_path / 'images'}"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "s")])
+    text = result.output.strip()
+    assert result.exit_code == 2 and len(text.splitlines()) == 1 and text.startswith("error:"), text
+    assert "another number of classes" in text and "--shift none never trains it" in text
     assert not (tmp_path / "s").exists()

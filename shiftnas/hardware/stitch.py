@@ -13,7 +13,7 @@ on ofa-resnet50 the pieces are megabytes and the default budget evicts many of t
 
 A :class:`SubnetRecipe` (:func:`subnet_recipe`: the supernet's active net config, no module built) keys the
 pieces by their OFA layer configs instead, so a subnet whose pieces are all cached is stitched without
-being extracted (extraction builds every module of the subnet anew: ~20-30 ms, the largest cost left in a
+being extracted (extraction builds every module of the subnet anew: ~18-30 ms, the largest cost left in a
 measurement once its pieces are cached); the subnet is built only when a piece is missing."""
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def _fixed_input(graph, nchw: tuple[int, ...]):
 
 class _ExportWhole(Exception):
     """The subnet is exported whole: ONNX shape inference could not give a piece's output shape, or a built
-    recipe's pieces do not match its config's."""
+    recipe's pieces are not as many as its config's."""
 
 
 def _output_shape(proto, nchw: tuple[int, ...]) -> tuple[int, ...]:
@@ -213,7 +213,8 @@ class BlockExports:
 
     def export(self, subnet: Subnet, input_shape: Sequence[int]) -> bytes:
         """The ONNX graph (bytes) whose latency stands for ``subnet``'s at NCHW ``input_shape``: stitched from
-        cached pieces for an OFA network (a :class:`SubnetRecipe` is built only if a piece is missing), else
+        cached pieces for an OFA network (a :class:`SubnetRecipe` is built only if a piece is missing or the graph is
+        exported whole), else
         :func:`export_onnx` of the whole model."""
         nchw = tuple(int(d) for d in input_shape)
         built = _Built(subnet)

@@ -177,6 +177,9 @@ def prepare(cfg: RunConfig, quiet: bool = False, search: bool = True) -> RunCont
             initialize_supernet(supernet, cfg.train.init)
     else:
         reset = load_checkpoint(cfg, supernet)
+        if search and (cfg.reset_classifier or reset):
+            why = "reset_classifier=true" if cfg.reset_classifier else "the checkpoint's has another number of classes"
+            check_classifier_trains(cfg, why)
         if cfg.train.init != "torch" and not quiet:
             console.print(
                 f"train.init={cfg.train.init} is not applied: the supernet starts from --checkpoint's weights"
@@ -237,7 +240,11 @@ def check_same_latency(rundir: RunDir, cfg: RunConfig) -> None:
     digest = earlier_manifest(rundir).get("latency_dataset_digest")
     same_data = None  # the predicted dataset is the one searched with, by content (a moved copy is); None: unknown
     if mode == "predicted" and digest and dataset.is_file() and parse_latency_mode(earlier.hardware.latency)[0] == mode:
-        same_data = LatencyDataset.load(dataset).digest(dataset) == digest
+        loaded = LatencyDataset.load(dataset)
+        prior = loaded.prior_path(dataset)
+        if prior is not None and not prior.is_file():
+            raise ShiftnasError(f"latency dataset not found: {prior} (the prior {dataset} names)")
+        same_data = loaded.digest(dataset) == digest
     for key in ("latency", "latency_confidence"):
         then, now = getattr(earlier.hardware, key), getattr(cfg.hardware, key)
         if then != now and not (key == "latency" and same_data is not None):
@@ -247,8 +254,9 @@ def check_same_latency(rundir: RunDir, cfg: RunConfig) -> None:
             )
     if same_data is False:
         raise ConfigError(
-            f"{dataset} (or the prior it names) is not the latency dataset {rundir.path} was searched with (profiled "
-            "again since?): its archive's predictions would be mixed with another predictor's; pass another --out"
+            f"{dataset} (or the prior it names) is not the latency dataset {rundir.path} was searched with "
+            f"({earlier.hardware.latency}; profiled again since?): its archive's predictions would be mixed with "
+            "another predictor's; pass another --out"
         )
     if mode == "measured":  # the protocol moves the medians (interleaved references: +4-6 %)
         then, now = (measurement_protocol(latency_config(c)) for c in (earlier, cfg))
@@ -260,6 +268,26 @@ def check_same_latency(rundir: RunDir, cfg: RunConfig) -> None:
                 f"{', '.join(str(now[k]) for k in changed)}: its latencies would be mixed; pass those settings "
                 "with --set to continue it, or another --out"
             )
+
+
+def check_classifier_trains(cfg: RunConfig, why: str = "reset_classifier=true") -> None:
+    """Refuse a search whose classifier starts untrained (``why``: reset for a transfer, or the checkpoint's has
+    another number of classes) and that would never train it: every accuracy it scores would be chance."""
+    head = f"the classifier starts untrained ({why})"
+    if cfg.search.mode == "nat":  # NAT adapts the supernet every iteration, whatever the shift strategy
+        if cfg.shift.strategy == "none" and cfg.nat.adapt_steps == 0:
+            raise ShiftnasError(f"{head}: with --shift none and nat.adapt_steps=0 the search never trains it")
+        return
+    if cfg.shift.strategy == "none":
+        raise ShiftnasError(
+            f"{head} and only shifting the supernet trains it: --shift none never trains it "
+            "(--shift per_candidate, or per_iteration with --generations >= 2; `shiftnas transfer` sets one)"
+        )
+    if cfg.shift.strategy in ("per_iteration", "region") and cfg.search.generations < 2:
+        raise ShiftnasError(
+            f"{head}: --shift {cfg.shift.strategy} trains it between generations, so it needs --generations >= 2, "
+            f"got {cfg.search.generations} (or --shift per_candidate)"
+        )
 
 
 def earlier_manifest(rundir: RunDir) -> dict:
