@@ -80,7 +80,7 @@ bench-threads: $(STAMP)   # ~3 min on a quiet machine: 1 vs 2 torch threads, idl
 bench-run-budget: $(STAMP)   # ~90 min alone (resumable, recorded runs read back): the default run's training recipe (processes, cheaper recipes, shifts, init), 3 seeds
 	$(BIN)/python bench/bench_run_budget.py
 
-bench-latency-cost: $(STAMP)  # ~2 min on a quiet machine: one latency measurement, phase by phase
+bench-latency-cost: $(STAMP)  # ~8 min on a quiet machine: one latency measurement, phase by phase, 144 architectures
 	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_latency_cost.py
 
 bench-stitch-reuse: $(STAMP)  # ~2 min: stitched vs whole latency exports on ofa-resnet50 and ofa-mbv3, 10 architectures each
