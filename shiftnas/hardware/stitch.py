@@ -214,14 +214,13 @@ class BlockExports:
     def export(self, subnet: Subnet, input_shape: Sequence[int]) -> bytes:
         """The ONNX graph (bytes) whose latency stands for ``subnet``'s at NCHW ``input_shape``: stitched from
         cached pieces for an OFA network (a :class:`SubnetRecipe` is built only if a piece is missing or the graph is
-        exported whole), else
-        :func:`export_onnx` of the whole model."""
+        exported whole), else :func:`export_onnx` of the whole model."""
         nchw = tuple(int(d) for d in input_shape)
         built = _Built(subnet)
         structures = config_structures(subnet.config) if isinstance(subnet, SubnetRecipe) else None
         if structures is None:
-            pieces = network_pieces(built.model())
-            if pieces is None:
+            pieces = built.pieces()
+            if not pieces:
                 return export_onnx(built.model(), nchw)
             structures = [piece_structure(p) for p in pieces]
         try:
@@ -281,10 +280,14 @@ class _Built:
             self._model = self.recipe.build()
         return self._model
 
-    def piece(self, i: int, count: int) -> nn.Module:
-        """The ``i``-th of the model's ``count`` pieces (a count other than the config's: exported whole)."""
+    def pieces(self) -> list[nn.Module]:
+        """:func:`network_pieces` of the model, taken once (empty for a model it does not split)."""
         if self._pieces is None:
             self._pieces = network_pieces(self.model()) or []
-        if len(self._pieces) != count:
+        return self._pieces
+
+    def piece(self, i: int, count: int) -> nn.Module:
+        """The ``i``-th of the model's ``count`` pieces (a count other than the config's: exported whole)."""
+        if len(self.pieces()) != count:
             raise _ExportWhole
         return self._pieces[i]
